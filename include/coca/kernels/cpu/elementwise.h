@@ -1,0 +1,18 @@
+#pragma once
+#include "coca/tensor/tensor.h"
+
+namespace coca::cpu {
+
+enum class BinaryOp { Add, Sub, Mul, Div };
+enum class UnaryOp { Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Gelu, AddScalar, MulScalar, PowScalar, Clamp };
+
+// out = a (op) b with broadcasting; out has the broadcast shape and is contiguous.
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+// out = f(a); s0/s1 are the scalar parameters (AddScalar/MulScalar/PowScalar: s0; Clamp: s0, s1).
+void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0 = 0, double s1 = 0);
+// grad_in = grad_out * gelu'(x), the exact (erf) GELU.
+void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in);
+// grad_in = grad_out where lo <= x <= hi, else 0.
+void clamp_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in, double lo, double hi);
+
+}  // namespace coca::cpu

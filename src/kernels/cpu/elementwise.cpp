@@ -1,0 +1,131 @@
+#include "coca/kernels/cpu/elementwise.h"
+
+#include <cmath>
+
+#include "coca/kernels/cpu/strided.h"
+#include "coca/tensor/dispatch.h"
+
+namespace coca::cpu {
+
+namespace {
+
+// Compute type: bf16 storage computes in float32.
+template <typename T> struct compute { using type = T; };
+template <> struct compute<bf16> { using type = float; };
+
+template <typename T> inline typename compute<T>::type load(T v) { return v; }
+inline float load(bf16 v) { return static_cast<float>(v); }
+template <typename T, typename C> inline T store(C v) { return static_cast<T>(v); }
+template <> inline bf16 store<bf16, float>(float v) { return bf16(v); }
+
+template <typename F>
+void dispatch_elementwise(DType t, const char* op, F&& f) {
+  if (t == DType::bf16) return f(type_tag<bf16>{});
+  dispatch_float(t, op, std::forward<F>(f));
+}
+
+template <typename T, typename F>
+void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  using C = typename compute<T>::type;
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  const Shape sa = broadcast_strides(a, out.shape(), "binary");
+  const Shape sb = broadcast_strides(b, out.shape(), "binary");
+  for_each_run<3>(out.shape(), {out.strides(), sa, sb},
+                  [&](std::array<int64_t, 3> off, int64_t n, std::array<int64_t, 3> st) {
+                    T* o = po + off[0];
+                    const T* x = pa + off[1];
+                    const T* y = pb + off[2];
+                    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+                      for (int64_t i = 0; i < n; ++i) o[i] = store<T, C>(f(load(x[i]), load(y[i])));
+                    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+                      const C yv = load(y[0]);
+                      for (int64_t i = 0; i < n; ++i) o[i] = store<T, C>(f(load(x[i]), yv));
+                    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
+                      const C xv = load(x[0]);
+                      for (int64_t i = 0; i < n; ++i) o[i] = store<T, C>(f(xv, load(y[i])));
+                    } else {
+                      for (int64_t i = 0; i < n; ++i)
+                        o[i * st[0]] = store<T, C>(f(load(x[i * st[1]]), load(y[i * st[2]])));
+                    }
+                  });
+}
+
+template <typename T, typename F>
+void unary_loop(const Tensor& a, Tensor& out, F f) {
+  using C = typename compute<T>::type;
+  const T* pa = a.data<T>();
+  T* po = out.data<T>();
+  for_each_run<2>(out.shape(), {out.strides(), a.strides()},
+                  [&](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
+                    T* o = po + off[0];
+                    const T* x = pa + off[1];
+                    if (st[0] == 1 && st[1] == 1) {
+                      for (int64_t i = 0; i < n; ++i) o[i] = store<T, C>(f(load(x[i])));
+                    } else {
+                      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = store<T, C>(f(load(x[i * st[1]])));
+                    }
+                  });
+}
+
+}  // namespace
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch_elementwise(out.dtype(), "binary", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = typename compute<T>::type;
+    switch (op) {
+      case BinaryOp::Add: binary_loop<T>(a, b, out, [](C x, C y) { return x + y; }); break;
+      case BinaryOp::Sub: binary_loop<T>(a, b, out, [](C x, C y) { return x - y; }); break;
+      case BinaryOp::Mul: binary_loop<T>(a, b, out, [](C x, C y) { return x * y; }); break;
+      case BinaryOp::Div: binary_loop<T>(a, b, out, [](C x, C y) { return x / y; }); break;
+    }
+  });
+}
+
+void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
+  dispatch_elementwise(out.dtype(), "unary", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = typename compute<T>::type;
+    const C c0 = static_cast<C>(s0), c1 = static_cast<C>(s1);
+    switch (op) {
+      case UnaryOp::Neg: unary_loop<T>(a, out, [](C x) { return -x; }); break;
+      case UnaryOp::Exp: unary_loop<T>(a, out, [](C x) { return std::exp(x); }); break;
+      case UnaryOp::Log: unary_loop<T>(a, out, [](C x) { return std::log(x); }); break;
+      case UnaryOp::Sqrt: unary_loop<T>(a, out, [](C x) { return std::sqrt(x); }); break;
+      case UnaryOp::Rsqrt: unary_loop<T>(a, out, [](C x) { return C(1) / std::sqrt(x); }); break;
+      case UnaryOp::Tanh: unary_loop<T>(a, out, [](C x) { return std::tanh(x); }); break;
+      case UnaryOp::Gelu:
+        unary_loop<T>(a, out, [](C x) { return C(0.5) * x * (C(1) + std::erf(x * C(M_SQRT1_2))); });
+        break;
+      case UnaryOp::AddScalar: unary_loop<T>(a, out, [c0](C x) { return x + c0; }); break;
+      case UnaryOp::MulScalar: unary_loop<T>(a, out, [c0](C x) { return x * c0; }); break;
+      case UnaryOp::PowScalar: unary_loop<T>(a, out, [c0](C x) { return std::pow(x, c0); }); break;
+      case UnaryOp::Clamp: unary_loop<T>(a, out, [c0, c1](C x) { return x < c0 ? c0 : (x > c1 ? c1 : x); }); break;
+    }
+  });
+}
+
+void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
+  dispatch_elementwise(x.dtype(), "gelu_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = typename compute<T>::type;
+    binary_loop<T>(x, grad_out, grad_in, [](C v, C g) {
+      const C cdf = C(0.5) * (C(1) + std::erf(v * C(M_SQRT1_2)));
+      const C pdf = std::exp(C(-0.5) * v * v) * C(0.3989422804014327);  // 1/sqrt(2 pi)
+      return g * (cdf + v * pdf);
+    });
+  });
+}
+
+void clamp_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in, double lo, double hi) {
+  dispatch_elementwise(x.dtype(), "clamp_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = typename compute<T>::type;
+    const C l = static_cast<C>(lo), h = static_cast<C>(hi);
+    binary_loop<T>(x, grad_out, grad_in, [l, h](C v, C g) { return (v >= l && v <= h) ? g : C(0); });
+  });
+}
+
+}  // namespace coca::cpu

@@ -1,0 +1,75 @@
+#include "coca/kernels/cpu/reduce.h"
+
+#include <omp.h>
+
+#include <cstring>
+
+#include "coca/tensor/dispatch.h"
+
+namespace coca::cpu {
+
+void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Tensor& out) {
+  dispatch_float(in.dtype(), "sum", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* x = in.data<T>();
+    T* y = out.data<T>();
+    if (inner == 1) {
+#pragma omp parallel for schedule(static) if (outer * red >= 32768)
+      for (int64_t o = 0; o < outer; ++o) {
+        const T* row = x + o * red;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t r = 0; r < red; ++r) acc += row[r];
+        y[o] = acc;
+      }
+      return;
+    }
+    // Column sums: split the inner axis into blocks so threads never share an output element.
+    const int64_t block = 256;
+    const int64_t nblocks = (inner + block - 1) / block;
+#pragma omp parallel for collapse(2) schedule(static) if (outer * red * inner >= 32768)
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t b = 0; b < nblocks; ++b) {
+        const int64_t i0 = b * block, i1 = std::min(inner, i0 + block);
+        T* yo = y + o * inner;
+        for (int64_t i = i0; i < i1; ++i) yo[i] = 0;
+        for (int64_t r = 0; r < red; ++r) {
+          const T* row = x + (o * red + r) * inner;
+#pragma omp simd
+          for (int64_t i = i0; i < i1; ++i) yo[i] += row[i];
+        }
+      }
+    }
+  });
+}
+
+void max_last(const Tensor& in, int64_t rows, int64_t cols, Tensor& values, Tensor& index) {
+  dispatch_float(in.dtype(), "max", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* x = in.data<T>();
+    T* v = values.data<T>();
+    int32_t* idx = index.data<int32_t>();
+#pragma omp parallel for schedule(static) if (rows * cols >= 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = x + r * cols;
+      int64_t best = 0;
+      for (int64_t c = 1; c < cols; ++c)
+        if (row[c] > row[best]) best = c;
+      v[r] = row[best];
+      idx[r] = static_cast<int32_t>(best);
+    }
+  });
+}
+
+void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64_t cols, Tensor& out) {
+  dispatch_float(out.dtype(), "max_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* gp = g.data<T>();
+    const int32_t* idx = index.data<int32_t>();
+    T* o = out.data<T>();
+    std::memset(o, 0, sizeof(T) * rows * cols);
+    for (int64_t r = 0; r < rows; ++r) o[r * cols + idx[r]] = gp[r];
+  });
+}
+
+}  // namespace coca::cpu
