@@ -1,0 +1,102 @@
+#pragma once
+// CoCa (spec sections 2-4): ViT image tower with an attentional pooler, unimodal text tower
+// with a CLS token at the end, multimodal decoder with cross-attention.
+#include "coca/model/config.h"
+#include "coca/nn/layers.h"
+
+namespace coca {
+
+using Block = nn::ResidualAttentionBlock;
+
+class Transformer : public nn::Module {
+ public:
+  Transformer(int64_t width, int64_t layers, int64_t heads, double mlp_ratio, DType dtype);
+  Tensor forward(Tensor x, const AttentionMask& mask) const;
+  std::shared_ptr<nn::ModuleList<Block>> resblocks;
+};
+
+class AttentionalPooler : public nn::Module {
+ public:
+  AttentionalPooler(int64_t dim, int64_t kdim, int64_t heads, int64_t queries, DType dtype);
+  Tensor forward(const Tensor& x) const;  // x [B, N, kdim] -> [B, queries, dim]
+  Tensor query;                           // [queries, dim]
+  std::shared_ptr<nn::MultiheadAttention> attn;
+  std::shared_ptr<nn::LayerNorm> ln_q, ln_k;
+};
+
+struct ImageEncoding {
+  Tensor features;  // [B, E], L2-normalised
+  Tensor tokens;    // [B, queries-1, E], for the decoder
+};
+
+class VisionTransformer : public nn::Module {
+ public:
+  VisionTransformer(const CocaConfig& cfg, DType dtype);
+  ImageEncoding forward(const Tensor& images) const;  // images [B, 3, H, W]
+  VisionConfig cfg;
+  int64_t embed_dim;
+  std::shared_ptr<nn::Container> conv1;  // holds "weight" [width, 3, p, p]
+  Tensor conv1_weight, class_embedding, positional_embedding, proj;
+  std::shared_ptr<nn::LayerNorm> ln_pre, ln_post;
+  std::shared_ptr<Transformer> transformer;
+  std::shared_ptr<AttentionalPooler> attn_pool;
+};
+
+struct TextEncoding {
+  Tensor features;  // [B, E], L2-normalised
+  Tensor tokens;    // [B, L, w]: per-token outputs without ln_final
+};
+
+class TextTransformer : public nn::Module {
+ public:
+  TextTransformer(const CocaConfig& cfg, DType dtype);
+  TextEncoding forward(const Tensor& text) const;  // text i32 [B, L]
+  // The additive [B, 1, L+1, L+1] mask of spec section 3 (causal + CLS-row padding).
+  Tensor attention_mask(const Tensor& text) const;
+  TextConfig cfg;
+  DType dtype;
+  std::shared_ptr<nn::Container> token_embedding;  // holds "weight" [V, w]
+  Tensor token_embedding_weight, cls_emb, positional_embedding, text_projection;
+  std::shared_ptr<Transformer> transformer;
+  std::shared_ptr<nn::LayerNorm> ln_final;
+};
+
+class MultimodalDecoder : public nn::Module {
+ public:
+  MultimodalDecoder(const CocaConfig& cfg, DType dtype);
+  // tokens [B, T, w], image_tokens [B, Q, w] -> logits [B, T, V]
+  Tensor forward(const Tensor& tokens, const Tensor& image_tokens) const;
+  MultimodalConfig cfg;
+  std::shared_ptr<nn::ModuleList<Block>> resblocks, cross_attn;
+  std::shared_ptr<nn::LayerNorm> ln_final;
+  Tensor text_projection;  // [w, V]
+};
+
+struct CocaOutput {
+  Tensor image_features, text_features;  // [B, E]
+  Tensor caption_logits;                 // [B, L-1, V]
+  Tensor logit_scale;                    // the parameter (use exp())
+};
+
+class CoCa : public nn::Module {
+ public:
+  explicit CoCa(const CocaConfig& cfg, DType dtype = DType::f32);
+  CocaOutput forward(const Tensor& images, const Tensor& text) const;
+  const CocaConfig& config() const { return cfg_; }
+  DType dtype() const { return dtype_; }
+  // Spec section 8, deterministic given the seed. The constructor initialises with seed 0.
+  void initialize(uint64_t seed);
+  // Keeps logit_scale in [0, ln 100]; the trainer calls it after every optimizer step.
+  void clamp_logit_scale();
+
+  std::shared_ptr<VisionTransformer> visual;
+  std::shared_ptr<TextTransformer> text;
+  std::shared_ptr<MultimodalDecoder> text_decoder;
+  Tensor logit_scale;
+
+ private:
+  CocaConfig cfg_;
+  DType dtype_;
+};
+
+}  // namespace coca

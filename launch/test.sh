@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test this machine can run:
+# labels cpu and mpi everywhere, cuda only where a GPU is present.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/launch/setup.sh"
+"$root/launch/build.sh" "$@"
+build=${COCA_BUILD_DIR:-$root/build}
+labels="cpu|mpi"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  labels="cpu|mpi|cuda"
+fi
+# Open MPI refuses root without these; tests oversubscribe the two cores on purpose.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+echo "test: running labels ${labels}"
+cd "$build"
+ctest --output-on-failure -L "${labels}" --timeout 900

@@ -1,0 +1,46 @@
+#include "coca/loss/coca_loss.h"
+
+namespace coca {
+
+Tensor contrastive_loss(const Tensor& image_features, const Tensor& text_features, const Tensor& logit_scale,
+                        const LossContext& ctx) {
+  COCA_CHECK(image_features.dim() == 2 && image_features.shape() == text_features.shape(),
+             "contrastive_loss: image features ", image_features.describe(), " and text features ",
+             text_features.describe(), " must both be [n, E]");
+  const int64_t n = image_features.size(0);
+  Tensor all_images = ctx.gather(image_features);  // [N, E]
+  Tensor all_texts = ctx.gather(text_features);    // [N, E]
+  Tensor scale = exp(logit_scale);
+  Tensor logits_i2t = mul(matmul(image_features, all_texts.t()), scale);  // [n, N]
+  Tensor logits_t2i = mul(matmul(text_features, all_images.t()), scale);  // [n, N]
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>(ctx.rank * n + i);
+  Tensor target = Tensor::from_vector(labels, {n});
+  return mul_scalar(add(cross_entropy(logits_i2t, target), cross_entropy(logits_t2i, target)), 0.5);
+}
+
+Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t pad_id, const LossContext& ctx) {
+  COCA_CHECK(caption_logits.dim() == 3 && tokens.dim() == 2 && caption_logits.size(0) == tokens.size(0) &&
+                 caption_logits.size(1) == tokens.size(1) - 1,
+             "caption_loss: logits ", caption_logits.describe(), " do not match tokens ", tokens.describe(),
+             " (expected [B, L-1, V])");
+  const int64_t V = caption_logits.size(2);
+  Tensor targets = tokens.slice(1, 1, tokens.size(1)).contiguous().reshape({-1});
+  int64_t local = 0;
+  for (int32_t t : targets.to_vector<int32_t>()) local += t != pad_id;
+  const double global = ctx.sum_over_ranks(static_cast<double>(local));
+  // No gradient flows through the count. Scaled by 1/W so the rank-average of gradients is exact.
+  const double normalizer = global > 0 ? global / ctx.world : -1.0;
+  return cross_entropy(caption_logits.reshape({-1, V}), targets, pad_id, normalizer);
+}
+
+CocaLosses coca_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossWeights& w,
+                     const LossContext& ctx) {
+  CocaLosses l;
+  l.contrastive = contrastive_loss(out.image_features, out.text_features, out.logit_scale, ctx);
+  l.caption = caption_loss(out.caption_logits, tokens, pad_id, ctx);
+  l.total = add(mul_scalar(l.contrastive, w.contrastive), mul_scalar(l.caption, w.caption));
+  return l;
+}
+
+}  // namespace coca

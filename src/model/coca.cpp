@@ -1,0 +1,170 @@
+// CoCa forward (spec sections 2-4). Shapes: B batch, L context length, w text width,
+// E embed dim (= decoder width), Q pooler queries, N = grid^2 + 1 image tokens.
+#include "coca/model/coca.h"
+
+#include <cmath>
+#include <limits>
+
+namespace coca {
+
+Transformer::Transformer(int64_t width, int64_t layers, int64_t heads, double mlp_ratio, DType dtype) {
+  resblocks = register_module("resblocks", std::make_shared<nn::ModuleList<Block>>());
+  for (int64_t i = 0; i < layers; ++i)
+    resblocks->push_back(std::make_shared<Block>(width, heads, mlp_ratio, false, dtype));
+}
+
+Tensor Transformer::forward(Tensor x, const AttentionMask& mask) const {
+  for (const auto& block : *resblocks) x = block->forward(x, Tensor(), mask);
+  return x;
+}
+
+AttentionalPooler::AttentionalPooler(int64_t dim, int64_t kdim, int64_t heads, int64_t queries, DType dtype) {
+  query = register_parameter("query", Tensor::zeros({queries, dim}, dtype));
+  attn = register_module("attn", std::make_shared<nn::MultiheadAttention>(dim, heads, kdim, dtype));
+  ln_q = register_module("ln_q", std::make_shared<nn::LayerNorm>(dim, dtype));
+  ln_k = register_module("ln_k", std::make_shared<nn::LayerNorm>(kdim, dtype));
+}
+
+Tensor AttentionalPooler::forward(const Tensor& x) const {
+  const int64_t B = x.size(0);
+  Tensor kv = ln_k->forward(x);                                               // [B, N, kdim]
+  Tensor q = ln_q->forward(query).unsqueeze(0).expand({B, query.size(0), query.size(1)});  // [B, Q, d]
+  return attn->forward(q, kv, {});
+}
+
+VisionTransformer::VisionTransformer(const CocaConfig& c, DType dtype) : cfg(c.vision), embed_dim(c.embed_dim) {
+  const int64_t w = cfg.width, p = cfg.patch_size, n = cfg.grid() * cfg.grid() + 1;
+  // Registration order follows OpenCLIP's state_dict order.
+  class_embedding = register_parameter("class_embedding", Tensor::zeros({w}, dtype));
+  positional_embedding = register_parameter("positional_embedding", Tensor::zeros({n, w}, dtype));
+  proj = register_parameter("proj", Tensor::zeros({embed_dim, embed_dim}, dtype));
+  conv1 = register_module("conv1", std::make_shared<nn::Container>());
+  conv1_weight = conv1->param("weight", Tensor::zeros({w, 3, p, p}, dtype));
+  ln_pre = register_module("ln_pre", std::make_shared<nn::LayerNorm>(w, dtype));
+  transformer = register_module("transformer", std::make_shared<Transformer>(w, cfg.layers, cfg.heads(), cfg.mlp_ratio, dtype));
+  attn_pool = register_module("attn_pool", std::make_shared<AttentionalPooler>(embed_dim, w, cfg.attn_pooler_heads,
+                                                                               cfg.attn_pooler_queries, dtype));
+  ln_post = register_module("ln_post", std::make_shared<nn::LayerNorm>(embed_dim, dtype));
+}
+
+ImageEncoding VisionTransformer::forward(const Tensor& images) const {
+  const int64_t B = images.size(0), p = cfg.patch_size, g = cfg.grid(), w = cfg.width;
+  COCA_CHECK(images.dim() == 4 && images.size(1) == 3 && images.size(2) == cfg.image_size &&
+                 images.size(3) == cfg.image_size,
+             "visual: images ", images.describe(), " must be [B, 3, ", cfg.image_size, ", ", cfg.image_size, "]");
+  // Patchify as a matmul: [B, 3, g, p, g, p] -> [B, g*g, 3*p*p] in (channel, row, col) order.
+  Tensor patches = images.reshape({B, 3, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B, g * g, 3 * p * p});
+  Tensor x = linear(patches, conv1_weight.reshape({w, 3 * p * p}));  // [B, g*g, w]
+  Tensor cls = class_embedding.reshape({1, 1, w}).expand({B, 1, w});
+  x = add(concat({cls, x}, 1), positional_embedding);  // [B, N, w]
+  x = ln_pre->forward(x);
+  x = transformer->forward(x, {});
+  Tensor pooled = ln_post->forward(attn_pool->forward(x));  // [B, Q, E]
+  const int64_t Q = pooled.size(1);
+  ImageEncoding out;
+  out.features = l2_normalize(matmul(pooled.select(1, 0), proj));
+  out.tokens = pooled.slice(1, 1, Q);
+  return out;
+}
+
+TextTransformer::TextTransformer(const CocaConfig& c, DType dt) : cfg(c.text), dtype(dt) {
+  const int64_t w = cfg.width, L = cfg.context_length;
+  cls_emb = register_parameter("cls_emb", Tensor::zeros({w}, dt));
+  positional_embedding = register_parameter("positional_embedding", Tensor::zeros({L + 1, w}, dt));
+  text_projection = register_parameter("text_projection", Tensor::zeros({w, c.embed_dim}, dt));
+  token_embedding = register_module("token_embedding", std::make_shared<nn::Container>());
+  token_embedding_weight = token_embedding->param("weight", Tensor::zeros({cfg.vocab_size, w}, dt));
+  transformer = register_module("transformer", std::make_shared<Transformer>(w, cfg.layers, cfg.heads, cfg.mlp_ratio, dt));
+  ln_final = register_module("ln_final", std::make_shared<nn::LayerNorm>(w, dt));
+}
+
+Tensor TextTransformer::attention_mask(const Tensor& text) const {
+  const int64_t B = text.size(0), L = text.size(1), n = L + 1;
+  const auto tok = text.to_vector<int32_t>();
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  std::vector<double> m(B * n * n, 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    double* mb = m.data() + b * n * n;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) mb[i * n + j] = neg_inf;  // causal
+    double* cls_row = mb + L * n;
+    for (int64_t j = 0; j < n; ++j) {
+      bool visible;
+      if (cfg.correct_cls_mask) visible = j == L || tok[b * L + j] != cfg.pad_id;
+      else visible = j == 0 || tok[b * L + j - 1] != cfg.pad_id;  // OpenCLIP's shifted validity
+      cls_row[j] = visible ? 0.0 : neg_inf;
+    }
+  }
+  Tensor mask = Tensor::from_vector(m, {B, 1, n, n});
+  return mask.to(dtype);
+}
+
+TextEncoding TextTransformer::forward(const Tensor& text) const {
+  COCA_CHECK(text.dim() == 2 && text.dtype() == DType::i32 && text.size(1) == cfg.context_length, "text: tokens ",
+             text.describe(), " must be i32 [B, ", cfg.context_length, "]");
+  const int64_t B = text.size(0), L = cfg.context_length, w = cfg.width;
+  Tensor x = embedding(token_embedding_weight, text);  // [B, L, w]
+  x = concat({x, cls_emb.reshape({1, 1, w}).expand({B, 1, w})}, 1);
+  x = add(x, positional_embedding);  // [B, L+1, w]
+  AttentionMask mask;
+  mask.additive = attention_mask(text);
+  x = transformer->forward(x, mask);
+  TextEncoding out;
+  out.features = l2_normalize(matmul(ln_final->forward(x.select(1, L)), text_projection));
+  out.tokens = x.slice(1, 0, L);
+  return out;
+}
+
+MultimodalDecoder::MultimodalDecoder(const CocaConfig& c, DType dt) : cfg(c.multimodal) {
+  const int64_t w = cfg.width;
+  text_projection = register_parameter("text_projection", Tensor::zeros({w, cfg.vocab_size}, dt));
+  resblocks = register_module("resblocks", std::make_shared<nn::ModuleList<Block>>());
+  cross_attn = register_module("cross_attn", std::make_shared<nn::ModuleList<Block>>());
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    resblocks->push_back(std::make_shared<Block>(w, cfg.heads, cfg.mlp_ratio, false, dt));
+    cross_attn->push_back(std::make_shared<Block>(w, cfg.heads, cfg.mlp_ratio, true, dt));
+  }
+  ln_final = register_module("ln_final", std::make_shared<nn::LayerNorm>(w, dt));
+}
+
+Tensor MultimodalDecoder::forward(const Tensor& tokens, const Tensor& image_tokens) const {
+  AttentionMask causal;
+  causal.causal = true;
+  Tensor x = tokens;
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    x = (*resblocks)[i]->forward(x, Tensor(), causal);
+    x = (*cross_attn)[i]->forward(x, image_tokens, {});
+  }
+  return matmul(ln_final->forward(x), text_projection);  // [B, T, V]
+}
+
+CoCa::CoCa(const CocaConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
+  COCA_CHECK(dtype == DType::f32 || dtype == DType::f64, "CoCa: parameters must be f32 or f64, not ", dtype_name(dtype));
+  logit_scale = register_parameter("logit_scale", Tensor::zeros({}, dtype));
+  text = register_module("text", std::make_shared<TextTransformer>(cfg, dtype));
+  visual = register_module("visual", std::make_shared<VisionTransformer>(cfg, dtype));
+  text_decoder = register_module("text_decoder", std::make_shared<MultimodalDecoder>(cfg, dtype));
+  initialize(0);
+}
+
+void CoCa::clamp_logit_scale() {
+  const double v = logit_scale.item();
+  const double hi = std::log(100.0);
+  if (v < 0.0 || v > hi || std::isnan(v)) logit_scale.fill_(std::isnan(v) ? hi : std::min(std::max(v, 0.0), hi));
+}
+
+CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens) const {
+  COCA_CHECK(images.defined() && tokens.defined() && images.size(0) == tokens.size(0), "CoCa: images ",
+             images.describe(), " and tokens ", tokens.describe(), " must have the same batch size");
+  const int64_t L = cfg_.text.context_length;
+  ImageEncoding img = visual->forward(images.dtype() == dtype_ ? images : images.to(dtype_));
+  TextEncoding txt = text->forward(tokens);
+  CocaOutput out;
+  out.image_features = img.features;
+  out.text_features = txt.features;
+  out.caption_logits = text_decoder->forward(txt.tokens.slice(1, 0, L - 1), img.tokens);
+  out.logit_scale = logit_scale;
+  return out;
+}
+
+}  // namespace coca

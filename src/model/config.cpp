@@ -1,0 +1,191 @@
+#include "coca/model/config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <optional>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include "coca/tensor/error.h"
+
+namespace coca {
+
+namespace {
+
+using nlohmann::json;
+
+class Reader {
+ public:
+  Reader(const json& j, std::string where, std::string source) : j_(j), where_(std::move(where)), source_(std::move(source)) {
+    COCA_CHECK(j.is_object(), source_, ": '", where_, "' must be a JSON object");
+  }
+  int64_t integer(const char* key, std::optional<int64_t> def = std::nullopt, int64_t min_value = 1) {
+    seen_.insert(key);
+    if (!j_.contains(key)) {
+      COCA_CHECK(def.has_value(), source_, ": required key '", where_, ".", key, "' is missing");
+      return *def;
+    }
+    const json& v = j_.at(key);
+    COCA_CHECK(v.is_number_integer() || (v.is_number() && v.get<double>() == std::floor(v.get<double>())), source_,
+               ": key '", where_, ".", key, "' must be an integer, got ", v.dump());
+    const int64_t x = v.get<int64_t>();
+    COCA_CHECK(x >= min_value, source_, ": key '", where_, ".", key, "' must be >= ", min_value, ", got ", x);
+    return x;
+  }
+  double number(const char* key, double def) {
+    seen_.insert(key);
+    if (!j_.contains(key)) return def;
+    COCA_CHECK(j_.at(key).is_number() && j_.at(key).get<double>() > 0, source_, ": key '", where_, ".", key,
+               "' must be a positive number, got ", j_.at(key).dump());
+    return j_.at(key).get<double>();
+  }
+  bool boolean(const char* key, bool def) {
+    seen_.insert(key);
+    if (!j_.contains(key)) return def;
+    COCA_CHECK(j_.at(key).is_boolean(), source_, ": key '", where_, ".", key, "' must be true or false, got ",
+               j_.at(key).dump());
+    return j_.at(key).get<bool>();
+  }
+  // Keys that OpenCLIP configs carry but that do not change this model.
+  void accept(std::initializer_list<const char*> keys) {
+    for (auto k : keys) seen_.insert(k);
+  }
+  // Keys that would change the computation in a way we do not implement: refuse them.
+  void refuse_if(const char* key, const json& harmless) {
+    seen_.insert(key);
+    if (j_.contains(key) && j_.at(key) != harmless)
+      throw Error(str_cat(source_, ": key '", where_, ".", key, "' = ", j_.at(key).dump(), " is not supported (only ",
+                          harmless.dump(), ")"));
+  }
+  void warn_unknown() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!seen_.count(it.key()))
+        std::cerr << "warning: " << source_ << ": unknown key '" << where_ << "." << it.key() << "' ignored\n";
+  }
+
+ private:
+  const json& j_;
+  std::string where_, source_;
+  std::set<std::string> seen_;
+};
+
+}  // namespace
+
+CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
+  CocaConfig c;
+  c.name = source;
+  COCA_CHECK(j.is_object(), source, ": a model config must be a JSON object");
+  Reader top(j, "config", source);
+  c.embed_dim = top.integer("embed_dim");
+  top.accept({"vision_cfg", "text_cfg", "multimodal_cfg", "custom_text"});
+  top.refuse_if("quick_gelu", false);
+  for (const char* k : {"vision_cfg", "text_cfg", "multimodal_cfg"})
+    COCA_CHECK(j.contains(k), source, ": required key '", k, "' is missing");
+  top.warn_unknown();
+
+  Reader v(j.at("vision_cfg"), "vision_cfg", source);
+  c.vision.image_size = v.integer("image_size");
+  c.vision.patch_size = v.integer("patch_size");
+  c.vision.width = v.integer("width");
+  c.vision.layers = v.integer("layers");
+  c.vision.head_width = v.integer("head_width", 64);
+  c.vision.mlp_ratio = v.number("mlp_ratio", 4.0);
+  c.vision.attentional_pool = v.boolean("attentional_pool", false);
+  c.vision.attn_pooler_queries = v.integer("attn_pooler_queries", 256, 2);
+  c.vision.attn_pooler_heads = v.integer("attn_pooler_heads", 8);
+  v.accept({"output_tokens", "pool_type"});
+  v.refuse_if("patch_dropout", 0.0);
+  v.refuse_if("ls_init_value", nullptr);
+  v.refuse_if("final_ln_after_pool", false);
+  v.warn_unknown();
+  COCA_CHECK(c.vision.attentional_pool, source, ": key 'vision_cfg.attentional_pool' must be true for CoCa");
+  COCA_CHECK(c.vision.image_size % c.vision.patch_size == 0, source, ": 'vision_cfg.image_size' (",
+             c.vision.image_size, ") must be a multiple of 'vision_cfg.patch_size' (", c.vision.patch_size, ")");
+  COCA_CHECK(c.vision.width % c.vision.head_width == 0, source, ": 'vision_cfg.width' (", c.vision.width,
+             ") must be a multiple of 'vision_cfg.head_width' (", c.vision.head_width, ")");
+  COCA_CHECK(c.embed_dim % c.vision.attn_pooler_heads == 0, source, ": 'embed_dim' (", c.embed_dim,
+             ") must be a multiple of 'vision_cfg.attn_pooler_heads' (", c.vision.attn_pooler_heads, ")");
+
+  Reader t(j.at("text_cfg"), "text_cfg", source);
+  c.text.context_length = t.integer("context_length", std::nullopt, 2);
+  c.text.vocab_size = t.integer("vocab_size", std::nullopt, 3);
+  c.text.width = t.integer("width");
+  c.text.heads = t.integer("heads");
+  c.text.layers = t.integer("layers");
+  c.text.mlp_ratio = t.number("mlp_ratio", 4.0);
+  c.text.embed_cls = t.boolean("embed_cls", true);
+  c.text.pad_id = t.integer("pad_id", 0, 0);
+  c.text.correct_cls_mask = t.boolean("correct_cls_mask", false);
+  t.accept({"output_tokens", "proj_bias", "pool_type"});
+  t.refuse_if("ls_init_value", nullptr);
+  t.warn_unknown();
+  COCA_CHECK(c.text.embed_cls, source, ": key 'text_cfg.embed_cls' must be true for CoCa");
+  COCA_CHECK(c.text.width % c.text.heads == 0, source, ": 'text_cfg.width' must be a multiple of 'text_cfg.heads'");
+  COCA_CHECK(c.text.pad_id < c.text.vocab_size, source, ": 'text_cfg.pad_id' must be below 'text_cfg.vocab_size'");
+
+  Reader m(j.at("multimodal_cfg"), "multimodal_cfg", source);
+  c.multimodal.context_length = m.integer("context_length", c.text.context_length, 2);
+  c.multimodal.vocab_size = m.integer("vocab_size", std::nullopt, 3);
+  c.multimodal.width = m.integer("width");
+  c.multimodal.heads = m.integer("heads");
+  c.multimodal.layers = m.integer("layers");
+  c.multimodal.mlp_ratio = m.number("mlp_ratio", 4.0);
+  m.accept({"attn_pooler_heads", "output_tokens", "dim_head"});
+  m.refuse_if("ls_init_value", nullptr);
+  m.warn_unknown();
+  COCA_CHECK(c.multimodal.width == c.embed_dim, source, ": 'multimodal_cfg.width' (", c.multimodal.width,
+             ") must equal 'embed_dim' (", c.embed_dim, ")");
+  COCA_CHECK(c.multimodal.width % c.multimodal.heads == 0, source,
+             ": 'multimodal_cfg.width' must be a multiple of 'multimodal_cfg.heads'");
+  COCA_CHECK(c.text.width == c.multimodal.width, source, ": 'text_cfg.width' (", c.text.width,
+             ") must equal 'multimodal_cfg.width' (", c.multimodal.width, "): text tokens enter the decoder");
+  return c;
+}
+
+CocaConfig CocaConfig::from_file(const std::string& path) {
+  std::ifstream in(path);
+  COCA_CHECK(in.good(), "model config ", path, ": cannot open file");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw Error(str_cat("model config ", path, ": invalid JSON: ", e.what()));
+  }
+  CocaConfig c = from_json(j, path);
+  c.name = std::filesystem::path(path).stem().string();
+  return c;
+}
+
+json CocaConfig::to_json() const {
+  json j;
+  j["embed_dim"] = embed_dim;
+  j["vision_cfg"] = {{"image_size", vision.image_size},     {"patch_size", vision.patch_size},
+                     {"width", vision.width},               {"layers", vision.layers},
+                     {"head_width", vision.head_width},     {"mlp_ratio", vision.mlp_ratio},
+                     {"attentional_pool", true},            {"attn_pooler_queries", vision.attn_pooler_queries},
+                     {"attn_pooler_heads", vision.attn_pooler_heads}, {"output_tokens", true}};
+  j["text_cfg"] = {{"context_length", text.context_length}, {"vocab_size", text.vocab_size},
+                   {"width", text.width},                   {"heads", text.heads},
+                   {"layers", text.layers},                 {"mlp_ratio", text.mlp_ratio},
+                   {"embed_cls", true},                     {"pad_id", text.pad_id},
+                   {"correct_cls_mask", text.correct_cls_mask}, {"output_tokens", true}};
+  j["multimodal_cfg"] = {{"context_length", multimodal.context_length}, {"vocab_size", multimodal.vocab_size},
+                         {"width", multimodal.width},                   {"heads", multimodal.heads},
+                         {"layers", multimodal.layers},                 {"mlp_ratio", multimodal.mlp_ratio}};
+  j["custom_text"] = true;
+  return j;
+}
+
+std::string find_model_config(const std::string& name_or_path) {
+  namespace fs = std::filesystem;
+  if (fs::is_regular_file(name_or_path)) return name_or_path;
+  for (const fs::path& dir : {fs::path(COCA_SOURCE_DIR) / "launch" / "configs", fs::path("launch/configs")}) {
+    fs::path p = dir / (name_or_path + ".json");
+    if (fs::is_regular_file(p)) return p.string();
+  }
+  throw Error(str_cat("model '", name_or_path, "': no such config file, and no launch/configs/", name_or_path,
+                      ".json"));
+}
+
+}  // namespace coca
