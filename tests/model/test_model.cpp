@@ -1,0 +1,250 @@
+// CoCa model: parameter names/shapes, full-model float64 gradient check, CLS-mask semantics,
+// weights round trip, config errors, and the PyTorch golden comparison.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "coca/loss/coca_loss.h"
+#include "coca/model/weights.h"
+#include "micro.h"
+
+using namespace coca;
+
+namespace {
+
+std::vector<std::pair<std::string, Shape>> read_tsv(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::vector<std::pair<std::string, Shape>> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ls(line);
+    std::string name, shape;
+    ls >> name >> shape;
+    Shape s;
+    if (shape != "scalar") {
+      std::stringstream ss(shape);
+      std::string d;
+      while (std::getline(ss, d, 'x')) s.push_back(std::stoll(d));
+    }
+    out.emplace_back(name, s);
+  }
+  return out;
+}
+
+void expect_params_match_tsv(const std::string& config, const std::string& tsv) {
+  CoCa model(CocaConfig::from_file(std::string(COCA_CONFIG_DIR) + "/" + config + ".json"));
+  auto expected = read_tsv(std::string(COCA_TEST_DATA) + "/" + tsv);
+  std::map<std::string, Shape> ours;
+  for (auto& [n, t] : model.named_parameters()) ours[n] = t.shape();
+  EXPECT_EQ(ours.size(), expected.size());
+  for (auto& [n, s] : expected) {
+    ASSERT_TRUE(ours.count(n)) << "missing " << n;
+    EXPECT_EQ(shape_str(ours[n]), shape_str(s)) << n;
+  }
+}
+
+}  // namespace
+
+TEST(CocaParams, TinyMatchesOpenClipNames) { expect_params_match_tsv("coca_tiny", "coca_tiny.tsv"); }
+TEST(CocaParams, ViTB32MatchesOpenClipNames) { expect_params_match_tsv("coca_ViT-B-32", "coca_ViT-B-32.tsv"); }
+
+TEST(CocaConfig, MissingKeyIsNamed) {
+  nlohmann::json j = {{"embed_dim", 16}, {"vision_cfg", {{"image_size", 16}, {"width", 16}, {"layers", 1}}},
+                      {"text_cfg", {}}, {"multimodal_cfg", {}}};
+  try {
+    CocaConfig::from_json(j, "bad.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vision_cfg.patch_size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CocaConfig, InvalidValueIsNamed) {
+  auto cfg = test::micro_config().to_json();
+  cfg["text_cfg"]["heads"] = "four";
+  try {
+    CocaConfig::from_json(cfg, "x.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("text_cfg.heads"), std::string::npos) << e.what();
+  }
+}
+
+// Float64 central differences of the total CoCa loss with respect to sampled entries of EVERY
+// parameter tensor, on a batch with padding of different lengths.
+static void full_model_gradcheck(const CocaConfig& cfg) {
+  CoCa model(cfg, DType::f64);
+  model.initialize(3);
+  Generator gen(11);
+  // Larger-than-default weights so that every path contributes visibly.
+  {
+    NoGradGuard ng;
+    for (auto& [n, p] : model.named_parameters()) {
+      if (n.find("ln_") != std::string::npos || n == "logit_scale") continue;
+      p.copy_(add(p, Tensor::randn(p.shape(), gen, DType::f64, 0.0, 0.1)));
+    }
+  }
+  Tensor images = Tensor::randn({3, 3, 16, 16}, gen, DType::f64);
+  Tensor tokens = test::micro_tokens({4, 7, 3}, 7, 50, gen);
+  auto loss_value = [&]() {
+    NoGradGuard ng;
+    return coca_loss(model.forward(images, tokens), tokens, 0).total.item();
+  };
+  auto losses = coca_loss(model.forward(images, tokens), tokens, 0);
+  losses.total.backward();
+  const double h = 1e-5, tol = 1e-6;  // relative to max(1, |grad|)
+  int checked = 0;
+  for (auto& [name, p] : model.named_parameters()) {
+    Tensor g = p.grad();
+    ASSERT_TRUE(g.defined()) << name << " received no gradient";
+    double* pp = p.data<double>();
+    const double* gp = g.data<double>();
+    for (int k = 0; k < 3; ++k) {
+      const int64_t i = static_cast<int64_t>(gen.below(p.numel()));
+      const double saved = pp[i];
+      pp[i] = saved + h;
+      const double up = loss_value();
+      pp[i] = saved - h;
+      const double down = loss_value();
+      pp[i] = saved;
+      const double numeric = (up - down) / (2 * h);
+      EXPECT_NEAR(gp[i], numeric, tol * std::max(1.0, std::abs(numeric))) << name << "[" << i << "]";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 100);
+}
+
+TEST(CocaGradcheck, FullLossEveryParameterPacked) { full_model_gradcheck(test::micro_config(false, 16)); }
+TEST(CocaGradcheck, FullLossEveryParameterSeparateKV) { full_model_gradcheck(test::micro_config(true, 24)); }
+
+// Legacy mask, written out by hand for one row: L = 5, tokens [sot, a, eot, pad, pad].
+TEST(CocaClsMask, LegacyShiftedValidity) {
+  CoCa model(test::micro_config(false));
+  const int64_t L = 7;
+  Tensor tokens = Tensor::from_vector(std::vector<int32_t>{48, 5, 49, 0, 0, 0, 0}, {1, L});
+  auto m = model.text->attention_mask(tokens).to_double_vector();  // [1, 1, 8, 8]
+  const int64_t n = L + 1;
+  // CLS row (row L): key 0 always; key j visible iff text[j-1] != pad.
+  const bool expected_cls[] = {true, true, true, true, false, false, false, false};
+  for (int64_t j = 0; j < n; ++j) EXPECT_EQ(m[L * n + j] == 0.0, expected_cls[j]) << "key " << j;
+  // Other rows: causal only, padding ignored.
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < n; ++j) EXPECT_EQ(m[i * n + j] == 0.0, j <= i) << i << "," << j;
+}
+
+TEST(CocaClsMask, CorrectedValidity) {
+  CoCa model(test::micro_config(true));
+  const int64_t L = 7, n = L + 1;
+  Tensor tokens = Tensor::from_vector(std::vector<int32_t>{48, 5, 49, 0, 0, 0, 0}, {1, L});
+  auto m = model.text->attention_mask(tokens).to_double_vector();
+  const bool expected_cls[] = {true, true, true, false, false, false, false, true};
+  for (int64_t j = 0; j < n; ++j) EXPECT_EQ(m[L * n + j] == 0.0, expected_cls[j]) << "key " << j;
+}
+
+// Behaviour: perturbing the pad embedding leaves the CLS output unchanged only in the corrected
+// variant (the legacy mask lets the CLS see the first pad position).
+TEST(CocaClsMask, PadValueInfluence) {
+  for (bool corrected : {true, false}) {
+    CoCa model(test::micro_config(corrected), DType::f64);
+    Generator gen(5);
+    Tensor tokens = test::micro_tokens({4}, 7, 50, gen);
+    NoGradGuard ng;
+    Tensor before = model.text->forward(tokens).features.clone();
+    Tensor row = model.text->token_embedding_weight.slice(0, 0, 1);
+    row.copy_(Tensor::randn(row.shape(), gen, DType::f64));
+    Tensor after = model.text->forward(tokens).features;
+    double diff = 0;
+    auto a = before.to_double_vector(), b = after.to_double_vector();
+    for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
+    if (corrected) EXPECT_EQ(diff, 0.0);
+    else EXPECT_GT(diff, 1e-6);
+  }
+}
+
+TEST(CocaWeights, RoundTripBitExact) {
+  CoCa a(test::micro_config(), DType::f32), b(test::micro_config(), DType::f32);
+  a.initialize(1);
+  b.initialize(2);
+  const std::string path = (std::filesystem::temp_directory_path() / "coca_roundtrip.safetensors").string();
+  save_weights(a, path);
+  load_weights(b, path);
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    auto va = pa[i].second.to_vector<float>(), vb = pb[i].second.to_vector<float>();
+    ASSERT_EQ(0, std::memcmp(va.data(), vb.data(), va.size() * 4)) << pa[i].first;
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(CocaWeights, WrongShapeAndMissingAreNamed) {
+  CoCa a(test::micro_config());
+  NamedTensors tensors;
+  for (auto& [n, t] : a.named_parameters()) {
+    if (n == "text.cls_emb") continue;  // missing
+    if (n == "visual.proj") tensors.emplace_back(n, Tensor::zeros({3, 3}));
+    else tensors.emplace_back(n, t);
+  }
+  tensors.emplace_back("not.a.parameter", Tensor::zeros({1}));
+  const std::string path = (std::filesystem::temp_directory_path() / "coca_bad.safetensors").string();
+  save_safetensors(path, tensors);
+  try {
+    load_weights(a, path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("visual.proj"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("text.cls_emb"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("not.a.parameter"), std::string::npos) << msg;
+  }
+  std::filesystem::remove(path);
+}
+
+// The independent PyTorch reference (tests/reference/): features, losses and gradients of the
+// total loss on its weights and inputs. Per-tensor relative error max|a-b| / max|b| (the
+// reference's own float32-vs-float64 spread is 1.7e-5; see tests/reference/README.md).
+static double rel_err(const Tensor& ours, const Tensor& ref) {
+  auto a = ours.to_double_vector(), b = ref.to_double_vector();
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(b[i]));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+static void compare_with_golden(const std::string& cfg_name) {
+  const std::string dir = COCA_GOLDEN_DIR;
+  CoCa model(CocaConfig::from_file(dir + "/" + cfg_name + ".json"));
+  load_weights(model, dir + "/" + cfg_name + "_weights.safetensors");
+  std::map<std::string, Tensor> io;
+  for (auto& [n, t] : load_safetensors(dir + "/" + cfg_name + "_io.safetensors")) io[n] = t;
+  auto out = model.forward(io.at("images"), io.at("tokens"));
+  auto losses = coca_loss(out, io.at("tokens"), model.config().text.pad_id);
+  losses.total.backward();
+  EXPECT_LE(rel_err(out.image_features, io.at("image_features")), 1e-4);
+  EXPECT_LE(rel_err(out.text_features, io.at("text_features")), 1e-4);
+  EXPECT_LE(rel_err(out.caption_logits, io.at("caption_logits")), 1e-4);
+  EXPECT_LE(rel_err(losses.contrastive, io.at("contrastive_loss")), 1e-4);
+  EXPECT_LE(rel_err(losses.caption, io.at("caption_loss")), 1e-4);
+  EXPECT_LE(rel_err(losses.total, io.at("total_loss")), 1e-4);
+  int grads = 0;
+  for (auto& [name, p] : model.named_parameters()) {
+    auto it = io.find("grad/" + name);
+    if (it == io.end()) continue;
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_LE(rel_err(p.grad(), it->second), 1e-3) << "gradient of " << name;
+    ++grads;
+  }
+  EXPECT_GE(grads, 11);
+}
+
+TEST(CocaGolden, MatchesPyTorchReferencePacked) { compare_with_golden("micro"); }
+TEST(CocaGolden, MatchesPyTorchReferenceSeparateKV) { compare_with_golden("micro_kv"); }
