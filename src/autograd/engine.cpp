@@ -80,6 +80,7 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
     Tensor sum = add(acc, gc);
     acc.copy_(sum);
   }
+  if (impl->post_accumulate_hook) impl->post_accumulate_hook(*impl);
   return {};
 }
 

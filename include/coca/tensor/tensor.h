@@ -2,6 +2,7 @@
 // Tensor: a strided view of a reference-counted storage, plus the autograd fields.
 // Copies of a Tensor share the same TensorImpl (like torch.Tensor handles).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;           // set on op outputs; null on leaves
   std::shared_ptr<Node> grad_accumulator;  // leaves only, created on first use
   std::string name;                        // optional, used in error messages
+  // Leaves only: called after backward has accumulated into .grad (gradient bucketing uses it
+  // to start communication while the rest of backward runs).
+  std::function<void(TensorImpl&)> post_accumulate_hook;
 };
 
 class Tensor {
