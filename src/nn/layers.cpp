@@ -33,36 +33,22 @@ MultiheadAttention::MultiheadAttention(int64_t d, int64_t h, int64_t kd, DType d
 
 Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& kv_in, const AttentionMask& mask) const {
   COCA_CHECK(x.dim() == 3 && x.size(2) == dim, "attention: query input ", x.describe(), " must be [B, T, ", dim, "]");
-  const int64_t B = x.size(0), T = x.size(1), hd = dim / heads;
-  Tensor q, k, v;  // each [B, H, rows, hd], views into the projections
+  Tensor o;  // [B, T, d]
   if (!kv_in.defined() && packed_) {
-    // Self-attention: one [B, T, 3d] projection, viewed as q, k, v without copies.
-    Tensor qkv = linear(x, in_proj_weight, in_proj_bias).reshape({B, T, 3, heads, hd});
-    q = qkv.select(2, 0).permute({0, 2, 1, 3});
-    k = qkv.select(2, 1).permute({0, 2, 1, 3});
-    v = qkv.select(2, 2).permute({0, 2, 1, 3});
+    // Self-attention: one [B, T, 3d] projection; attention reads q, k, v as column windows.
+    Tensor qkv = linear(x, in_proj_weight, in_proj_bias);
+    o = attention_from_projections(qkv, 0, qkv, dim, 2 * dim, dim, heads, mask);
   } else {
     const Tensor& kv = kv_in.defined() ? kv_in : x;
-    COCA_CHECK(kv.dim() == 3 && kv.size(0) == B && kv.size(2) == kdim, "attention: key/value input ", kv.describe(),
-               " must be [", B, ", S, ", kdim, "]");
-    const int64_t S = kv.size(1);
+    COCA_CHECK(kv.dim() == 3 && kv.size(0) == x.size(0) && kv.size(2) == kdim, "attention: key/value input ",
+               kv.describe(), " must be [", x.size(0), ", S, ", kdim, "]");
     Tensor wq = packed_ ? in_proj_weight.slice(0, 0, dim) : q_proj_weight;
-    Tensor bq = in_proj_bias.slice(0, 0, dim);
-    q = linear(x, wq, bq).reshape({B, T, heads, hd}).permute({0, 2, 1, 3});
-    if (packed_) {
-      Tensor kvp = linear(kv, in_proj_weight.slice(0, dim, 3 * dim), in_proj_bias.slice(0, dim, 3 * dim))
-                       .reshape({B, S, 2, heads, hd});
-      k = kvp.select(2, 0).permute({0, 2, 1, 3});
-      v = kvp.select(2, 1).permute({0, 2, 1, 3});
-    } else {
-      k = linear(kv, k_proj_weight, in_proj_bias.slice(0, dim, 2 * dim)).reshape({B, S, heads, hd}).permute({0, 2, 1, 3});
-      v = linear(kv, v_proj_weight, in_proj_bias.slice(0, 2 * dim, 3 * dim))
-              .reshape({B, S, heads, hd})
-              .permute({0, 2, 1, 3});
-    }
+    Tensor q = linear(x, wq, in_proj_bias.slice(0, 0, dim));  // [B, T, d]
+    Tensor wkv = packed_ ? in_proj_weight.slice(0, dim, 3 * dim) : concat({k_proj_weight, v_proj_weight}, 0);
+    Tensor kvp = linear(kv, wkv, in_proj_bias.slice(0, dim, 3 * dim));  // [B, S, 2d]
+    o = attention_from_projections(q, 0, kvp, 0, dim, dim, heads, mask);
   }
-  Tensor o = scaled_dot_product_attention(q, k, v, mask);  // [B, H, T, hd], stored as [B, T, H, hd]
-  return out_proj->forward(o.transpose(1, 2).reshape({B, T, dim}));
+  return out_proj->forward(o);
 }
 
 ResidualAttentionBlock::ResidualAttentionBlock(int64_t width, int64_t heads, double mlp_ratio, bool is_cross,

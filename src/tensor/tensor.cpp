@@ -1,5 +1,7 @@
 #include "coca/tensor/tensor.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -68,7 +70,18 @@ void* cuda_storage_alloc(size_t nbytes);
 void cuda_storage_free(void* p);
 #endif
 
+// Training allocates and frees the same large activation buffers every step. glibc would
+// return each one to the kernel (mmap/munmap) and page-fault it back in on the next step;
+// keeping freed memory in the heap makes the steady state allocation-free for the kernel.
+static bool tune_malloc() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, -1);
+  return true;
+}
+
 Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
+  static const bool tuned = tune_malloc();
+  (void)tuned;
   if (d == Device::CPU) {
     const size_t rounded = ((n + 63) / 64) * 64;
     data = rounded ? std::aligned_alloc(64, rounded) : nullptr;

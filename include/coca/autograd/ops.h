@@ -89,6 +89,16 @@ struct AttentionMask {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const AttentionMask& mask = {}, double scale = -1);
 
+// Attention straight from projection outputs, without splitting heads into separate tensors:
+// q is columns [q_col, q_col + width) of q_src [B, T, Cq]; k and v are columns [k_col, ...) and
+// [v_col, ...) of kv_src [B, S, Ckv] (both contiguous; kv_src may be q_src itself, as for a
+// packed [B, T, 3W] self-attention projection). Returns [B, T, width]. The backward writes the
+// gradient of each source in one buffer, so no per-head or per-slice copies are made.
+// (ops/attention_packed.cpp)
+Tensor attention_from_projections(const Tensor& q_src, int64_t q_col, const Tensor& kv_src, int64_t k_col,
+                                  int64_t v_col, int64_t width, int64_t heads,
+                                  const AttentionMask& mask = {});
+
 // ---- shape ops (ops/shape.cpp) ----
 Tensor concat(const std::vector<Tensor>& parts, int64_t dim);
 std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t dim);

@@ -1,0 +1,118 @@
+// One coca_tiny training step (forward, backward, AdamW) at batch 64: samples/s, against the
+// same step of the PyTorch reference in the same run, and CPU efficiency against sgemm.
+//
+//   ./build/tests/bench/bench_train_step [--model coca_tiny] [--batch 64] [--steps 5] [--no-torch]
+//
+// Efficiency = analytic training FLOPs per sample (3 x forward) x samples/s / the sgemm rate
+// this program measures (1024^3 cblas_sgemm, all threads). Ratios are from one run.
+#include <cblas.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "coca/loss/coca_loss.h"
+#include "coca/model/flops.h"
+#include "coca/optim/adamw.h"
+
+using namespace coca;
+using Clock = std::chrono::steady_clock;
+
+static double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+static double sgemm_gflops(int n) {
+  std::vector<float> a(n * n), b(n * n), c(n * n);
+  for (int i = 0; i < n * n; ++i) a[i] = (i % 7) * 0.1f, b[i] = (i % 5) * 0.1f;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a.data(), n, b.data(), n, 0, c.data(), n);
+  const int reps = 8;
+  auto t0 = Clock::now();
+  for (int r = 0; r < reps; ++r)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a.data(), n, b.data(), n, 0, c.data(), n);
+  return 2.0 * n * n * n * reps / seconds_since(t0) / 1e9;
+}
+
+int main(int argc, char** argv) {
+  std::string model_name = "coca_tiny";
+  int batch = 64, steps = 5;
+  bool torch = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--model" && i + 1 < argc) model_name = argv[++i];
+    else if (a == "--batch" && i + 1 < argc) batch = std::atoi(argv[++i]);
+    else if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
+    else if (a == "--no-torch") torch = false;
+    else {
+      std::printf("usage: bench_train_step [--model NAME] [--batch N] [--steps N] [--no-torch]\n");
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  const std::string cfg_path = find_model_config(model_name);
+  CocaConfig cfg = CocaConfig::from_file(cfg_path);
+  CoCa model(cfg);
+  AdamW opt(model.named_parameters(), AdamWOptions{});
+  Generator gen(1);
+  const int64_t L = cfg.text.context_length, V = cfg.text.vocab_size, S = cfg.vision.image_size;
+  Tensor images = Tensor::randn({batch, 3, S, S}, gen);
+  std::vector<int32_t> tok(batch * L, 0);
+  for (int b = 0; b < batch; ++b) {
+    const int n = 8 + (b * 7) % static_cast<int>(L - 9);
+    tok[b * L] = static_cast<int32_t>(V - 2);
+    for (int i = 1; i < n - 1; ++i) tok[b * L + i] = 1 + static_cast<int32_t>(gen.below(V - 3));
+    tok[b * L + n - 1] = static_cast<int32_t>(V - 1);
+  }
+  Tensor tokens = Tensor::from_vector(tok, {batch, L});
+  auto step = [&] {
+    auto l = coca_loss(model.forward(images, tokens), tokens, cfg.text.pad_id);
+    l.total.backward();
+    opt.step(1e-4);
+    opt.zero_grad();
+    model.clamp_logit_scale();
+  };
+  step();  // warm-up
+  auto t0 = Clock::now();
+  for (int s = 0; s < steps; ++s) step();
+  const double ours = batch * steps / seconds_since(t0);
+  const double sgemm = sgemm_gflops(1024);
+  const double train_flops = 3.0 * forward_flops_per_sample(cfg);
+  const int threads = omp_get_max_threads();
+
+  double theirs = 0;
+  std::string torch_version = "not run";
+  if (torch) {
+    const std::string script = std::string(COCA_SOURCE_DIR) + "/tests/bench/torch_train_step.py";
+    const std::string cmd = "/usr/bin/python3 " + script + " " + cfg_path + " --batch " + std::to_string(batch) +
+                            " --steps " + std::to_string(steps) + " --threads " + std::to_string(threads) + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    std::string out;
+    while (p && fgets(buf, sizeof buf, p)) out += buf;
+    const int st = p ? pclose(p) : -1;
+    const auto pos = out.find("\"samples_per_s\": ");
+    if (st == 0 && pos != std::string::npos) {
+      theirs = std::atof(out.c_str() + pos + 17);
+      const auto tv = out.find("\"torch\": \"");
+      if (tv != std::string::npos) torch_version = out.substr(tv + 10, out.find('"', tv + 10) - tv - 10);
+    } else {
+      torch_version = "failed (is Debian's python3-torch installed?)";
+    }
+  }
+  std::printf("%s training step, batch %d, %d threads, %d timed steps\n", model_name.c_str(), batch, threads, steps);
+  std::printf("  %-34s %10.1f samples/s\n", "coca (C++)", ours);
+  if (theirs > 0) {
+    std::printf("  %-34s %10.1f samples/s\n", ("PyTorch " + torch_version + " reference").c_str(), theirs);
+    std::printf("  %-34s %10.2fx\n", "ratio coca / PyTorch", ours / theirs);
+  } else {
+    std::printf("  PyTorch reference: %s\n", torch_version.c_str());
+  }
+  std::printf("  %-34s %10.1f GFLOP/s\n", "sgemm 1024^3 (all threads)", sgemm);
+  std::printf("  %-34s %10.2f GFLOP\n", "training FLOPs per sample (3x fwd)", train_flops / 1e9);
+  std::printf("  %-34s %10.1f GFLOP/s = %.0f%% of sgemm\n", "coca achieved", ours * train_flops / 1e9,
+              100.0 * ours * train_flops / 1e9 / sgemm);
+  return 0;
+}
