@@ -99,17 +99,19 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   std::shared_ptr<Node> start = root.impl().grad_fn ? root.impl().grad_fn : gradient_edge(root);
 
   // Iterative DFS post-order gives a topological order (inputs after their users when reversed).
-  std::vector<Node*> order;
+  // `order` owns its nodes: releasing a node drops its edges, and a node that only its user's
+  // edge kept alive (the grad_fn of a temporary) would otherwise be freed before its turn.
+  std::vector<std::shared_ptr<Node>> order;
   std::unordered_set<Node*> visited;
-  std::vector<std::pair<Node*, size_t>> stack{{start.get(), 0}};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{start, 0}};
   visited.insert(start.get());
   while (!stack.empty()) {
-    auto& [node, idx] = stack.back();
-    if (idx < node->next.size()) {
-      Node* child = node->next[idx++].get();
-      if (child && visited.insert(child).second) stack.push_back({child, 0});
+    auto& top = stack.back();
+    if (top.second < top.first->next.size()) {
+      const std::shared_ptr<Node>& child = top.first->next[top.second++];
+      if (child && visited.insert(child.get()).second) stack.push_back({child, 0});  // may move `top`
     } else {
-      order.push_back(node);
+      order.push_back(std::move(top.first));
       stack.pop_back();
     }
   }
@@ -117,7 +119,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   std::unordered_map<Node*, Tensor> pending;
   pending[start.get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* node = *it;
+    Node* node = it->get();
     auto found = pending.find(node);
     if (found == pending.end()) {  // no gradient reached it (e.g. all inputs' grads undefined)
       node->release();

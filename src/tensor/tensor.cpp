@@ -217,6 +217,7 @@ template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
+template std::vector<bf16> Tensor::to_vector<bf16>() const;
 
 std::vector<double> Tensor::to_double_vector() const { return to_vector<double>(); }
 

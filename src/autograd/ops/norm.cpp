@@ -50,7 +50,8 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   Tensor norm = Tensor::empty({xc.numel() / std::max<int64_t>(C, 1)}, xc.dtype());
   cpu::l2_normalize_forward(xc, eps, y, norm);
   Tensor out = last ? y : y.transpose(dim, -1);
-  record(out, "l2_normalize", {x}, [y, norm, eps, dim, last](const Tensor& g) {
+  // Detached: `out` may be `y` itself, and a captured `y` would keep its own graph alive.
+  record(out, "l2_normalize", {x}, [y = y.detach(), norm, eps, dim, last](const Tensor& g) {
     Tensor gl = (last ? g : g.transpose(dim, -1)).contiguous();
     Tensor dx = Tensor::empty(y.shape(), y.dtype());
     cpu::l2_normalize_backward(y, norm, gl, eps, dx);

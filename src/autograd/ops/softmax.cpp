@@ -17,7 +17,9 @@ static Tensor softmax_impl(const Tensor& a, int64_t dim, bool log) {
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   cpu::softmax_rows(x, y, log);
   Tensor out = last ? y : y.transpose(dim, -1);
-  record(out, op, {a}, [y, dim, last, log](const Tensor& g) {
+  // Save a detached handle: when `out` is `y` itself, capturing `y` would make out's own
+  // grad_fn hold out alive (a reference cycle that leaks every graph never backpropagated).
+  record(out, op, {a}, [y = y.detach(), dim, last, log](const Tensor& g) {
     Tensor gl = (last ? g : g.transpose(dim, -1)).contiguous();
     Tensor dx = Tensor::empty(y.shape(), y.dtype());
     cpu::softmax_rows_backward(y, gl, dx, log);
