@@ -42,7 +42,7 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   detail::check_defined("l2_normalize", x, "input");
   detail::check_cpu("l2_normalize", {&x});
   detail::check_float("l2_normalize", x);
-  dim = wrap_dim(dim, x.dim(), "l2_normalize");
+  dim = wrap_dim(dim, x, "l2_normalize");
   const bool last = dim == x.dim() - 1;
   Tensor xc = last ? x.detach().contiguous() : x.detach().transpose(dim, -1).contiguous();
   const int64_t C = xc.size(-1);

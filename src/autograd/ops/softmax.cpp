@@ -11,7 +11,7 @@ static Tensor softmax_impl(const Tensor& a, int64_t dim, bool log) {
   detail::check_cpu(op, {&a});
   detail::check_float(op, a);
   COCA_CHECK(a.dim() >= 1, op, ": needs at least one dimension, got ", a.describe());
-  dim = wrap_dim(dim, a.dim(), op);
+  dim = wrap_dim(dim, a, op);
   const bool last = dim == a.dim() - 1;
   Tensor x = last ? a.detach().contiguous() : a.detach().transpose(dim, -1).contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype());

@@ -3,16 +3,25 @@
 // only the row log-sum-exp; the backward recomputes the probabilities from it.
 #include "coca/kernels/cpu/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "coca/kernels/cpu/copy.h"
 #include "coca/kernels/cpu/matmul.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 namespace {
+
+// Parallel over (batch, head) with one single-threaded BLAS call per head when there are
+// enough heads to share out; otherwise a serial loop whose BLAS calls use every core. Tiny
+// problems stay serial: a team's start-up costs more than they do.
+bool parallel_over_heads(const AttentionArgs& a) {
+  return a.B * a.H >= 2 && a.B * a.H * a.T * a.S * std::max<int64_t>(a.D, 1) >= (1 << 16);
+}
 
 template <typename T>
 struct Head {
@@ -47,9 +56,11 @@ void scores(const AttentionArgs& a, const Head<T>& hd, int64_t b, int64_t h, T* 
         for (int64_t i = 0; i < T_; ++i) s[i * S + j] = neg_inf;
   }
   if (a.causal) {
-    const int64_t shift = S - T_;  // queries are the last T of S positions
+    // Queries are the last T of S positions. With T > S the first T - S queries precede every
+    // key: the start index is negative and their whole row is masked.
+    const int64_t shift = S - T_;
     for (int64_t i = 0; i < T_; ++i)
-      for (int64_t j = i + shift + 1; j < S; ++j) s[i * S + j] = neg_inf;
+      for (int64_t j = std::max<int64_t>(i + shift + 1, 0); j < S; ++j) s[i * S + j] = neg_inf;
   }
 }
 
@@ -61,7 +72,12 @@ void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k,
     using T = typename decltype(tag)::type;
     T* lp = lse.data<T>();
     T* op = o.data<T>();
-#pragma omp parallel
+    if (a.S == 0) {  // no keys: every row is fully masked (and BLAS rejects ld = 0)
+      o.fill_(0);
+      lse.fill_(-std::numeric_limits<double>::infinity());
+      return;
+    }
+#pragma omp parallel if (parallel_over_heads(a))
     {
       std::vector<T> s(a.T * a.S);
 #pragma omp for schedule(dynamic) collapse(2)
@@ -101,7 +117,7 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
   dispatch_float(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* lp = lse.data<T>();
-#pragma omp parallel
+#pragma omp parallel if (parallel_over_heads(a))
     {
       std::vector<T> p(a.T * a.S), dp(a.T * a.S), di(a.T);
 #pragma omp for schedule(dynamic) collapse(2)
