@@ -83,6 +83,23 @@ TYPED_TEST(MatmulForward, TwoDAllOperandLayouts) {
     }
 }
 
+TYPED_TEST(MatmulForward, VectorLikeShapes) {
+  // Dims of size 1 make BLAS leading dimensions easy to get wrong (they must be >= the row
+  // length even where the stride is meaningless).
+  const DType dt = dtype_of<TypeParam>::value;
+  Generator gen(11);
+  const std::vector<std::pair<Shape, Shape>> cases = {{{1, 6}, {6, 4}}, {{5, 6}, {6, 1}}, {{1, 6}, {6, 1}},
+                                                       {{5, 1}, {1, 4}}, {{1, 1}, {1, 1}}, {{3, 1, 6}, {3, 6, 1}}};
+  for (const auto& [sa, sb] : cases)
+    for (auto& [an, a] : variants(sa, dt, gen))
+      for (auto& [bn, b] : variants(sb, dt, gen)) {
+        COCA_CASE(shape_str(sa) << " " << an << " @ " << shape_str(sb) << " " << bn);
+        Shape os;
+        auto want = ref_matmul(a, b, os);
+        EXPECT_TRUE(all_close(matmul(a, b), os, want, fwd_tol<TypeParam>()));
+      }
+}
+
 TYPED_TEST(MatmulForward, BatchedAndBroadcast) {
   const DType dt = dtype_of<TypeParam>::value;
   Generator gen(2);
@@ -124,6 +141,10 @@ TYPED_TEST(MatmulForward, LargeEnoughForThreadedBlas) {
   Tensor batched_b = uniform({6, 50, 30}, dt, gen);
   want = ref_matmul(batched_a, batched_b, os);
   EXPECT_TRUE(all_close(matmul(batched_a, batched_b), os, want, fwd_tol<TypeParam>()));
+  Tensor two_big_a = uniform({2, 130, 140}, dt, gen);  // a few large: threaded BLAS per matrix
+  Tensor two_big_b = uniform({2, 150, 140}, dt, gen).transpose(1, 2);
+  want = ref_matmul(two_big_a, two_big_b, os);
+  EXPECT_TRUE(all_close(matmul(two_big_a, two_big_b), os, want, 4 * fwd_tol<TypeParam>()));
 }
 
 TYPED_TEST(MatmulForward, EmptyInnerDimensionGivesZeros) {

@@ -64,6 +64,27 @@ void scores(const AttentionArgs& a, const Head<T>& hd, int64_t b, int64_t h, T* 
   }
 }
 
+// In place: row = softmax(row); returns the row's log-sum-exp. A row with every key masked
+// (all -inf) becomes zeros with lse = -inf.
+template <typename T>
+T softmax_row(T* row, int64_t S) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 0; j < S; ++j) m = std::max(m, row[j]);
+  if (m == -std::numeric_limits<T>::infinity()) {
+    std::fill(row, row + S, T(0));
+    return m;
+  }
+  for (int64_t j = 0; j < S; ++j) row[j] = std::exp(row[j] - m);
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < S; ++j) sum += row[j];
+  const T inv = T(1) / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < S; ++j) row[j] *= inv;
+  return m + std::log(sum);
+}
+
 }  // namespace
 
 void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
@@ -86,24 +107,7 @@ void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k,
           const Head<T> hd = head<T>(q, k, v, b, h);
           scores<T>(a, hd, b, h, s.data());
           T* l = lp + (b * a.H + h) * a.T;
-          for (int64_t i = 0; i < a.T; ++i) {
-            T* row = s.data() + i * a.S;
-            T m = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j < a.S; ++j) m = row[j] > m ? row[j] : m;
-            if (m == -std::numeric_limits<T>::infinity()) {  // every key masked: output zeros
-              for (int64_t j = 0; j < a.S; ++j) row[j] = 0;
-              l[i] = m;
-              continue;
-            }
-            T sum = 0;
-            for (int64_t j = 0; j < a.S; ++j) {
-              row[j] = std::exp(row[j] - m);
-              sum += row[j];
-            }
-            const T inv = T(1) / sum;
-            for (int64_t j = 0; j < a.S; ++j) row[j] *= inv;
-            l[i] = m + std::log(sum);
-          }
+          for (int64_t i = 0; i < a.T; ++i) l[i] = softmax_row(s.data() + i * a.S, a.S);
           T* out = op + b * o.stride(0) + h * o.stride(1);
           gemm<T>(false, false, a.T, a.D, a.S, T(1), s.data(), a.S, hd.v, hd.lv, T(0), out, o.stride(2));
         }
@@ -143,6 +147,7 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
             const T* orow = ob + i * o.stride(2);
             const T* grow = gb + i * dout.stride(2);
             T acc = 0;
+#pragma omp simd reduction(+ : acc)
             for (int64_t d = 0; d < a.D; ++d) acc += orow[d] * grow[d];
             di[i] = acc;
           }
@@ -151,8 +156,13 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
           // dP = dO V^T   [T, S]
           gemm<T>(false, true, a.T, a.S, a.D, T(1), gb, dout.stride(2), hd.v, hd.lv, T(0), dp.data(), a.S);
           // dS = P * (dP - D_i), kept in dp
-          for (int64_t i = 0; i < a.T; ++i)
-            for (int64_t j = 0; j < a.S; ++j) dp[i * a.S + j] = p[i * a.S + j] * (dp[i * a.S + j] - di[i]);
+          for (int64_t i = 0; i < a.T; ++i) {
+            T* dr = dp.data() + i * a.S;
+            const T* pr = p.data() + i * a.S;
+            const T dii = di[i];
+#pragma omp simd
+            for (int64_t j = 0; j < a.S; ++j) dr[j] = pr[j] * (dr[j] - dii);
+          }
           const T sc = static_cast<T>(a.scale);
           // dQ = scale dS K   [T, D];  dK = scale dS^T Q   [S, D]
           gemm<T>(false, false, a.T, a.D, a.S, sc, dp.data(), a.S, hd.k, hd.lk, T(0), dqb, dq.stride(2));
