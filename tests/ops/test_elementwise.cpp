@@ -236,6 +236,12 @@ TEST(ElementwiseGrad, Unary) {
   }
 }
 
+TEST(ElementwiseGrad, PowZeroHasZeroGradientEvenAtZero) {
+  Tensor x = Tensor::from_vector<double>({0.0, 2.0, -1.5}, {3}).set_requires_grad(true);
+  sum(pow_scalar(x, 0.0)).backward();
+  EXPECT_TRUE(all_close(x.grad(), {3}, {0, 0, 0}, 0));
+}
+
 TEST(ElementwiseGrad, ClampPassesGradientOnlyInside) {
   Tensor x = Tensor::from_vector<double>({-2.0, -0.5, 0.1, 0.75, 3.0}, {5}).set_requires_grad(true);
   sum(clamp(x, -0.5, 0.75)).backward();

@@ -228,6 +228,22 @@ TEST(NormGrad, EmbeddingScatterAddsRepeatedIndices) {
   EXPECT_TRUE(all_close(w.grad(), {5, 3}, {1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 3, 3, 3}, 0));
 }
 
+TEST(NormGrad, EmbeddingLargeScatterMatchesReference) {
+  // Past the parallel threshold: column blocks split across threads.
+  Generator gen(9);
+  const int64_t V = 37, D = 200, n = 500;
+  Tensor w = uniform({V, D}, DType::f64, gen).set_requires_grad(true);
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(gen.below(V));
+  Tensor g = uniform({n, D}, DType::f64, gen);
+  embedding(w, i32(ids, {n})).backward(g);
+  const auto vg = g.to_double_vector();
+  std::vector<double> want(V * D, 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t d = 0; d < D; ++d) want[ids[i] * D + d] += vg[i * D + d];
+  EXPECT_TRUE(all_close(w.grad(), {V, D}, want, 1e-13));
+}
+
 TEST(NormGrad, CrossEntropy) {
   Generator gen(8);
   Tensor logits = mul_scalar(uniform({5, 4}, DType::f64, gen), 2.0).detach().set_requires_grad(true);

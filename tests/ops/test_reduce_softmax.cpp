@@ -193,6 +193,41 @@ TEST(ReduceGrad, SoftmaxLogSoftmaxEveryDim) {
   }
 }
 
+TEST(ReduceGrad, LargeMaxAndSoftmaxBackwardMatchFormulas) {
+  // Sizes past the parallel thresholds of the backward kernels.
+  Generator gen(9);
+  Tensor a = uniform({300, 150}, DType::f64, gen).set_requires_grad(true);
+  Tensor g = uniform({150}, DType::f64, gen);
+  max(a, 0).backward(g);
+  const auto va = a.to_double_vector(), vg = g.to_double_vector();
+  std::vector<double> want(va.size(), 0.0);
+  for (int64_t c = 0; c < 150; ++c) {
+    int64_t best = 0;
+    for (int64_t r = 1; r < 300; ++r)
+      if (va[r * 150 + c] > va[best * 150 + c]) best = r;
+    want[best * 150 + c] = vg[c];
+  }
+  EXPECT_TRUE(all_close(a.grad(), {300, 150}, want, 0.0));
+
+  for (bool log : {false, true}) {
+    COCA_CASE((log ? "log_softmax" : "softmax"));
+    a.zero_grad();
+    Tensor cot = uniform({300, 150}, DType::f64, gen);
+    Tensor y = log ? log_softmax(a, 1) : softmax(a, 1);
+    y.backward(cot);
+    const auto vy = y.to_double_vector(), vc = cot.to_double_vector();
+    for (int64_t r = 0; r < 300; ++r) {
+      double s = 0;
+      for (int64_t c = 0; c < 150; ++c) s += log ? vc[r * 150 + c] : vc[r * 150 + c] * vy[r * 150 + c];
+      for (int64_t c = 0; c < 150; ++c) {
+        const int64_t i = r * 150 + c;
+        want[i] = log ? vc[i] - std::exp(vy[i]) * s : vy[i] * (vc[i] - s);
+      }
+    }
+    EXPECT_TRUE(all_close(a.grad(), {300, 150}, want, 1e-13));
+  }
+}
+
 TEST(ReduceGrad, SumToShapeIsTheAdjointOfBroadcast) {
   Generator gen(8);
   Tensor g = uniform({2, 3, 4}, DType::f64, gen);

@@ -67,8 +67,11 @@ void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64
     const T* gp = g.data<T>();
     const int32_t* idx = index.data<int32_t>();
     T* o = out.data<T>();
-    std::memset(o, 0, sizeof(T) * rows * cols);
-    for (int64_t r = 0; r < rows; ++r) o[r * cols + idx[r]] = gp[r];
+#pragma omp parallel for schedule(static) if (rows * cols >= 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memset(o + r * cols, 0, sizeof(T) * cols);
+      o[r * cols + idx[r]] = gp[r];
+    }
   });
 }
 
