@@ -150,6 +150,21 @@ TYPED_TEST(ElementwiseForward, LargeEnoughToRunInParallel) {
                         fwd_tol<TypeParam>()));
 }
 
+TYPED_TEST(ElementwiseForward, LongContiguousRunIsChunked) {
+  // A contiguous tensor coalesces into one run, cut into chunks across threads; the length is
+  // not a multiple of the chunk so the last one is short.
+  const DType dt = dtype_of<TypeParam>::value;
+  Generator gen(10);
+  Tensor a = uniform({100003}, dt, gen), b = away_from_zero({1}, dt, gen), c = uniform({7, 14287}, dt, gen);
+  const BinaryCase& mulc = binary_cases()[2];
+  EXPECT_TRUE(all_close(mulc.op(a, b), {100003}, binary_reference(mulc, a, b, {100003}), fwd_tol<TypeParam>()));
+  EXPECT_TRUE(all_close(mulc.op(c, c), {7, 14287}, binary_reference(mulc, c, c, {7, 14287}), fwd_tol<TypeParam>()));
+  auto want = a.to_double_vector();
+  for (auto& x : want) x = std::tanh(x);
+  EXPECT_TRUE(all_close(tanh(a), {100003}, want, fwd_tol<TypeParam>()));
+  EXPECT_TRUE(all_close(a.to(DType::f64).to(dt), {100003}, a.to_double_vector(), 0.0));
+}
+
 TYPED_TEST(ElementwiseForward, Unary) {
   const DType dt = dtype_of<TypeParam>::value;
   Generator gen(4);

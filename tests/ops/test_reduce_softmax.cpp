@@ -112,6 +112,20 @@ TYPED_TEST(ReduceForward, SumLargeRowsAndColumns) {
   }
 }
 
+TYPED_TEST(ReduceForward, SumOfOneLongVector) {
+  // The chunked parallel full reduction; the chunk partials are added in a fixed order, so the
+  // result is identical whatever the thread count.
+  const DType dt = dtype_of<TypeParam>::value;
+  Generator gen(12);
+  Tensor a = uniform({200001}, dt, gen);
+  Shape os;
+  auto want = ref_reduce(a, {}, false, Red::Sum, os);
+  // float32 accumulates 200k terms: allow ~sqrt(n) * eps relative to the sum of magnitudes.
+  const double tol = std::is_same_v<TypeParam, float> ? 1e-3 : 1e-10;
+  EXPECT_TRUE(all_close(sum(a), os, want, tol));
+  EXPECT_TRUE(all_close(mean(a.reshape({3, 66667}), {0, 1}), {}, {want[0] / 200001.0}, tol));
+}
+
 TYPED_TEST(ReduceForward, MaxOverEveryDim) {
   const DType dt = dtype_of<TypeParam>::value;
   Generator gen(3);
