@@ -93,7 +93,8 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
                " is not a scalar; pass the gradient of the output");
     seed = Tensor::ones(root.shape(), root.dtype());
   }
-  COCA_CHECK(seed.shape() == root.shape(), "backward: gradient ", seed.describe(), " for output ", root.describe());
+  COCA_CHECK(seed.shape() == root.shape() && seed.dtype() == root.dtype(), "backward: gradient ", seed.describe(),
+             " for output ", root.describe(), " (shape and dtype must match)");
   NoGradGuard no_grad;
 
   std::shared_ptr<Node> start = root.impl().grad_fn ? root.impl().grad_fn : gradient_edge(root);

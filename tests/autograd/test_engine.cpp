@@ -158,6 +158,7 @@ TEST(Engine, NonScalarBackwardNeedsAGradient) {
   Tensor y = mul_scalar(x, 2.0);
   EXPECT_THROW(y.backward(), Error);
   EXPECT_THROW(y.backward(Tensor::ones({3}, DType::f64)), Error);
+  EXPECT_THROW(y.backward(Tensor::ones({2}, DType::f32)), Error);  // dtype must match too
   y.backward(Tensor::from_vector<double>({1, 10}, {2}));
   EXPECT_TRUE(all_close(x.grad(), {2}, {2, 20}, 0));
 }
