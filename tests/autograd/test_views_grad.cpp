@@ -91,3 +91,12 @@ TEST(ViewsGrad, ToFloat32AndBack) {
   opt.atol = 1e-4;
   EXPECT_TRUE(gradcheck([](const In& in) { return mul_scalar(in[0].to(DType::f32), 3.0).to(DType::f64); }, {x}, opt));
 }
+
+TEST(ViewsGrad, ThroughBf16) {
+  // The gradient flows back through a bf16 round trip, converted at each step.
+  Tensor x = Tensor::from_vector<float>({1.0f, -2.5f, 3.0f}, {3}).set_requires_grad(true);
+  Tensor y = mul_scalar(x.to(DType::bf16).to(DType::f32), 3.0);
+  y.backward(Tensor::from_vector<float>({1.0f, 0.5f, 2.0f}, {3}));
+  EXPECT_EQ(x.grad().dtype(), DType::f32);
+  EXPECT_EQ(x.grad().to_vector<float>(), std::vector<float>({3.0f, 1.5f, 6.0f}));
+}
