@@ -94,24 +94,26 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
                " is not a scalar; pass the gradient of the output");
     seed = Tensor::ones(root.shape(), root.dtype());
   }
-  COCA_CHECK(seed.shape() == root.shape(), "backward: gradient ", seed.describe(), " for output ", root.describe());
+  COCA_CHECK(seed.shape() == root.shape() && seed.dtype() == root.dtype(), "backward: gradient ", seed.describe(),
+             " for output ", root.describe(), " (shape and dtype must match)");
   NoGradGuard no_grad;
 
   std::shared_ptr<Node> start = root.impl().grad_fn ? root.impl().grad_fn : gradient_edge(root);
 
   // Iterative DFS post-order gives a topological order (inputs after their users when reversed).
-  // `order` owns the nodes: releasing a node drops its edges, which may be a child's last owner.
+  // `order` owns its nodes: releasing a node drops its edges, and a node that only its user's
+  // edge kept alive (the grad_fn of a temporary) would otherwise be freed before its turn.
   std::vector<std::shared_ptr<Node>> order;
   std::unordered_set<Node*> visited;
   std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{start, 0}};
   visited.insert(start.get());
   while (!stack.empty()) {
-    auto& [node, idx] = stack.back();
-    if (idx < node->next.size()) {
-      const std::shared_ptr<Node>& child = node->next[idx++];
-      if (child && visited.insert(child.get()).second) stack.push_back({child, 0});
+    auto& top = stack.back();
+    if (top.second < top.first->next.size()) {
+      const std::shared_ptr<Node>& child = top.first->next[top.second++];
+      if (child && visited.insert(child.get()).second) stack.push_back({child, 0});  // may move `top`
     } else {
-      order.push_back(node);
+      order.push_back(std::move(top.first));
       stack.pop_back();
     }
   }

@@ -64,6 +64,14 @@ int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
   return w;
 }
 
+int64_t wrap_dim(int64_t d, const Tensor& t, const char* op) {
+  const int64_t ndim = t.dim();
+  const int64_t w = d < 0 ? d + ndim : d;
+  COCA_CHECK(w >= 0 && w < std::max<int64_t>(ndim, 1) && (ndim > 0 || w == 0), op, ": dimension ", d,
+             " is out of range for ", t.describe());
+  return w;
+}
+
 // ---- storage ------------------------------------------------------------------------
 #ifdef COCA_WITH_CUDA
 void* cuda_storage_alloc(size_t nbytes);
@@ -184,8 +192,8 @@ TensorImpl& Tensor::impl() const {
   return *impl_;
 }
 
-int64_t Tensor::size(int64_t d) const { return impl().shape[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return impl().strides[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const { return impl().shape[wrap_dim(d, *this, "size")]; }
+int64_t Tensor::stride(int64_t d) const { return impl().strides[wrap_dim(d, *this, "stride")]; }
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -230,6 +238,7 @@ template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
+template std::vector<bf16> Tensor::to_vector<bf16>() const;
 
 std::vector<double> Tensor::to_double_vector() const { return to_vector<double>(); }
 

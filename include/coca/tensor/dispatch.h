@@ -32,6 +32,6 @@ decltype(auto) dispatch_all(DType t, F&& f) {
 template <typename T> inline double to_double(T v) { return static_cast<double>(v); }
 template <> inline double to_double<bf16>(bf16 v) { return static_cast<float>(v); }
 template <typename T> inline T from_double(double v) { return static_cast<T>(v); }
-template <> inline bf16 from_double<bf16>(double v) { return bf16(static_cast<float>(v)); }
+template <> inline bf16 from_double<bf16>(double v) { return bf16::from_bits(bf16::from_double(v)); }
 
 }  // namespace coca

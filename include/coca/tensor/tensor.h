@@ -125,6 +125,8 @@ class Tensor {
 
 // Normalises a possibly negative dimension index; throws naming `op` when out of range.
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op);
+// The same, naming the tensor (dtype and shape) in the error.
+int64_t wrap_dim(int64_t d, const Tensor& t, const char* op);
 
 // Makes a tensor sharing `base`'s storage with the given geometry (no autograd history).
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);

@@ -10,8 +10,19 @@ namespace coca {
 
 namespace {
 
-// A view usable by the kernel: contiguous last dim (copies only when it is not).
-Tensor kernel_view(const Tensor& t) { return t.stride(-1) == 1 || t.size(-1) == 1 ? t.detach() : t.detach().contiguous(); }
+// A view usable by the kernel as BLAS operands: a unit-stride last dim and a row stride of at
+// least D (BLAS rejects a smaller leading dimension). Copies only when the rows really overlap
+// or the last dim is strided; a single row just gets a harmless row stride.
+Tensor kernel_view(const Tensor& t) {
+  Tensor d = t.detach();
+  const int64_t rows = d.size(2), D = d.size(3);
+  const bool unit_last = d.stride(3) == 1 || D <= 1;
+  if (!unit_last || (rows > 1 && d.stride(2) < D)) return d.contiguous();
+  Shape st = d.strides();
+  st[3] = 1;
+  if (rows <= 1) st[2] = std::max<int64_t>(D, 1);
+  return make_view(d, d.shape(), st, d.impl().offset);
+}
 
 // [B, H, R, D] tensor stored as [B, R, H, D] (the layout the output projection wants).
 Tensor empty_bhrd(int64_t B, int64_t H, int64_t R, int64_t D, DType dt) {
@@ -42,8 +53,19 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   args.causal = mask.causal;
   if (mask.additive.defined()) {
     detail::check_same_dtype(op, q, mask.additive);
-    args.additive = mask.additive.detach();
-    args.additive_strides = cpu::broadcast_strides(args.additive, {B, H, T, S}, op);
+    // [T, S] is shared by every batch and head; [B, T, S] is per batch, so it gets a head dim
+    // (aligned from the right it would be read as [H, T, S]); [B, H, T, S] is taken as is.
+    const Tensor& m = mask.additive;
+    COCA_CHECK(m.dim() >= 2 && m.dim() <= 4, op, ": additive mask ", m.describe(),
+               " must be [T, S], [B, T, S] or [B, H, T, S] with T = ", T, ", S = ", S);
+    args.additive = m.dim() == 3 ? m.detach().unsqueeze(1) : m.detach();
+    const Shape full{B, H, T, S};
+    for (int64_t d = 0; d < args.additive.dim(); ++d) {
+      const int64_t have = args.additive.size(d), want = full[d + 4 - args.additive.dim()];
+      COCA_CHECK(have == want || have == 1, op, ": additive mask ", m.describe(), " does not broadcast to [B, H, T, S] = ",
+                 shape_str(full));
+    }
+    args.additive_strides = cpu::broadcast_strides(args.additive, full, op);
   }
   if (mask.key_padding.defined()) {
     COCA_CHECK(mask.key_padding.shape() == Shape({B, S}), op, ": key_padding ", mask.key_padding.describe(),
@@ -60,15 +82,20 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor qk = kernel_view(q), kk = kernel_view(k), vk = kernel_view(v);
   Tensor out = empty_bhrd(B, H, T, D, q.dtype());
   Tensor lse = Tensor::empty({B, H, T}, q.dtype());
-  if (out.numel() > 0) cpu::attention_forward(args, qk, kk, vk, out, lse);
+  if (out.numel() > 0) cpu::attention_forward(args, qk, kk, vk, out, lse);  // S == 0: zeros
   const bool want = any_requires_grad({&q, &k, &v});
   record(out, op, {q, k, v}, [args, qk, kk, vk, o = want ? out.detach() : Tensor(), lse](const Tensor& g) {
-    Tensor gk = g.stride(-1) == 1 ? g : g.contiguous();
+    Tensor gk = kernel_view(g);
     Tensor dq = empty_bhrd(args.B, args.H, args.T, args.D, qk.dtype());
     Tensor dk = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype());
     Tensor dv = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype());
-    if (o.numel() > 0) cpu::attention_backward(args, qk, kk, vk, o, lse, gk, dq, dk, dv);
-    else { dk.fill_(0); dv.fill_(0); }
+    if (o.numel() > 0 && args.S > 0) {
+      cpu::attention_backward(args, qk, kk, vk, o, lse, gk, dq, dk, dv);
+    } else {  // no queries or no keys: nothing depends on the inputs
+      dq.fill_(0);
+      dk.fill_(0);
+      dv.fill_(0);
+    }
     return std::vector<Tensor>{dq, dk, dv};
   });
   return out;

@@ -87,6 +87,8 @@ Tensor mul_scalar(const Tensor& a, double s) {
 Tensor pow_scalar(const Tensor& a, double p) {
   Tensor out = unary_forward(cpu::UnaryOp::PowScalar, "pow_scalar", a, p);
   record(out, "pow_scalar", {a}, [p, x = a.detach()](const Tensor& g) {
+    // x^0 is constant: its gradient is 0 even at x = 0, where p * x^(p-1) would be 0 * inf.
+    if (p == 0.0) return std::vector<Tensor>{Tensor::zeros(x.shape(), g.dtype())};
     return std::vector<Tensor>{mul(g, mul_scalar(pow_scalar(x, p - 1), p))};
   });
   return out;

@@ -65,6 +65,12 @@ void check_matmul(const char* op, const Tensor& a, const Tensor& b, int64_t ka, 
   COCA_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": operands ", a.describe(), " and ", b.describe(),
              " need at least 2 dimensions");
   COCA_CHECK(ka == kb, op, ": inner dimensions differ: ", a.describe(), " and ", b.describe());
+  // Leading (batch) dims broadcast like elementwise shapes.
+  for (int64_t i = 3; i <= std::min(a.dim(), b.dim()); ++i) {
+    const int64_t da = a.size(-i), db = b.size(-i);
+    COCA_CHECK(da == db || da == 1 || db == 1, op, ": batch dimensions of ", a.describe(), " and ", b.describe(),
+               " cannot be broadcast together");
+  }
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   detail::check_defined("l2_normalize", x, "input");
   detail::check_cpu("l2_normalize", {&x});
   detail::check_float("l2_normalize", x);
-  dim = wrap_dim(dim, x.dim(), "l2_normalize");
+  dim = wrap_dim(dim, x, "l2_normalize");
   const bool last = dim == x.dim() - 1;
   Tensor xc = last ? x.detach().contiguous() : x.detach().transpose(dim, -1).contiguous();
   const int64_t C = xc.size(-1);
@@ -50,7 +50,8 @@ Tensor l2_normalize(const Tensor& x, int64_t dim, double eps) {
   Tensor norm = Tensor::empty({xc.numel() / std::max<int64_t>(C, 1)}, xc.dtype());
   cpu::l2_normalize_forward(xc, eps, y, norm);
   Tensor out = last ? y : y.transpose(dim, -1);
-  record(out, "l2_normalize", {x}, [y, norm, eps, dim, last](const Tensor& g) {
+  // Detached: `out` may be `y` itself, and a captured `y` would keep its own graph alive.
+  record(out, "l2_normalize", {x}, [y = y.detach(), norm, eps, dim, last](const Tensor& g) {
     Tensor gl = (last ? g : g.transpose(dim, -1)).contiguous();
     Tensor dx = Tensor::empty(y.shape(), y.dtype());
     cpu::l2_normalize_backward(y, norm, gl, eps, dx);

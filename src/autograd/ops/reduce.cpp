@@ -9,14 +9,17 @@ namespace coca {
 
 namespace {
 
-std::vector<int64_t> normalise_dims(std::vector<int64_t> dims, int64_t ndim, const char* op) {
+std::vector<int64_t> normalise_dims(std::vector<int64_t> dims, const Tensor& a, const char* op) {
+  const int64_t ndim = a.dim();
+  const Shape requested = dims;
   if (dims.empty()) {
     for (int64_t i = 0; i < ndim; ++i) dims.push_back(i);
     return dims;
   }
-  for (auto& d : dims) d = wrap_dim(d, ndim, op);
+  for (auto& d : dims) d = wrap_dim(d, a, op);
   std::sort(dims.begin(), dims.end());
-  COCA_CHECK(std::adjacent_find(dims.begin(), dims.end()) == dims.end(), op, ": repeated dimension");
+  COCA_CHECK(std::adjacent_find(dims.begin(), dims.end()) == dims.end(), op, ": repeated dimension in ",
+             shape_str(requested), " for ", a.describe());
   return dims;
 }
 
@@ -70,7 +73,7 @@ Tensor sum(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
   detail::check_defined("sum", a, "input");
   detail::check_cpu("sum", {&a});
   detail::check_float("sum", a);
-  const auto dims = normalise_dims(std::move(dims_in), a.dim(), "sum");
+  const auto dims = normalise_dims(std::move(dims_in), a, "sum");
   Tensor out = sum_forward(a, dims);
   if (keepdim) out = out.reshape(reduced_shape(a.shape(), dims, true));
   record(out, "sum", {a}, [shape = a.shape(), kept = reduced_shape(a.shape(), dims, true)](const Tensor& g) {
@@ -81,7 +84,7 @@ Tensor sum(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
 
 Tensor mean(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
   detail::check_defined("mean", a, "input");
-  const auto dims = normalise_dims(std::move(dims_in), a.dim(), "mean");
+  const auto dims = normalise_dims(std::move(dims_in), a, "mean");
   int64_t count = 1;
   for (auto d : dims) count *= a.shape()[d];
   COCA_CHECK(count > 0, "mean: reducing over zero elements of ", a.describe());
@@ -92,10 +95,18 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim) {
   detail::check_defined("max", a, "input");
   detail::check_cpu("max", {&a});
   detail::check_float("max", a);
-  dim = wrap_dim(dim, a.dim(), "max");
+  COCA_CHECK(a.dim() >= 1, "max: input ", a.describe(), " has no dimension to reduce");
+  dim = wrap_dim(dim, a, "max");
   const int64_t cols = a.shape()[dim];
   COCA_CHECK(cols > 0, "max: dimension ", dim, " of ", a.describe(), " is empty");
-  Tensor moved = a.detach().transpose(dim, -1).contiguous();  // [..., cols]
+  // Move `dim` last keeping the other dims in order, so that the rows of `moved` come in the
+  // order of the output (a transpose(dim, -1) would swap the last dim into dim's place).
+  std::vector<int64_t> perm, inverse(a.dim());
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (d != dim) perm.push_back(d);
+  perm.push_back(dim);
+  for (int64_t i = 0; i < a.dim(); ++i) inverse[perm[i]] = i;
+  Tensor moved = a.detach().permute(perm).contiguous();  // [..., cols]
   const int64_t rows = moved.numel() / cols;
   Tensor values = Tensor::empty({rows}, a.dtype());
   Tensor index = Tensor::empty({rows}, DType::i32);
@@ -103,10 +114,10 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim) {
   Shape moved_shape = moved.shape();
   Shape out_shape = reduced_shape(a.shape(), {dim}, keepdim);
   Tensor out = values.reshape(out_shape);
-  record(out, "max", {a}, [index, moved_shape, dim, rows, cols](const Tensor& g) {
+  record(out, "max", {a}, [index, moved_shape, inverse, rows, cols](const Tensor& g) {
     Tensor gm = Tensor::empty(moved_shape, g.dtype());
     cpu::max_last_backward(g.contiguous(), index, rows, cols, gm);
-    return std::vector<Tensor>{gm.transpose(dim, -1)};
+    return std::vector<Tensor>{gm.permute(inverse)};
   });
   return out;
 }

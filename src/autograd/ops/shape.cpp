@@ -7,7 +7,7 @@ Tensor concat(const std::vector<Tensor>& parts, int64_t dim) {
   COCA_CHECK(!parts.empty(), "concat: no tensors given");
   const Tensor& first = parts[0];
   detail::check_defined("concat", first, "first part");
-  dim = wrap_dim(dim, first.dim(), "concat");
+  dim = wrap_dim(dim, first, "concat");
   Shape out_shape = first.shape();
   out_shape[dim] = 0;
   for (const Tensor& p : parts) {
@@ -42,7 +42,7 @@ Tensor concat(const std::vector<Tensor>& parts, int64_t dim) {
 
 std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t dim) {
   detail::check_defined("split", a, "input");
-  dim = wrap_dim(dim, a.dim(), "split");
+  dim = wrap_dim(dim, a, "split");
   int64_t total = 0;
   for (auto s : sizes) {
     COCA_CHECK(s >= 0, "split: negative size ", s);

@@ -11,13 +11,15 @@ static Tensor softmax_impl(const Tensor& a, int64_t dim, bool log) {
   detail::check_cpu(op, {&a});
   detail::check_float(op, a);
   COCA_CHECK(a.dim() >= 1, op, ": needs at least one dimension, got ", a.describe());
-  dim = wrap_dim(dim, a.dim(), op);
+  dim = wrap_dim(dim, a, op);
   const bool last = dim == a.dim() - 1;
   Tensor x = last ? a.detach().contiguous() : a.detach().transpose(dim, -1).contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   cpu::softmax_rows(x, y, log);
   Tensor out = last ? y : y.transpose(dim, -1);
-  record(out, op, {a}, [y, dim, last, log](const Tensor& g) {
+  // Save a detached handle: when `out` is `y` itself, capturing `y` would make out's own
+  // grad_fn hold out alive (a reference cycle that leaks every graph never backpropagated).
+  record(out, op, {a}, [y = y.detach(), dim, last, log](const Tensor& g) {
     Tensor gl = (last ? g : g.transpose(dim, -1)).contiguous();
     Tensor dx = Tensor::empty(y.shape(), y.dtype());
     cpu::softmax_rows_backward(y, gl, dx, log);

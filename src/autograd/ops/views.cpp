@@ -60,7 +60,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   Shape shp(n), st(n);
   std::vector<int64_t> inverse(n, -1);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t d = wrap_dim(dims[i], n, "permute");
+    const int64_t d = wrap_dim(dims[i], *this, "permute");
     COCA_CHECK(inverse[d] < 0, "permute: dimension ", d, " repeated for ", describe());
     inverse[d] = i;
     shp[i] = shape()[d];
@@ -73,8 +73,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 
 Tensor Tensor::transpose(int64_t a, int64_t b) const {
   const int64_t n = dim();
-  a = wrap_dim(a, n, "transpose");
-  b = wrap_dim(b, n, "transpose");
+  a = wrap_dim(a, *this, "transpose");
+  b = wrap_dim(b, *this, "transpose");
   std::vector<int64_t> dims(n);
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[a], dims[b]);
@@ -82,7 +82,7 @@ Tensor Tensor::transpose(int64_t a, int64_t b) const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
-  d = wrap_dim(d, dim(), "slice");
+  d = wrap_dim(d, *this, "slice");
   const int64_t len = shape()[d];
   COCA_CHECK(0 <= start && start <= end && end <= len, "slice: range [", start, ", ", end, ") of dimension ", d,
              " is outside ", describe());
@@ -101,7 +101,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
-  d = wrap_dim(d, dim(), "select");
+  d = wrap_dim(d, *this, "select");
   COCA_CHECK(index >= 0 && index < shape()[d], "select: index ", index, " out of range for dimension ", d, " of ",
              describe());
   return slice(d, index, index + 1).squeeze(d);
@@ -117,7 +117,8 @@ Tensor Tensor::expand(const Shape& target) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
-  d = wrap_dim(d, dim() + 1, "unsqueeze");
+  COCA_CHECK(d >= -(dim() + 1) && d <= dim(), "unsqueeze: dimension ", d, " is out of range for ", describe());
+  d = d < 0 ? d + dim() + 1 : d;
   Shape shp = shape();
   shp.insert(shp.begin() + d, 1);
   Shape st = strides();
@@ -129,7 +130,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
-  d = wrap_dim(d, dim(), "squeeze");
+  d = wrap_dim(d, *this, "squeeze");
   COCA_CHECK(shape()[d] == 1, "squeeze: dimension ", d, " of ", describe(), " is not 1");
   Shape shp = shape(), st = strides();
   shp.erase(shp.begin() + d);

@@ -3,16 +3,25 @@
 // only the row log-sum-exp; the backward recomputes the probabilities from it.
 #include "coca/kernels/cpu/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "coca/kernels/cpu/copy.h"
 #include "coca/kernels/cpu/matmul.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 namespace {
+
+// Parallel over (batch, head) with one single-threaded BLAS call per head when there are
+// enough heads to share out; otherwise a serial loop whose BLAS calls use every core. Tiny
+// problems stay serial: a team's start-up costs more than they do.
+bool parallel_over_heads(const AttentionArgs& a) {
+  return a.B * a.H >= 2 && a.B * a.H * a.T * a.S * std::max<int64_t>(a.D, 1) >= (1 << 16);
+}
 
 template <typename T>
 struct Head {
@@ -47,10 +56,33 @@ void scores(const AttentionArgs& a, const Head<T>& hd, int64_t b, int64_t h, T* 
         for (int64_t i = 0; i < T_; ++i) s[i * S + j] = neg_inf;
   }
   if (a.causal) {
-    const int64_t shift = S - T_;  // queries are the last T of S positions
+    // Queries are the last T of S positions. With T > S the first T - S queries precede every
+    // key: the start index is negative and their whole row is masked.
+    const int64_t shift = S - T_;
     for (int64_t i = 0; i < T_; ++i)
-      for (int64_t j = i + shift + 1; j < S; ++j) s[i * S + j] = neg_inf;
+      for (int64_t j = std::max<int64_t>(i + shift + 1, 0); j < S; ++j) s[i * S + j] = neg_inf;
   }
+}
+
+// In place: row = softmax(row); returns the row's log-sum-exp. A row with every key masked
+// (all -inf) becomes zeros with lse = -inf.
+template <typename T>
+T softmax_row(T* row, int64_t S) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 0; j < S; ++j) m = std::max(m, row[j]);
+  if (m == -std::numeric_limits<T>::infinity()) {
+    std::fill(row, row + S, T(0));
+    return m;
+  }
+  for (int64_t j = 0; j < S; ++j) row[j] = std::exp(row[j] - m);
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < S; ++j) sum += row[j];
+  const T inv = T(1) / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < S; ++j) row[j] *= inv;
+  return m + std::log(sum);
 }
 
 }  // namespace
@@ -61,7 +93,12 @@ void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k,
     using T = typename decltype(tag)::type;
     T* lp = lse.data<T>();
     T* op = o.data<T>();
-#pragma omp parallel
+    if (a.S == 0) {  // no keys: every row is fully masked (and BLAS rejects ld = 0)
+      o.fill_(0);
+      lse.fill_(-std::numeric_limits<double>::infinity());
+      return;
+    }
+#pragma omp parallel if (parallel_over_heads(a))
     {
       std::vector<T> s(a.T * a.S);
 #pragma omp for schedule(dynamic) collapse(2)
@@ -70,24 +107,7 @@ void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k,
           const Head<T> hd = head<T>(q, k, v, b, h);
           scores<T>(a, hd, b, h, s.data());
           T* l = lp + (b * a.H + h) * a.T;
-          for (int64_t i = 0; i < a.T; ++i) {
-            T* row = s.data() + i * a.S;
-            T m = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j < a.S; ++j) m = row[j] > m ? row[j] : m;
-            if (m == -std::numeric_limits<T>::infinity()) {  // every key masked: output zeros
-              for (int64_t j = 0; j < a.S; ++j) row[j] = 0;
-              l[i] = m;
-              continue;
-            }
-            T sum = 0;
-            for (int64_t j = 0; j < a.S; ++j) {
-              row[j] = std::exp(row[j] - m);
-              sum += row[j];
-            }
-            const T inv = T(1) / sum;
-            for (int64_t j = 0; j < a.S; ++j) row[j] *= inv;
-            l[i] = m + std::log(sum);
-          }
+          for (int64_t i = 0; i < a.T; ++i) l[i] = softmax_row(s.data() + i * a.S, a.S);
           T* out = op + b * o.stride(0) + h * o.stride(1);
           gemm<T>(false, false, a.T, a.D, a.S, T(1), s.data(), a.S, hd.v, hd.lv, T(0), out, o.stride(2));
         }
@@ -101,7 +121,7 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
   dispatch_float(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* lp = lse.data<T>();
-#pragma omp parallel
+#pragma omp parallel if (parallel_over_heads(a))
     {
       std::vector<T> p(a.T * a.S), dp(a.T * a.S), di(a.T);
 #pragma omp for schedule(dynamic) collapse(2)
@@ -127,6 +147,7 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
             const T* orow = ob + i * o.stride(2);
             const T* grow = gb + i * dout.stride(2);
             T acc = 0;
+#pragma omp simd reduction(+ : acc)
             for (int64_t d = 0; d < a.D; ++d) acc += orow[d] * grow[d];
             di[i] = acc;
           }
@@ -135,8 +156,13 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
           // dP = dO V^T   [T, S]
           gemm<T>(false, true, a.T, a.S, a.D, T(1), gb, dout.stride(2), hd.v, hd.lv, T(0), dp.data(), a.S);
           // dS = P * (dP - D_i), kept in dp
-          for (int64_t i = 0; i < a.T; ++i)
-            for (int64_t j = 0; j < a.S; ++j) dp[i * a.S + j] = p[i * a.S + j] * (dp[i * a.S + j] - di[i]);
+          for (int64_t i = 0; i < a.T; ++i) {
+            T* dr = dp.data() + i * a.S;
+            const T* pr = p.data() + i * a.S;
+            const T dii = di[i];
+#pragma omp simd
+            for (int64_t j = 0; j < a.S; ++j) dr[j] = pr[j] * (dr[j] - dii);
+          }
           const T sc = static_cast<T>(a.scale);
           // dQ = scale dS K   [T, D];  dK = scale dS^T Q   [S, D]
           gemm<T>(false, false, a.T, a.D, a.S, sc, dp.data(), a.S, hd.k, hd.lk, T(0), dqb, dq.stride(2));

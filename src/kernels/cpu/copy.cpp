@@ -10,6 +10,8 @@ template <typename D, typename S>
 static inline D convert(S v) {
   if constexpr (std::is_same_v<D, S>) {
     return v;
+  } else if constexpr (std::is_same_v<D, bf16> && std::is_same_v<S, double>) {
+    return bf16::from_bits(bf16::from_double(v));  // one rounding, not two through float
   } else if constexpr (std::is_same_v<D, bf16>) {
     return bf16(static_cast<float>(to_double(v)));
   } else if constexpr (std::is_same_v<S, bf16>) {

@@ -1,5 +1,6 @@
 #include "coca/kernels/cpu/cross_entropy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -24,7 +25,8 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
     for (int64_t r = 0; r < N; ++r) {
       const T* row = x + r * ld;
       T m = row[0];
-      for (int64_t c = 1; c < C; ++c) m = row[c] > m ? row[c] : m;
+#pragma omp simd reduction(max : m)
+      for (int64_t c = 1; c < C; ++c) m = std::max(m, row[c]);
       T s = 0;
       for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
       l[r] = m + std::log(s);

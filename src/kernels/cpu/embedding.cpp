@@ -1,5 +1,6 @@
 #include "coca/kernels/cpu/embedding.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "coca/tensor/dispatch.h"
@@ -27,12 +28,19 @@ void embedding_backward(const Tensor& g, const Tensor& idx, Tensor& dweight) {
     const T* gp = g.data<T>();
     T* dw = dweight.data<T>();
     std::memset(dw, 0, sizeof(T) * dweight.numel());
-    // Sequential over positions (repeated indices accumulate in a fixed order: deterministic).
-    for (int64_t i = 0; i < n; ++i) {
-      T* row = dw + static_cast<int64_t>(ip[i]) * D;
-      const T* gr = gp + i * D;
+    // Threads own disjoint column blocks and each walks every position in order: repeated
+    // indices accumulate in a fixed order (deterministic) and no two threads share an element.
+    const int64_t block = 64;
+    const int64_t nblocks = (D + block - 1) / block;
+#pragma omp parallel for schedule(static) if (n * D >= 65536 && nblocks > 1)
+    for (int64_t cb = 0; cb < nblocks; ++cb) {
+      const int64_t d0 = cb * block, d1 = std::min(D, d0 + block);
+      for (int64_t i = 0; i < n; ++i) {
+        T* row = dw + static_cast<int64_t>(ip[i]) * D;
+        const T* gr = gp + i * D;
 #pragma omp simd
-      for (int64_t d = 0; d < D; ++d) row[d] += gr[d];
+        for (int64_t d = d0; d < d1; ++d) row[d] += gr[d];
+      }
     }
   });
 }

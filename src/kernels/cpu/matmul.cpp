@@ -46,14 +46,20 @@ void gemm_batched(const Tensor& A, const GemmOperand& opa, const std::vector<int
     const T* a = A.data<T>();
     const T* b = B.data<T>();
     T* c = C.data<T>();
-    // Small matrices: one single-threaded BLAS call per thread (the OpenMP OpenBLAS runs
-    // serially inside a parallel region). Large ones: let BLAS use every core.
-    const bool per_thread = batch > 1 && M * N * K <= (1 << 21) && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(dynamic) if (per_thread)
-    for (int64_t i = 0; i < batch; ++i) {
+    auto one = [&](int64_t i) {
       gemm<T>(opa.trans, opb.trans, M, N, K, static_cast<T>(alpha), a + a_off[i], opa.ld, b + b_off[i], opb.ld,
               static_cast<T>(beta), c + c_off[i], ldc);
+    };
+    if (batch == 1) {  // the common case: straight to BLAS, which threads it
+      one(0);
+      return;
     }
+    // Many or small matrices: one single-threaded BLAS call per thread (the OpenMP OpenBLAS
+    // runs serially inside a parallel region). A few large ones: let BLAS use every core.
+    const int threads = omp_get_max_threads();
+    const bool per_thread = threads > 1 && (M * N * K <= (1 << 21) || batch >= 2 * threads);
+#pragma omp parallel for schedule(dynamic) if (per_thread)
+    for (int64_t i = 0; i < batch; ++i) one(i);
   });
 }
 

@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "coca/tensor/dispatch.h"
 
@@ -13,6 +15,25 @@ void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Ten
     using T = typename decltype(tag)::type;
     const T* x = in.data<T>();
     T* y = out.data<T>();
+    if (inner == 1 && outer == 1 && red >= 65536) {
+      // One long sum: fixed-size chunks summed in parallel, then added in chunk order, so the
+      // result does not depend on the number of threads.
+      const int64_t chunk = 16384, nchunks = (red + chunk - 1) / chunk;
+      std::vector<T> part(nchunks);
+#pragma omp parallel for schedule(static)
+      for (int64_t c = 0; c < nchunks; ++c) {
+        const T* p = x + c * chunk;
+        const int64_t n = std::min(chunk, red - c * chunk);
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t r = 0; r < n; ++r) acc += p[r];
+        part[c] = acc;
+      }
+      T total = 0;
+      for (T v : part) total += v;
+      y[0] = total;
+      return;
+    }
     if (inner == 1) {
 #pragma omp parallel for schedule(static) if (outer * red >= 32768)
       for (int64_t o = 0; o < outer; ++o) {
@@ -67,8 +88,11 @@ void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64
     const T* gp = g.data<T>();
     const int32_t* idx = index.data<int32_t>();
     T* o = out.data<T>();
-    std::memset(o, 0, sizeof(T) * rows * cols);
-    for (int64_t r = 0; r < rows; ++r) o[r * cols + idx[r]] = gp[r];
+#pragma omp parallel for schedule(static) if (rows * cols >= 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memset(o + r * cols, 0, sizeof(T) * cols);
+      o[r * cols + idx[r]] = gp[r];
+    }
   });
 }
 

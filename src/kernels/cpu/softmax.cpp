@@ -1,5 +1,6 @@
 #include "coca/kernels/cpu/softmax.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "coca/tensor/dispatch.h"
@@ -17,17 +18,19 @@ void softmax_rows(const Tensor& x, Tensor& y, bool log) {
       const T* in = xp + r * cols;
       T* out = yp + r * cols;
       T m = in[0];
-      for (int64_t c = 1; c < cols; ++c) m = in[c] > m ? in[c] : m;
+#pragma omp simd reduction(max : m)
+      for (int64_t c = 1; c < cols; ++c) m = std::max(m, in[c]);
+      for (int64_t c = 0; c < cols; ++c) out[c] = std::exp(in[c] - m);  // libm exp: not vectorised
       T s = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        out[c] = std::exp(in[c] - m);
-        s += out[c];
-      }
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < cols; ++c) s += out[c];
       if (log) {
         const T lse = m + std::log(s);
+#pragma omp simd
         for (int64_t c = 0; c < cols; ++c) out[c] = in[c] - lse;
       } else {
         const T inv = T(1) / s;
+#pragma omp simd
         for (int64_t c = 0; c < cols; ++c) out[c] *= inv;
       }
     }
@@ -48,10 +51,13 @@ void softmax_rows_backward(const Tensor& y, const Tensor& g, Tensor& dx, bool lo
       T* dr = dp + r * cols;
       T s = 0;
       if (log) {
+#pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < cols; ++c) s += gr[c];
         for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - std::exp(yr[c]) * s;
       } else {
+#pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < cols; ++c) s += gr[c] * yr[c];
+#pragma omp simd
         for (int64_t c = 0; c < cols; ++c) dr[c] = yr[c] * (gr[c] - s);
       }
     }

@@ -2,6 +2,7 @@
 // Iteration over strided N-d index spaces for the CPU kernels: the outer dimensions are
 // flattened and split across OpenMP threads; the innermost dimension is handed to the
 // callback as one run so that the inner loop is a plain (vectorisable) loop.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -48,6 +49,8 @@ RunGeometry<N> coalesce(const Shape& shape, const std::array<Shape, N>& strides)
 }
 
 // f(std::array<int64_t, N> offsets, int64_t n, std::array<int64_t, N> inner_strides)
+// Work units are (outer index, chunk of the inner run): a contiguous tensor coalesces into a
+// single run, which is cut into chunks so that it still spreads over the threads.
 template <size_t N, typename F>
 void for_each_run(const Shape& shape, const std::array<Shape, N>& strides, F&& f) {
   if (shape_numel(shape) == 0) return;
@@ -58,9 +61,15 @@ void for_each_run(const Shape& shape, const std::array<Shape, N>& strides, F&& f
   for (int64_t d = 0; d < nd - 1; ++d) outer *= g.shape[d];
   std::array<int64_t, N> inner_strides;
   for (size_t k = 0; k < N; ++k) inner_strides[k] = g.strides[k][nd - 1];
-  const bool parallel = outer > 1 && outer * inner >= 32768;
+  constexpr int64_t kParallelElements = 32768, kChunk = 8192;
+  const int64_t chunks = outer < 64 ? std::max<int64_t>(1, inner / kChunk) : 1;
+  const int64_t chunk_len = (inner + chunks - 1) / chunks;
+  const int64_t units = outer * chunks;
+  const bool parallel = units > 1 && outer * inner >= kParallelElements;
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t o = 0; o < outer; ++o) {
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t o = u / chunks, c0 = (u % chunks) * chunk_len;
+    const int64_t n = std::min(chunk_len, inner - c0);
     std::array<int64_t, N> off{};
     int64_t rem = o;
     for (int64_t d = nd - 2; d >= 0; --d) {
@@ -68,7 +77,8 @@ void for_each_run(const Shape& shape, const std::array<Shape, N>& strides, F&& f
       rem /= g.shape[d];
       for (size_t k = 0; k < N; ++k) off[k] += i * g.strides[k][d];
     }
-    f(off, inner, inner_strides);
+    for (size_t k = 0; k < N; ++k) off[k] += c0 * inner_strides[k];
+    if (n > 0) f(off, n, inner_strides);
   }
 }
 

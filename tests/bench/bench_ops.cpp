@@ -1,0 +1,202 @@
+// bench_ops: throughput of the CPU kernels that dominate a CoCa step.
+//
+// Run (Release build; the machine otherwise idle):
+//   ./build/tests/bench/bench_ops --benchmark_min_time=0.5
+//   ./build/tests/bench/bench_ops --benchmark_filter=matmul --benchmark_min_time=0.5 \
+//       --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
+//
+// What it measures (wall-clock time: every benchmark uses UseRealTime because BLAS is threaded):
+//   matmul/ours/MxNxK    coca::matmul, float32 (allocates its output, as the model does)
+//   matmul/sgemm/MxNxK   raw cblas_sgemm on preallocated buffers: the ceiling for ours
+//   matmul/*_bt/...      the same with B given transposed ([N, K] storage, as linear's W^T)
+//   attention/...        scaled_dot_product_attention forward + backward, FLOP/s counting the
+//                        GEMM work the fused kernel really does: 2 GEMMs forward, 5 backward
+//                        (scores are recomputed), 2*T*S*D flops each, per (batch, head)
+//   layer_norm/...       layer_norm forward + backward through autograd; bytes/s counts the
+//                        minimum traffic: x, y forward; x, dy, dx backward (5 * R * C floats)
+//
+// At the end a table pairs each ours/sgemm shape. "ratio" = ours GFLOP/s / sgemm GFLOP/s from
+// the medians over repetitions (over the single run without --benchmark_repetitions), "best"
+// the same from the fastest repetition of each (robust on a shared machine). 1.00 means no
+// overhead; the requirement is ratio >= 0.95 from 512^3 up. Small shapes show the fixed cost of
+// an op call (checks, output allocation), which is why they are listed but not held to it.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "coca/autograd/ops.h"
+
+using namespace coca;
+
+namespace {
+
+struct GemmShape {
+  int64_t M, N, K;
+  const char* what;
+};
+
+// Square sizes, then the shapes of a ViT-B/BERT-base layer at batch*tokens = 2048 rows.
+const std::vector<GemmShape> kShapes = {
+    {128, 128, 128, "square"},    {256, 256, 256, "square"},     {512, 512, 512, "square"},
+    {1024, 1024, 1024, "square"}, {2048, 2048, 2048, "square"},  {2048, 2304, 768, "qkv proj"},
+    {2048, 3072, 768, "mlp up"},  {2048, 768, 3072, "mlp down"},
+};
+
+std::string shape_name(const GemmShape& s) {
+  return std::to_string(s.M) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K);
+}
+
+// Shown as e.g. "123.4G/s" (FLOP per second, powers of 1000).
+void set_flops(benchmark::State& st, double flops_per_iter) {
+  st.counters["FLOP/s"] = benchmark::Counter(flops_per_iter, benchmark::Counter::kIsIterationInvariantRate,
+                                             benchmark::Counter::OneK::kIs1000);
+}
+
+void bench_ours(benchmark::State& st, GemmShape s, bool b_transposed) {
+  Generator gen(1);
+  Tensor a = Tensor::randn({s.M, s.K}, gen);
+  // b_transposed: storage [N, K], used as its [K, N] transpose view (no copy is made).
+  Tensor b = b_transposed ? Tensor::randn({s.N, s.K}, gen).t() : Tensor::randn({s.K, s.N}, gen);
+  for (auto _ : st) {
+    Tensor c = matmul(a, b);
+    benchmark::DoNotOptimize(c.raw_data());
+  }
+  set_flops(st, 2.0 * s.M * s.N * s.K);
+}
+
+void bench_sgemm(benchmark::State& st, GemmShape s, bool b_transposed) {
+  Generator gen(1);
+  Tensor a = Tensor::randn({s.M, s.K}, gen);
+  Tensor b = b_transposed ? Tensor::randn({s.N, s.K}, gen) : Tensor::randn({s.K, s.N}, gen);
+  std::vector<float> c(static_cast<size_t>(s.M * s.N));
+  const int ldb = static_cast<int>(b_transposed ? s.K : s.N);
+  for (auto _ : st) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b_transposed ? CblasTrans : CblasNoTrans, s.M, s.N, s.K, 1.0f,
+                a.data<float>(), s.K, b.data<float>(), ldb, 0.0f, c.data(), s.N);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_flops(st, 2.0 * s.M * s.N * s.K);
+}
+
+// q, k, v [B, H, T, D] as views of one [B, T, 3, H, D] projection, the layout the model makes.
+void bench_attention(benchmark::State& st, int64_t B, int64_t H, int64_t T, int64_t D, bool causal) {
+  Generator gen(2);
+  Tensor qkv = Tensor::randn({B, T, 3, H, D}, gen).set_requires_grad(true);
+  Tensor dout = Tensor::randn({B, H, T, D}, gen);
+  AttentionMask mask;
+  mask.causal = causal;
+  for (auto _ : st) {
+    qkv.zero_grad();
+    // The views are part of the graph, which backward frees: make them every iteration.
+    Tensor q = qkv.select(2, 0).transpose(1, 2), k = qkv.select(2, 1).transpose(1, 2),
+           v = qkv.select(2, 2).transpose(1, 2);
+    Tensor o = scaled_dot_product_attention(q, k, v, mask);
+    o.backward(dout);
+    benchmark::DoNotOptimize(qkv.grad().raw_data());
+  }
+  set_flops(st, 7.0 * 2.0 * B * H * T * T * D);
+}
+
+void bench_layer_norm(benchmark::State& st, int64_t R, int64_t C) {
+  Generator gen(3);
+  Tensor x = Tensor::randn({R, C}, gen).set_requires_grad(true);
+  Tensor w = Tensor::randn({C}, gen).set_requires_grad(true);
+  Tensor b = Tensor::randn({C}, gen).set_requires_grad(true);
+  Tensor dy = Tensor::randn({R, C}, gen);
+  for (auto _ : st) {
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+    Tensor y = layer_norm(x, w, b);
+    y.backward(dy);
+    benchmark::DoNotOptimize(x.grad().raw_data());
+  }
+  st.counters["bytes/s"] = benchmark::Counter(5.0 * R * C * sizeof(float), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
+}
+
+void register_all() {
+  for (bool bt : {false, true}) {
+    for (const GemmShape& s : kShapes) {
+      if (bt && std::string(s.what) == "square" && s.M < 512) continue;
+      const std::string suffix = std::string(bt ? "_bt/" : "/") + shape_name(s);
+      benchmark::RegisterBenchmark(("matmul/ours" + suffix).c_str(), bench_ours, s, bt)->UseRealTime();
+      benchmark::RegisterBenchmark(("matmul/sgemm" + suffix).c_str(), bench_sgemm, s, bt)->UseRealTime();
+    }
+  }
+  // B, H, T, D: a ViT-B/16 image tower row and a text-decoder row (causal).
+  benchmark::RegisterBenchmark("attention/fwd_bwd/B4_H12_T197_D64", bench_attention, 4, 12, 197, 64, false)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("attention/fwd_bwd_causal/B4_H12_T77_D64", bench_attention, 4, 12, 77, 64, true)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("layer_norm/fwd_bwd/R2048_C768", bench_layer_norm, 2048, 768)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("layer_norm/fwd_bwd/R8192_C512", bench_layer_norm, 8192, 512)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+// Console output as usual, plus the FLOP/s of every matmul run kept for the ratio table.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred) continue;
+      // Single runs are kept; with --benchmark_report_aggregates_only only the median comes.
+      const bool single = r.run_type == Run::RT_Iteration;
+      if (!single && r.aggregate_name != "median") continue;
+      auto it = r.counters.find("FLOP/s");
+      if (it != r.counters.end()) gflops_[r.run_name.function_name].push_back(it->second.value * 1e-9);
+    }
+  }
+  void PrintRatios() const {
+    std::printf("\n%-22s %11s %11s %7s %7s\n", "matmul (MxNxK)", "ours GF/s", "sgemm GF/s", "ratio", "best");
+    for (const auto& [name, ours] : gflops_) {
+      const auto pos = name.find("/ours");
+      if (pos == std::string::npos) continue;
+      std::string raw = name;
+      raw.replace(pos, 5, "/sgemm");
+      auto it = gflops_.find(raw);
+      if (it == gflops_.end()) continue;
+      const double o = median(ours), s = median(it->second);
+      const double ob = *std::max_element(ours.begin(), ours.end());
+      const double sb = *std::max_element(it->second.begin(), it->second.end());
+      std::printf("%-22s %11.1f %11.1f %7.3f %7.3f\n", name.substr(pos + 5).c_str(), o, s, o / s, ob / sb);
+    }
+  }
+
+ private:
+  static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  }
+  std::map<std::string, std::vector<double>> gflops_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  try {
+    register_all();
+    RatioReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    reporter.PrintRatios();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_ops: %s\n", e.what());
+    return 1;
+  }
+  benchmark::Shutdown();
+  return 0;
+}
