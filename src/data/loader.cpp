@@ -176,7 +176,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
   try {
     SampleStream stream(index_, cfg_, epoch);
     ChunkSource source(index_, opt_.dir);
-    std::unordered_map<uint64_t, Sample> store;  // read, not yet emitted
+    std::unordered_multimap<uint64_t, Sample> store;  // read, not yet emitted (resampling may repeat a row)
     auto keep = [&](int32_t shard) {
       return [&store, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L, int32_t label,
                              const std::string& key) {
@@ -186,7 +186,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         s.tokens.assign(tok, tok + L);
         s.label = label;
         s.key = key;
-        store[ref_key(s.ref)] = std::move(s);
+        store.emplace(ref_key(s.ref), std::move(s));
       };
     };
     auto dry = [&](const SampleStream::ChunkRead& c) { return !is_known_skip(known, c); };
@@ -223,10 +223,11 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         auto sink = keep(shard);
         source.read(shard, chunk_start, n, [&](int64_t row, const uint8_t* px, size_t bytes, const int32_t* tok, int L,
                                                int32_t label, const std::string& key) {
-          if (std::binary_search(wanted.begin(), wanted.end(), ref_key({shard, row})))
-            sink(row, px, bytes, tok, L, label, key);
+          const auto range = std::equal_range(wanted.begin(), wanted.end(), ref_key({shard, row}));
+          for (auto it = range.first; it != range.second; ++it) sink(row, px, bytes, tok, L, label, key);
         });
         while (i < held.size() && held[i].shard == shard && held[i].row < chunk_start + n) ++i;
+        // Repeats of a row (resampling) were all loaded by the first pass over its chunk.
       }
     }
     int64_t step = first_batch;
