@@ -271,7 +271,7 @@ void ShardLoader::worker_main() {
       const int B = static_cast<int>(job->samples.size());
       const int H = out_size_;
       const int S = index_.image_size;
-      out->images = Tensor::empty({B, 3, H, H}, DType::f32);
+      out->images = take_image_tensor({B, 3, H, H});
       float* img = out->images.data<float>();
       const int L = job->samples.empty() ? 0 : static_cast<int>(job->samples[0].tokens.size());
       if (L > 0) out->tokens = Tensor::empty({B, L}, DType::i32);
@@ -300,6 +300,19 @@ void ShardLoader::worker_main() {
   } catch (...) {
     fail(std::current_exception());
   }
+}
+
+Tensor ShardLoader::take_image_tensor(const Shape& shape) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (const Tensor& t : image_pool_) {
+    // Free when only the pool refers to the tensor and to its storage (no views alive).
+    if (t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1 && t.shape() == shape) {
+      return Tensor(std::make_shared<TensorImpl>(t.impl()));  // a new handle on the same storage
+    }
+  }
+  Tensor fresh = Tensor::empty(shape, DType::f32);
+  if (image_pool_.size() < static_cast<size_t>(opt_.prefetch + 2 * opt_.threads + 4)) image_pool_.push_back(fresh);
+  return fresh;
 }
 
 bool ShardLoader::next(Batch& out) {
