@@ -195,7 +195,17 @@ int run(int argc, char** argv, int rank, int world) {
     index.source = {{"format", format}, {"path", fs::absolute(input).string()}, {"items", n_items}};
     if (!images_root.empty()) index.source["images_root"] = fs::absolute(images_root).string();
     std::string cmd;
-    for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + std::string(argv[i]);
+    for (int i = 0; i < argc; ++i) {  // shell-quoted where needed, so it can be re-run
+      const std::string a = argv[i];
+      if (i > 0) cmd += ' ';
+      if (!a.empty() && a.find_first_of(" \t'\"$\\;&|<>()*?") == std::string::npos) {
+        cmd += a;
+      } else {
+        cmd += '\'';
+        for (char c : a) cmd += c == '\'' ? std::string("'\\''") : std::string(1, c);
+        cmd += '\'';
+      }
+    }
     if (world > 1) cmd = str_cat("mpirun -np ", world, " ", cmd);
     index.command = cmd;
     index.classnames = listing.classnames;

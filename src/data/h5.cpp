@@ -16,25 +16,35 @@ void init() {
   std::call_once(once, [] {
     std::lock_guard<std::recursive_mutex> g(lock());
     H5open();
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     register_lzf_filter();
   });
+  // A thread-safe HDF5 keeps the automatic error printing per thread.
+  thread_local bool silenced = false;
+  if (!silenced) {
+    std::lock_guard<std::recursive_mutex> g(lock());
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    silenced = true;
+  }
 }
 
 namespace {
-herr_t innermost(unsigned n, const H5E_error2_t* err, void* data) {
-  auto* out = static_cast<std::string*>(data);
-  if (n == 0 && err->desc) *out = err->desc;
-  if (n == 0 && out->empty() && err->func_name) *out = err->func_name;
+// Collects the outermost message (what failed) and the innermost (why).
+herr_t collect(unsigned n, const H5E_error2_t* err, void* data) {
+  auto* msgs = static_cast<std::vector<std::string>*>(data);
+  const std::string desc = err->desc && *err->desc ? err->desc : (err->func_name ? err->func_name : "");
+  if (n == 0 || msgs->size() < 2) msgs->push_back(desc);
+  else msgs->back() = desc;
   return 0;
 }
 }  // namespace
 
 std::string last_error() {
-  std::string msg;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, innermost, &msg);
+  std::vector<std::string> msgs;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &msgs);
   H5Eclear2(H5E_DEFAULT);
-  return msg;
+  if (msgs.empty()) return "";
+  if (msgs.size() == 1 || msgs.front() == msgs.back()) return msgs.front();
+  return msgs.front() + " (" + msgs.back() + ")";
 }
 
 void fail(const std::string& what, const std::string& file) {

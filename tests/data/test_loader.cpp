@@ -5,7 +5,10 @@
 #include <cmath>
 #include <set>
 
+#include <fstream>
+
 #include "coca/data/augment.h"
+#include "coca/data/h5.h"
 #include "coca/data/loader.h"
 #include "data/fixtures.h"
 
@@ -301,4 +304,60 @@ TEST(EvalReader, InOrderWithLabels) {
   EvalReader r1(o);
   ASSERT_TRUE(r1.next(b));
   EXPECT_EQ(b.indices.front(), 5);
+}
+
+TEST(Loader, CompressedShardsGiveTheSameBatches) {
+  TempDir plain("loader"), gz("loader-gz"), lzf("loader-lzf");
+  coca::testing::make_indexed_shards(plain.str(), kCounts);
+  coca::testing::make_indexed_shards(gz.str(), kCounts, 8, 4, 3, 0, Compression::gzip);
+  coca::testing::make_indexed_shards(lzf.str(), kCounts, 8, 4, 3, 0, Compression::lzf);
+  ShardLoader a(base_options(plain.str(), 0, 1)), b(base_options(gz.str(), 0, 1)), c(base_options(lzf.str(), 0, 1));
+  const Epoch ea = run_epoch(a, 0);
+  const Epoch eb = run_epoch(b, 0);
+  const Epoch ec = run_epoch(c, 0);
+  EXPECT_EQ(ea.images, eb.images);
+  EXPECT_EQ(ea.images, ec.images);
+  EXPECT_EQ(ea.indices, ec.indices);
+}
+
+TEST(Loader, CorruptChunkErrorNamesFileAndRows) {
+  TempDir dir("loader-chunk");
+  coca::testing::make_indexed_shards(dir.str(), {12, 12}, 8, 4, 3, 0, Compression::gzip);
+  const std::string victim = (dir.path() / "shard-00001.h5").string();
+  haddr_t addr = 0;
+  hsize_t size = 0;
+  {
+    // Where HDF5 stored the images' second chunk (rows 4..7).
+    h5::init();
+    hid_t f = H5Fopen(victim.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "images", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    hsize_t offset[4];
+    unsigned mask = 0;
+    ASSERT_GE(H5Dget_chunk_info(d, sp, 1, offset, &mask, &addr, &size), 0);
+    EXPECT_EQ(offset[0], 4u);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(addr));
+    const std::string junk(static_cast<size_t>(size), '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  LoaderOptions o = base_options(dir.str(), 0, 1);
+  o.shuffle_chunks = false;
+  ShardLoader loader(o);
+  loader.start_epoch(0);
+  Batch b;
+  try {
+    while (loader.next(b)) {
+    }
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("shard-00001.h5"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rows [4, 8)"), std::string::npos) << msg;
+  }
 }
