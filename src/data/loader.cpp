@@ -58,6 +58,10 @@ std::vector<int64_t> offsets_of(const ShardIndex& index) {
   return off;
 }
 
+}  // namespace
+
+namespace detail {
+
 // Reads rows [start, start+count) of one shard into samples (pixels, tokens, labels, keys).
 class ChunkSource {
  public:
@@ -104,7 +108,9 @@ class ChunkSource {
   std::vector<int32_t> labels_;
 };
 
-}  // namespace
+}  // namespace detail
+
+using detail::ChunkSource;
 
 ShardLoader::ShardLoader(LoaderOptions options) : opt_(std::move(options)) {
   index_ = ShardIndex::load(opt_.dir);
@@ -343,7 +349,10 @@ EvalReader::EvalReader(EvalOptions options) : opt_(std::move(options)) {
   end_ = index_.total_samples * (opt_.rank + 1) / opt_.world;
   pos_ = begin_;
   out_size_ = opt_.image_size > 0 ? opt_.image_size : index_.image_size;
+  source_ = std::make_unique<ChunkSource>(index_, opt_.dir);
 }
+
+EvalReader::~EvalReader() = default;
 
 bool EvalReader::next(Batch& out) {
   if (pos_ >= end_) return false;
@@ -354,7 +363,7 @@ bool EvalReader::next(Batch& out) {
   if (index_.context_length > 0) out.tokens = Tensor::empty({n, index_.context_length}, DType::i32);
   if (index_.has_labels()) out.labels = Tensor::empty({n}, DType::i32);
   out.step = step_++;
-  ChunkSource source(index_, opt_.dir);
+  ChunkSource& source = *source_;
   AugmentParams centre_only{false, 1.0, 1.0, 1.0, 1.0, opt_.filter};
   Generator unused(0);
   int64_t done = 0;

@@ -28,6 +28,10 @@
 
 namespace coca {
 
+namespace detail {
+class ChunkSource;
+}
+
 constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
@@ -137,6 +141,9 @@ struct EvalOptions {
 class EvalReader {
  public:
   explicit EvalReader(EvalOptions options);
+  ~EvalReader();
+  EvalReader(const EvalReader&) = delete;
+  EvalReader& operator=(const EvalReader&) = delete;
   const ShardIndex& index() const { return index_; }
   const std::vector<std::string>& classnames() const { return index_.classnames; }
   int64_t size() const { return end_ - begin_; }  // samples this rank reads
@@ -151,6 +158,7 @@ class EvalReader {
   int64_t begin_ = 0, end_ = 0, pos_ = 0;
   int out_size_ = 0;
   int64_t step_ = 0;
+  std::unique_ptr<detail::ChunkSource> source_;  // keeps the current shard open
 };
 
 }  // namespace coca
