@@ -1,5 +1,7 @@
 #include "coca/dist/bucketer.h"
 
+#include <algorithm>
+
 #include "device_copy.h"
 
 namespace coca::dist {
@@ -9,10 +11,7 @@ GradientBucketer::GradientBucketer(std::shared_ptr<Communicator> comm,
     : comm_(std::move(comm)), opts_(opts) {
   COCA_CHECK(comm_ != nullptr, "GradientBucketer: no communicator");
   COCA_CHECK(opts_.bucket_bytes > 0, "GradientBucketer: bucket_bytes must be positive");
-  const int64_t W = comm_->size();
-  size_t bytes = 0;
-  for (auto it = params.rbegin(); it != params.rend(); ++it) {
-    const auto& [name, p] = *it;
+  for (const auto& [name, p] : params) {
     if (!p.requires_grad()) continue;
     COCA_CHECK(p.is_leaf() && p.is_contiguous(), "GradientBucketer: parameter ", name, " ", p.describe(),
                " must be a contiguous leaf");
@@ -20,6 +19,20 @@ GradientBucketer::GradientBucketer(std::shared_ptr<Communicator> comm,
                " already has a post-accumulate hook (two bucketers on one model?)");
     COCA_CHECK(p.device() == comm_->device() || p.device() == Device::CPU, "GradientBucketer: parameter ", name, " ",
                p.describe(), " is not on the ", comm_->backend(), " communicator's device");
+    params_.emplace_back(name, p);
+  }
+  arrival_.assign(params_.size(), -1);
+  std::vector<size_t> order(params_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;  // reverse registration
+  build(order);
+}
+
+void GradientBucketer::build(const std::vector<size_t>& order) {
+  const int64_t W = comm_->size();
+  buckets_.clear();
+  size_t bytes = 0;
+  for (size_t index : order) {
+    const auto& [name, p] = params_[index];
     const size_t pbytes = p.numel() * dtype_size(p.dtype());
     if (buckets_.empty() || buckets_.back().dtype != p.dtype() ||
         (bytes + pbytes > opts_.bucket_bytes && !buckets_.back().entries.empty())) {
@@ -28,7 +41,7 @@ GradientBucketer::GradientBucketer(std::shared_ptr<Communicator> comm,
       bytes = 0;
     }
     Bucket& b = buckets_.back();
-    b.entries.push_back(Entry{name, p, b.numel, false});
+    b.entries.push_back(Entry{index, name, p, b.numel, false});
     b.numel += p.numel();
     bytes += pbytes;
   }
@@ -40,6 +53,29 @@ GradientBucketer::GradientBucketer(std::shared_ptr<Communicator> comm,
     for (size_t ei = 0; ei < b.entries.size(); ++ei)
       b.entries[ei].param.impl().post_accumulate_hook = [this, bi, ei](TensorImpl&) { on_gradient(bi, ei); };
   }
+  next_launch_ = 0;
+}
+
+// Every rank must use the same layout: rank 0's observed order wins.
+void GradientBucketer::reorder_by_arrival() {
+  const int64_t P = static_cast<int64_t>(params_.size());
+  std::vector<size_t> order(P);
+  for (int64_t i = 0; i < P; ++i) order[i] = P - 1 - i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int64_t x = arrival_[a] < 0 ? P + arrivals_ : arrival_[a], y = arrival_[b] < 0 ? P + arrivals_ : arrival_[b];
+    return x < y;
+  });
+  if (comm_->size() > 1) {
+    std::vector<int32_t> ints(order.begin(), order.end());
+    Tensor host = Tensor::from_vector(ints, {P});
+    Tensor shared = detail::zeros_on({P}, DType::i32, comm_->device());
+    detail::copy_into(shared, 0, host);
+    comm_->broadcast(shared, 0);
+    detail::copy_out(host, shared, 0);
+    const int32_t* p = host.data<int32_t>();
+    for (int64_t i = 0; i < P; ++i) order[i] = static_cast<size_t>(p[i]);
+  }
+  build(order);
 }
 
 GradientBucketer::~GradientBucketer() {
@@ -53,6 +89,7 @@ void GradientBucketer::on_gradient(size_t bi, size_t ei) {
   COCA_CHECK(!b.launched, "GradientBucketer: the gradient of ", e.name,
              " changed after its bucket was sent (a second backward before finish(); accumulate with overlap off)");
   detail::copy_into(b.flat, e.offset, e.param.grad());
+  if (arrival_[e.index] < 0) arrival_[e.index] = arrivals_++;
   if (!e.arrived) {
     e.arrived = true;
     ++b.arrived;
@@ -115,6 +152,11 @@ void GradientBucketer::finish() {
     b.work.reset();
   }
   next_launch_ = 0;
+  if (!reordered_ && opts_.reorder_after_first_step && !opts_.shard) {
+    // The .grad views set above keep the old buffers alive; the next step fills new ones.
+    reordered_ = true;
+    reorder_by_arrival();
+  }
 }
 
 }  // namespace coca::dist

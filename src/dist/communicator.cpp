@@ -1,6 +1,20 @@
 #include "coca/dist/communicator.h"
 
+#include <cstdlib>
+
 namespace coca::dist {
+
+CommOptions CommOptions::from_env() {
+  CommOptions o;
+  if (const char* v = std::getenv("COCA_COLLECTIVE_TIMEOUT_S")) {
+    char* end = nullptr;
+    const double s = std::strtod(v, &end);
+    COCA_CHECK(end != v && *end == '\0' && s > 0, "COCA_COLLECTIVE_TIMEOUT_S='", v,
+               "' is not a positive number of seconds");
+    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  }
+  return o;
+}
 
 const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "average"; }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Gradient synchronisation that overlaps backward. Parameters are grouped into buckets of about
 // `bucket_bytes` (one dtype each, in reverse registration order: roughly the order in which
-// backward produces their gradients). Each parameter's post-accumulate hook copies its gradient
+// backward produces their gradients; after the first step, in the observed order). Each parameter's post-accumulate hook copies its gradient
 // into the bucket's flat buffer; when a bucket is complete it is all-reduced (averaged) at
 // once, while the rest of backward runs. Buckets launch in index order on every rank, so ranks
 // always issue the same collectives in the same order. CPU: non-blocking MPI collectives,
@@ -23,6 +23,11 @@ struct BucketOptions {
   // ZeRO-1: reduce-scatter each bucket (padded to a multiple of W) instead of all-reducing it;
   // each rank then holds the averaged gradient of its 1/W slice only (see Zero1AdamW).
   bool shard = false;
+  // After the first step, re-form the buckets in the order in which that step's gradients
+  // arrived (rank 0's order, broadcast), so that buckets fill and launch as backward proceeds
+  // (CoCa's text tower finishes before its image tower, unlike registration order suggests).
+  // Not in shard mode: ZeRO-1's slices are fixed by the first layout.
+  bool reorder_after_first_step = true;
 };
 
 class GradientBucketer {
@@ -42,6 +47,7 @@ class GradientBucketer {
   double last_wait_seconds() const { return last_wait_s_; }
 
   struct Entry {
+    size_t index = 0;  // in the constructor's parameter list
     std::string name;
     Tensor param;
     int64_t offset = 0;  // elements, in the bucket's flat buffer
@@ -64,6 +70,8 @@ class GradientBucketer {
   Communicator& comm() const { return *comm_; }
 
  private:
+  void build(const std::vector<size_t>& order);
+  void reorder_by_arrival();
   void on_gradient(size_t bucket, size_t entry);
   void launch_ready();
   void launch(Bucket& b);
@@ -71,6 +79,10 @@ class GradientBucketer {
 
   std::shared_ptr<Communicator> comm_;
   BucketOptions opts_;
+  std::vector<std::pair<std::string, Tensor>> params_;  // those that require grad
+  std::vector<int64_t> arrival_;                       // per parameter, first step only; -1 = none
+  int64_t arrivals_ = 0;
+  bool reordered_ = false;
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;
   double last_wait_s_ = 0;

@@ -18,6 +18,8 @@ struct CommOptions {
   // A collective that has not completed after this long throws a coca::Error naming the
   // collective and the rank (a peer that died or skipped a step), which aborts the job.
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  // The defaults, with COCA_COLLECTIVE_TIMEOUT_S (seconds, > 0) from the environment if set.
+  static CommOptions from_env();
 };
 
 // A collective in flight. test() progresses it without blocking and says whether it is done;

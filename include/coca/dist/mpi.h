@@ -52,7 +52,7 @@ class MpiCommunicator : public Communicator {
 // Initialises MPI (once; MPI_THREAD_FUNNELED: only the main thread calls MPI), installs a
 // terminate handler that reports an uncaught exception with this rank and aborts the whole
 // job, and returns the world communicator. MPI is finalised at normal exit.
-std::shared_ptr<MpiCommunicator> init(int* argc, char*** argv, CommOptions opts = {});
+std::shared_ptr<MpiCommunicator> init(int* argc, char*** argv, CommOptions opts = CommOptions::from_env());
 
 // Prints "coca: rank R of W on HOST failed: CAUSE" to stderr and aborts every rank of the job
 // (MPI_Abort), so that no peer is left waiting in a collective. Safe before init (plain exit).

@@ -11,7 +11,7 @@
 namespace coca::dist {
 
 struct NcclOptions {
-  CommOptions comm;
+  CommOptions comm = CommOptions::from_env();
   // The stream the rest of the step runs on (a cudaStream_t; null = the legacy default stream).
   // Collectives run on the communicator's own stream, ordered after this one with an event;
   // wait() makes this stream wait for the collective's completion event.
