@@ -1,0 +1,67 @@
+#include "coca/dist/autograd.h"
+
+#include "coca/autograd/node.h"
+
+namespace coca::dist {
+
+Tensor all_gather_with_grad(const std::shared_ptr<Communicator>& comm, const Tensor& x) {
+  COCA_CHECK(comm != nullptr, "all_gather_with_grad: no communicator");
+  COCA_CHECK(x.dim() >= 1, "all_gather_with_grad: tensor ", x.describe(), " needs a leading dimension");
+  if (comm->size() == 1) return x;
+  Tensor in;
+  {
+    NoGradGuard no_grad;
+    in = x.contiguous();
+  }
+  Shape out_shape = x.shape();
+  out_shape[0] *= comm->size();
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());  // [W n, ...]
+  comm->all_gather(in, out);
+  record(out, "all_gather_with_grad", {x}, [comm, in_shape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
+    // d/dx_r of sum_q L_q(gathered) = sum over ranks q of g_q[rows of r]: a reduce-scatter.
+    Tensor gc = g.contiguous();
+    Tensor local = Tensor::empty(in_shape, g.dtype(), g.device());  // [n, ...]
+    comm->reduce_scatter(gc, local, ReduceOp::Sum);
+    return {local};
+  });
+  return out;
+}
+
+LossContext make_loss_context(const std::shared_ptr<Communicator>& tensors, std::shared_ptr<MpiCommunicator> scalars) {
+  COCA_CHECK(tensors != nullptr, "make_loss_context: no communicator");
+  if (!scalars) scalars = std::dynamic_pointer_cast<MpiCommunicator>(tensors);
+  COCA_CHECK(scalars != nullptr, "make_loss_context: a ", tensors->backend(),
+             " communicator needs the MPI communicator for host scalars");
+  COCA_CHECK(scalars->size() == tensors->size() && scalars->rank() == tensors->rank(),
+             "make_loss_context: the ", tensors->backend(), " communicator (rank ", tensors->rank(), " of ",
+             tensors->size(), ") and the MPI one (rank ", scalars->rank(), " of ", scalars->size(), ") differ");
+  LossContext ctx;
+  ctx.rank = tensors->rank();
+  ctx.world = tensors->size();
+  ctx.gather = [tensors, scalars](const Tensor& t) {
+    if (tensors->size() > 1) {
+      auto rows = scalars->all_gather_value(t.dim() >= 1 ? t.size(0) : -1);
+      for (size_t r = 0; r < rows.size(); ++r)
+        COCA_CHECK(rows[r] == rows[0], "global-batch loss: rank ", r, " holds ", rows[r], " rows but rank 0 holds ",
+                   rows[0], "; every rank needs the same per-rank batch (labels are offset by rank * n)");
+    }
+    return all_gather_with_grad(tensors, t);
+  };
+  ctx.sum_over_ranks = [scalars](double v) { return scalars->size() == 1 ? v : scalars->sum(v); };
+  return ctx;
+}
+
+void broadcast_parameters(Communicator& comm, const std::vector<Tensor>& params) {
+  if (comm.size() == 1) return;
+  for (const Tensor& p : params) {
+    COCA_CHECK(p.is_contiguous(), "broadcast_parameters: parameter ", p.impl().name, " ", p.describe(),
+               " is not contiguous");
+    comm.broadcast(p.detach(), 0);
+  }
+}
+
+void broadcast_parameters(Communicator& comm, const nn::Module& module) {
+  broadcast_parameters(comm, module.parameters());
+}
+
+}  // namespace coca::dist
