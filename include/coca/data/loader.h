@@ -1,0 +1,150 @@
+#pragma once
+// ShardLoader: streams one rank's samples from a shard set into training batches. A reader
+// thread follows the SampleStream order (contiguous chunk reads into a shuffle buffer);
+// worker threads decode each batch: random-resized-crop (scale 0.9-1.0, ratio 3/4-4/3,
+// bicubic), normalisation with CLIP's mean/std, float32 [B, 3, H, W]; batches wait in order
+// ahead of the trainer. Everything random comes from coca::Generator seeded by (seed, epoch,
+// rank[, sample position]), so batches depend only on (seed, epoch, rank, world size) and
+// state()/restore() resume exactly. Rank and world size are plain ints: no communicator.
+//
+// EvalReader: a classification shard set in order, with labels, centre-crop only.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "coca/data/resample.h"
+#include "coca/data/sample_stream.h"
+#include "coca/data/shard_index.h"
+#include "coca/tensor/tensor.h"
+
+namespace coca {
+
+constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+struct LoaderOptions {
+  std::string dir;               // shard set (holds index.json)
+  int rank = 0;
+  int world = 1;
+  int batch_size = 32;
+  uint64_t seed = 0;
+  int image_size = 0;            // output H = W; 0: the shards' S
+  bool augment = true;           // random-resized-crop; false: resize only
+  double scale_min = 0.9, scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  ResampleFilter filter = ResampleFilter::bicubic;
+  int shuffle_buffer = 1000;     // samples; <= 1 keeps chunk order
+  bool shuffle_chunks = true;
+  int threads = 2;               // decode/augment workers
+  int prefetch = 2;              // batches kept ready beyond the workers' own
+  bool resampled = false;        // shards drawn with replacement, endlessly
+  int64_t epoch_samples = 0;     // resampled: samples per epoch over all ranks (0: index total)
+  bool skip_bad_shards = false;  // warn and skip a shard that fails to read, instead of failing
+};
+
+struct Batch {
+  Tensor images;                  // f32 [B, 3, H, W]
+  Tensor tokens;                  // i32 [B, L]; undefined when the shards have no tokens
+  Tensor labels;                  // i32 [B]; undefined unless a classification set
+  std::vector<std::string> keys;  // source identifiers
+  std::vector<int64_t> indices;   // global sample index: shard offset in the index + row
+  int64_t epoch = 0;
+  int64_t step = 0;               // batch number within the epoch
+};
+
+// Position after the last batch handed out, plus the shards skipped so far this epoch.
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t batch = 0;
+  std::vector<SkippedShard> skipped;
+  nlohmann::json to_json() const;
+  static LoaderState from_json(const nlohmann::json& j);
+};
+
+class ShardLoader {
+ public:
+  explicit ShardLoader(LoaderOptions options);
+  ~ShardLoader();
+  ShardLoader(const ShardLoader&) = delete;
+  ShardLoader& operator=(const ShardLoader&) = delete;
+
+  const ShardIndex& index() const { return index_; }
+  int64_t batches_per_epoch(int64_t epoch) const;
+  // Positions at batch 0 of `epoch`.
+  void start_epoch(int64_t epoch);
+  // The next batch of the current epoch; false when the epoch is over.
+  bool next(Batch& out);
+  LoaderState state() const;
+  // Continues exactly where `state` was taken (same options and world size required).
+  void restore(const LoaderState& state);
+
+ private:
+  struct Sample;
+  struct RawBatch;
+  void stop_threads();
+  void launch(int64_t epoch, int64_t first_batch, const std::vector<SkippedShard>& known_skips);
+  void producer_main(int64_t epoch, int64_t first_batch, std::vector<SkippedShard> known_skips);
+  void worker_main();
+  void fail(std::exception_ptr e);
+
+  LoaderOptions opt_;
+  ShardIndex index_;
+  StreamConfig cfg_;
+  std::vector<int64_t> shard_offset_;
+  int out_size_ = 0;
+
+  int64_t epoch_ = 0;
+  int64_t consumed_ = 0;   // batches handed out this epoch
+  int64_t total_ = 0;      // batches this epoch
+  std::vector<SkippedShard> skipped_;  // as known when the last handed-out batch was made
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::vector<std::unique_ptr<RawBatch>> jobs_;          // produced, not yet taken by a worker
+  std::map<int64_t, std::unique_ptr<Batch>> ready_;      // finished, by step
+  std::map<int64_t, std::vector<SkippedShard>> skips_at_;  // skip list as of each batch
+  int64_t produced_ = 0;
+  std::thread producer_;
+  std::vector<std::thread> workers_;
+};
+
+struct EvalOptions {
+  std::string dir;
+  int batch_size = 64;
+  int image_size = 0;   // 0: the shards' S
+  ResampleFilter filter = ResampleFilter::bicubic;
+  int rank = 0;         // a contiguous 1/world of the samples, for distributed evaluation
+  int world = 1;
+};
+
+class EvalReader {
+ public:
+  explicit EvalReader(EvalOptions options);
+  const ShardIndex& index() const { return index_; }
+  const std::vector<std::string>& classnames() const { return index_.classnames; }
+  int64_t size() const { return end_ - begin_; }  // samples this rank reads
+  // Next batch in shard order (the last may be short); false at the end.
+  bool next(Batch& out);
+  void reset() { pos_ = begin_; }
+
+ private:
+  EvalOptions opt_;
+  ShardIndex index_;
+  std::vector<int64_t> shard_offset_;
+  int64_t begin_ = 0, end_ = 0, pos_ = 0;
+  int out_size_ = 0;
+  int64_t step_ = 0;
+};
+
+}  // namespace coca

@@ -1,0 +1,100 @@
+#pragma once
+// The order in which one rank sees samples in one epoch, decided from the index alone (no
+// pixel is read here), so that it can be replayed to any point for an exact resume.
+//
+// Rule (documented in data_tools/README.md):
+//  * Shards are permuted per epoch with a generator seeded from (seed, epoch), identical on
+//    every rank; rank r takes the shards at positions r, r+W, r+2W, ... of the permutation.
+//    More ranks than shards is an error unless resampling.
+//  * Each shard is read chunk by chunk (contiguous rows, chunk_images at a time), chunks in
+//    a per-(seed, epoch, rank) random order; each chunk's rows enter a shuffle buffer; once
+//    the buffer holds more than `buffer` samples a uniformly drawn one leaves it.
+//  * Every rank yields batches_per_epoch = min over ranks of floor(samples of its shards / B)
+//    batches; the rest of each rank's stream is dropped. No sample appears twice.
+//  * Resampled mode: each rank draws shards with replacement from (seed, epoch, rank),
+//    endlessly; an epoch is then floor(epoch_samples / (W * B)) batches per rank.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "coca/data/shard_index.h"
+#include "coca/tensor/random.h"
+
+namespace coca {
+
+struct SampleRef {
+  int32_t shard = 0;
+  int64_t row = 0;
+  bool operator==(const SampleRef& o) const { return shard == o.shard && row == o.row; }
+};
+
+struct StreamConfig {
+  uint64_t seed = 0;
+  int rank = 0;
+  int world = 1;
+  int batch_size = 1;
+  int shuffle_buffer = 1000;
+  int chunk_rows = 16;            // rows read at once (the shard's HDF5 chunk)
+  bool shuffle_chunks = true;
+  bool resampled = false;
+  int64_t epoch_samples = 0;      // resampled only: samples per epoch over all ranks (0: index total)
+};
+
+// A shard skipped after a read failure: from chunk `chunk` (its ordinal in this rank's read
+// order for the epoch) on. Recorded so that a resumed run skips it at the same point.
+struct SkippedShard {
+  int32_t shard = 0;
+  int64_t visit = 0;  // which visit of this rank's plan (0-based) the failure happened in
+  int64_t chunk = 0;  // ordinal of the failing chunk within that visit
+};
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
+std::vector<int32_t> shard_permutation(int64_t num_shards, uint64_t seed, int64_t epoch);
+std::vector<int32_t> shards_of_rank(const std::vector<int32_t>& permutation, int rank, int world);
+// The lockstep batch count of an epoch (same on every rank).
+int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch);
+
+class SampleStream {
+ public:
+  struct ChunkRead {
+    int32_t shard;
+    int64_t start, count;  // rows
+    int64_t visit, chunk;  // where in the read order (see SkippedShard)
+  };
+  // Reads a chunk: returns false when it failed and the shard is to be skipped.
+  using ChunkReader = std::function<bool(const ChunkRead&)>;
+
+  SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch);
+  int64_t target() const { return target_; }   // samples this rank yields this epoch
+  int64_t emitted() const { return emitted_; }
+  // Next sample, calling `read` for every chunk that enters the buffer first. Returns false
+  // after target() samples.
+  bool next(SampleRef& out, const ChunkReader& read);
+  // Samples read but not yet emitted (what a restore must reload).
+  const std::vector<SampleRef>& buffered() const { return buffer_; }
+  const std::vector<SkippedShard>& skipped() const { return skipped_; }
+
+ private:
+  bool read_next_chunk(const ChunkReader& read);
+  void start_shard(int32_t shard);
+
+  const ShardIndex& index_;
+  StreamConfig cfg_;
+  int64_t epoch_;
+  int64_t target_ = 0;
+  int64_t emitted_ = 0;
+  Generator order_gen_;                 // chunk order and shuffle draws
+  std::vector<int32_t> plan_;           // this rank's shards (non-resampled)
+  size_t plan_pos_ = 0;
+  int64_t visit_ = 0;                   // passes over plan_ (second only after skips)
+  int64_t chunk_ordinal_ = 0;           // chunks begun in this visit
+  int32_t current_shard_ = -1;
+  std::vector<int64_t> chunk_order_;    // starts of the current shard's remaining chunks
+  size_t chunk_pos_ = 0;
+  std::vector<SampleRef> buffer_;
+  std::vector<SkippedShard> skipped_;
+  std::vector<char> bad_;               // shards found bad this epoch
+  bool exhausted_ = false;
+};
+
+}  // namespace coca

@@ -1,0 +1,69 @@
+#pragma once
+// The body of coca-shard for one rank: reads, decodes, resizes and tokenises its work items
+// on a thread pool, validates captions, and writes shards in item order (so the output does
+// not depend on the thread count). Bad inputs are skipped and counted by reason in a
+// SkipReport. Shards are written under temporary names and only renamed to shard-NNNNN.h5
+// by publish_shards once every rank is done, so no reader ever sees a half-written shard.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "coca/data/resample.h"
+#include "coca/data/shard.h"
+#include "coca/data/shard_inputs.h"
+#include "coca/data/tokenizer.h"
+
+namespace coca {
+
+class SkipReport {
+ public:
+  static constexpr size_t kExamplesPerReason = 5;
+  void add(const std::string& reason, const std::string& key, const std::string& detail, int64_t samples = 1);
+  void merge(const SkipReport& other);
+  int64_t skipped() const;
+  int64_t count(const std::string& reason) const;
+  const std::map<std::string, int64_t>& counts() const { return counts_; }
+  nlohmann::json to_json() const;
+  static SkipReport from_json(const nlohmann::json& j);
+  std::string summary() const;  // multi-line, for the terminal
+
+  int64_t considered = 0;  // samples looked at
+  int64_t written = 0;
+
+ private:
+  std::map<std::string, int64_t> counts_;
+  std::map<std::string, std::vector<nlohmann::json>> examples_;
+};
+
+struct BuildOptions {
+  std::string out_dir;
+  ShardLayout layout;
+  int64_t samples_per_shard = 1000;
+  int threads = 1;
+  const BpeTokenizer* tokenizer = nullptr;  // tokens when set (layout.context_length > 0)
+  ResampleFilter filter = ResampleFilter::bicubic;
+  int rank = 0;
+  bool progress = true;
+};
+
+struct LocalShards {
+  std::vector<std::string> temp_paths;  // closed, complete files under temporary names
+  std::vector<int64_t> counts;
+};
+
+// Writes this rank's shards. On an exception the temporary files made so far are removed.
+LocalShards build_shards(const std::vector<WorkItem>& items, const BuildOptions& options, SkipReport& report);
+
+// Renames temp_paths[i] to <dir>/shard-(first_index + i).h5.
+void publish_shards(const std::string& dir, const std::vector<std::string>& temp_paths, int64_t first_index);
+
+// Removes what a previous run left in <dir>: shard-*.h5, temporary shards, index.json,
+// report.json. Returns how many files were removed.
+int remove_previous_output(const std::string& dir);
+// True when <dir> holds anything remove_previous_output would remove.
+bool has_previous_output(const std::string& dir);
+
+}  // namespace coca

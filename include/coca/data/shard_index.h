@@ -1,0 +1,48 @@
+#pragma once
+// The shard set's index.json: what a reader needs to plan an epoch without opening every
+// shard (per-shard sample counts), plus provenance (source, tokenizer, command). The file
+// layout is documented in data_tools/README.md.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace coca {
+
+constexpr int kShardFormatVersion = 1;
+constexpr const char* kShardFormatName = "coca-shards";
+
+struct ShardEntry {
+  std::string file;  // relative to the index's directory
+  int64_t samples = 0;
+};
+
+struct ShardIndex {
+  int format_version = kShardFormatVersion;
+  int64_t total_samples = 0;
+  std::vector<ShardEntry> shards;
+  int image_size = 0;
+  int chunk_images = 0;
+  std::string compression = "none";
+  int context_length = 0;               // 0: no tokens dataset
+  nlohmann::json tokenizer;             // null or {file, sha256, vocab_size, sot, eot, pad}
+  nlohmann::json source;                // {format, path, ...}
+  std::string command;
+  std::vector<std::string> classnames;  // classification sets only
+  nlohmann::json extra;                 // free-form (skip counts, etc.)
+
+  bool has_labels() const { return !classnames.empty(); }
+  std::string shard_path(const std::string& dir, size_t i) const;
+  nlohmann::json to_json() const;
+  static ShardIndex from_json(const nlohmann::json& j, const std::string& where);
+  // Reads <dir>/index.json, checking the format and that the counts add up.
+  static ShardIndex load(const std::string& dir);
+  // Writes <dir>/index.json atomically (temporary file, then rename).
+  void save(const std::string& dir) const;
+};
+
+// "shard-00042.h5"
+std::string shard_file_name(int64_t i);
+
+}  // namespace coca

@@ -1,0 +1,64 @@
+#pragma once
+// The four inputs coca-shard understands, each turned into a list of work items in a fixed
+// order (so every MPI rank derives the same list and takes its own contiguous block):
+//   csv     a CSV/TSV with image-path and caption columns (OpenCLIP: "filepath", "title", tab)
+//   coco    a COCO captions JSON plus its image folder; one sample per caption
+//   wds     WebDataset tar shards as img2dataset writes them (<key>.jpg|.png + <key>.txt)
+//   folder  root/<class>/<image> for classification sets; class names from folders or a file
+// Problems found while listing (a malformed row, a tar member without its pair, a cut-off
+// tar) are returned as issues and end up in the skip report.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace coca {
+
+// Where an item's image bytes are: a whole file, or a byte range inside one (tar members).
+struct ImageSource {
+  std::string path;
+  int64_t offset = 0;
+  int64_t size = -1;  // -1: the whole file
+};
+
+struct WorkItem {
+  std::string key;                    // source identifier stored in the shard's "keys"
+  ImageSource image;
+  std::vector<std::string> captions;  // one sample per caption (raw bytes, validated later)
+  std::vector<std::string> caption_keys;  // per-caption key when several (COCO), else empty
+  int32_t label = -1;
+};
+
+struct InputIssue {
+  std::string reason;  // e.g. "malformed_row", "missing_caption", "truncated_tar"
+  std::string key;
+  std::string detail;
+};
+
+struct InputListing {
+  std::vector<WorkItem> items;
+  std::vector<InputIssue> issues;
+  std::vector<std::string> classnames;  // folder input only
+};
+
+struct CsvOptions {
+  char separator = '\t';
+  std::string image_column = "filepath";
+  std::string caption_column = "title";
+  std::string images_root;  // prefix for relative paths; empty: as given (OpenCLIP)
+};
+
+InputListing list_csv(const std::string& path, const CsvOptions& options);
+InputListing list_coco(const std::string& json_path, const std::string& images_root);
+InputListing list_webdataset(const std::vector<std::string>& tar_paths);
+// classnames_file: empty = folder names with '_' read as spaces; else one name per line in
+// sorted-folder order, or "folder<TAB>name" lines.
+InputListing list_image_folder(const std::string& root, const std::string& classnames_file);
+
+// Reads an ImageSource's bytes; returns false when the file is missing or unreadable
+// (reason set to "missing_file" or "unreadable_file").
+bool read_image_bytes(const ImageSource& src, std::vector<uint8_t>& out, std::string& reason, std::string& detail);
+
+// Splits one CSV/TSV text into rows of fields (RFC 4180 quoting with '"').
+std::vector<std::vector<std::string>> parse_delimited(const std::string& text, char separator);
+
+}  // namespace coca

@@ -1,0 +1,369 @@
+#include "coca/data/loader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <unordered_map>
+
+#include "coca/data/augment.h"
+#include "coca/data/shard.h"
+
+namespace coca {
+
+nlohmann::json LoaderState::to_json() const {
+  nlohmann::json sk = nlohmann::json::array();
+  for (const auto& s : skipped) sk.push_back({s.shard, s.visit, s.chunk});
+  return {{"epoch", epoch}, {"batch", batch}, {"skipped", sk}};
+}
+
+LoaderState LoaderState::from_json(const nlohmann::json& j) {
+  LoaderState st;
+  st.epoch = j.at("epoch").get<int64_t>();
+  st.batch = j.at("batch").get<int64_t>();
+  for (const auto& s : j.value("skipped", nlohmann::json::array()))
+    st.skipped.push_back({s.at(0).get<int32_t>(), s.at(1).get<int64_t>(), s.at(2).get<int64_t>()});
+  return st;
+}
+
+struct ShardLoader::Sample {
+  SampleRef ref;
+  int64_t position = 0;  // emission index within the epoch: seeds this sample's augmentation
+  std::vector<uint8_t> pixels;
+  std::vector<int32_t> tokens;
+  int32_t label = -1;
+  std::string key;
+};
+
+struct ShardLoader::RawBatch {
+  int64_t step = 0;
+  std::vector<Sample> samples;
+  std::vector<SkippedShard> skips;
+};
+
+namespace {
+
+uint64_t ref_key(const SampleRef& r) { return (static_cast<uint64_t>(r.shard) << 40) ^ static_cast<uint64_t>(r.row); }
+
+bool is_known_skip(const std::vector<SkippedShard>& known, const SampleStream::ChunkRead& c) {
+  for (const auto& s : known)
+    if (s.shard == c.shard && s.visit == c.visit && s.chunk == c.chunk) return true;
+  return false;
+}
+
+std::vector<int64_t> offsets_of(const ShardIndex& index) {
+  std::vector<int64_t> off(index.shards.size() + 1, 0);
+  for (size_t i = 0; i < index.shards.size(); ++i) off[i + 1] = off[i] + index.shards[i].samples;
+  return off;
+}
+
+// Reads rows [start, start+count) of one shard into samples (pixels, tokens, labels, keys).
+class ChunkSource {
+ public:
+  ChunkSource(const ShardIndex& index, const std::string& dir) : index_(index), dir_(dir) {}
+  template <typename Sink>
+  void read(int32_t shard, int64_t start, int64_t count, Sink&& sink) {
+    if (open_shard_ != shard) {
+      reader_.reset();
+      open_shard_ = -1;
+      reader_ = std::make_unique<ShardReader>(index_.shard_path(dir_, static_cast<size_t>(shard)));
+      open_shard_ = shard;
+      COCA_CHECK(reader_->size() == index_.shards[static_cast<size_t>(shard)].samples, "shard ", reader_->path(),
+                 " has ", reader_->size(), " samples but index.json says ",
+                 index_.shards[static_cast<size_t>(shard)].samples);
+      COCA_CHECK(reader_->image_size() == index_.image_size, "shard ", reader_->path(), " has ",
+                 reader_->image_size(), "px images but index.json says ", index_.image_size);
+    }
+    const size_t img = static_cast<size_t>(index_.image_size) * index_.image_size * 3;
+    pixels_.resize(img * static_cast<size_t>(count));
+    reader_->read_images(start, count, pixels_.data());
+    const int L = reader_->context_length();
+    tokens_.resize(static_cast<size_t>(L) * static_cast<size_t>(count));
+    if (L > 0) reader_->read_tokens(start, count, tokens_.data());
+    labels_.assign(static_cast<size_t>(count), -1);
+    if (reader_->has_labels()) reader_->read_labels(start, count, labels_.data());
+    const std::vector<std::string> keys = reader_->read_keys(start, count);
+    for (int64_t i = 0; i < count; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      sink(start + i, pixels_.data() + img * k, img, tokens_.data() + static_cast<size_t>(L) * k, L, labels_[k], keys[k]);
+    }
+  }
+  void close() {
+    reader_.reset();
+    open_shard_ = -1;
+  }
+
+ private:
+  const ShardIndex& index_;
+  std::string dir_;
+  std::unique_ptr<ShardReader> reader_;
+  int32_t open_shard_ = -1;
+  std::vector<uint8_t> pixels_;
+  std::vector<int32_t> tokens_;
+  std::vector<int32_t> labels_;
+};
+
+}  // namespace
+
+ShardLoader::ShardLoader(LoaderOptions options) : opt_(std::move(options)) {
+  index_ = ShardIndex::load(opt_.dir);
+  COCA_CHECK(opt_.batch_size > 0, "loader: batch size must be positive");
+  COCA_CHECK(opt_.threads >= 1, "loader: needs at least one worker thread");
+  COCA_CHECK(opt_.scale_min > 0 && opt_.scale_min <= opt_.scale_max && opt_.scale_max <= 1.0,
+             "loader: crop scale range (", opt_.scale_min, ", ", opt_.scale_max, ") must lie in (0, 1]");
+  out_size_ = opt_.image_size > 0 ? opt_.image_size : index_.image_size;
+  cfg_.seed = opt_.seed;
+  cfg_.rank = opt_.rank;
+  cfg_.world = opt_.world;
+  cfg_.batch_size = opt_.batch_size;
+  cfg_.shuffle_buffer = opt_.shuffle_buffer;
+  cfg_.chunk_rows = index_.chunk_images > 0 ? index_.chunk_images : 16;
+  cfg_.shuffle_chunks = opt_.shuffle_chunks;
+  cfg_.resampled = opt_.resampled;
+  cfg_.epoch_samples = opt_.epoch_samples;
+  shard_offset_ = offsets_of(index_);
+  coca::batches_per_epoch(index_, cfg_, 0);  // validates rank/world against the shard count
+}
+
+ShardLoader::~ShardLoader() { stop_threads(); }
+
+int64_t ShardLoader::batches_per_epoch(int64_t epoch) const { return coca::batches_per_epoch(index_, cfg_, epoch); }
+
+void ShardLoader::stop_threads() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (producer_.joinable()) producer_.join();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  jobs_.clear();
+  ready_.clear();
+  skips_at_.clear();
+  error_ = nullptr;
+  stop_ = false;
+}
+
+void ShardLoader::launch(int64_t epoch, int64_t first_batch, const std::vector<SkippedShard>& known_skips) {
+  stop_threads();
+  epoch_ = epoch;
+  total_ = batches_per_epoch(epoch);
+  COCA_CHECK(first_batch >= 0 && first_batch <= total_, "loader: cannot resume at batch ", first_batch, " of epoch ",
+             epoch, ", which has ", total_);
+  consumed_ = produced_ = first_batch;
+  skipped_ = known_skips;
+  producer_ = std::thread(&ShardLoader::producer_main, this, epoch, first_batch, known_skips);
+  for (int t = 0; t < opt_.threads; ++t) workers_.emplace_back(&ShardLoader::worker_main, this);
+}
+
+void ShardLoader::start_epoch(int64_t epoch) { launch(epoch, 0, {}); }
+
+void ShardLoader::restore(const LoaderState& st) { launch(st.epoch, st.batch, st.skipped); }
+
+LoaderState ShardLoader::state() const { return {epoch_, consumed_, skipped_}; }
+
+void ShardLoader::fail(std::exception_ptr e) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!error_) error_ = e;
+  }
+  cv_.notify_all();
+}
+
+void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<SkippedShard> known) {
+  try {
+    SampleStream stream(index_, cfg_, epoch);
+    ChunkSource source(index_, opt_.dir);
+    std::unordered_map<uint64_t, Sample> store;  // read, not yet emitted
+    auto keep = [&](int32_t shard) {
+      return [&store, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L, int32_t label,
+                             const std::string& key) {
+        Sample s;
+        s.ref = {shard, row};
+        s.pixels.assign(px, px + n);
+        s.tokens.assign(tok, tok + L);
+        s.label = label;
+        s.key = key;
+        store[ref_key(s.ref)] = std::move(s);
+      };
+    };
+    auto dry = [&](const SampleStream::ChunkRead& c) { return !is_known_skip(known, c); };
+    auto wet = [&](const SampleStream::ChunkRead& c) {
+      if (is_known_skip(known, c)) return false;
+      try {
+        source.read(c.shard, c.start, c.count, keep(c.shard));
+        return true;
+      } catch (const Error& e) {
+        source.close();
+        if (!opt_.skip_bad_shards) throw;
+        std::fprintf(stderr, "coca loader: warning: rank %d skips shard %s after a read failure (%s)\n", opt_.rank,
+                     index_.shards[static_cast<size_t>(c.shard)].file.c_str(), e.what());
+        return false;
+      }
+    };
+    SampleRef ref;
+    const int64_t skip = first_batch * opt_.batch_size;
+    for (int64_t i = 0; i < skip; ++i)
+      COCA_CHECK(stream.next(ref, dry), "loader: cannot replay to batch ", first_batch);
+    if (skip > 0) {
+      // Reload what the shuffle buffer held at the resume point, a chunk at a time.
+      std::vector<SampleRef> held = stream.buffered();
+      std::sort(held.begin(), held.end(), [](const SampleRef& a, const SampleRef& b) {
+        return a.shard != b.shard ? a.shard < b.shard : a.row < b.row;
+      });
+      std::vector<uint64_t> wanted;
+      for (const auto& r : held) wanted.push_back(ref_key(r));
+      std::sort(wanted.begin(), wanted.end());
+      for (size_t i = 0; i < held.size();) {
+        const int32_t shard = held[i].shard;
+        const int64_t chunk_start = held[i].row / cfg_.chunk_rows * cfg_.chunk_rows;
+        const int64_t n = std::min<int64_t>(cfg_.chunk_rows, index_.shards[static_cast<size_t>(shard)].samples - chunk_start);
+        auto sink = keep(shard);
+        source.read(shard, chunk_start, n, [&](int64_t row, const uint8_t* px, size_t bytes, const int32_t* tok, int L,
+                                               int32_t label, const std::string& key) {
+          if (std::binary_search(wanted.begin(), wanted.end(), ref_key({shard, row})))
+            sink(row, px, bytes, tok, L, label, key);
+        });
+        while (i < held.size() && held[i].shard == shard && held[i].row < chunk_start + n) ++i;
+      }
+    }
+    int64_t step = first_batch;
+    auto batch = std::make_unique<RawBatch>();
+    while (stream.next(ref, wet)) {
+      auto it = store.find(ref_key(ref));
+      COCA_CHECK(it != store.end(), "loader: internal error: sample ", ref.shard, ":", ref.row, " was not read");
+      Sample s = std::move(it->second);
+      store.erase(it);
+      s.position = stream.emitted() - 1;
+      batch->samples.push_back(std::move(s));
+      if (static_cast<int>(batch->samples.size()) < opt_.batch_size) continue;
+      batch->step = step++;
+      batch->skips = stream.skipped();
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || produced_ - consumed_ < opt_.prefetch + opt_.threads; });
+      if (stop_) return;
+      jobs_.push_back(std::move(batch));
+      ++produced_;
+      lock.unlock();
+      cv_.notify_all();
+      batch = std::make_unique<RawBatch>();
+    }
+  } catch (...) {
+    fail(std::current_exception());
+  }
+}
+
+void ShardLoader::worker_main() {
+  try {
+    for (;;) {
+      std::unique_ptr<RawBatch> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+        if (stop_) return;
+        job = std::move(jobs_.front());
+        jobs_.erase(jobs_.begin());
+      }
+      auto out = std::make_unique<Batch>();
+      const int B = static_cast<int>(job->samples.size());
+      const int H = out_size_;
+      const int S = index_.image_size;
+      out->images = Tensor::empty({B, 3, H, H}, DType::f32);
+      float* img = out->images.data<float>();
+      const int L = job->samples.empty() ? 0 : static_cast<int>(job->samples[0].tokens.size());
+      if (L > 0) out->tokens = Tensor::empty({B, L}, DType::i32);
+      if (index_.has_labels()) out->labels = Tensor::empty({B}, DType::i32);
+      AugmentParams ap{opt_.augment, opt_.scale_min, opt_.scale_max, opt_.ratio_min, opt_.ratio_max, opt_.filter};
+      for (int i = 0; i < B; ++i) {
+        const Sample& s = job->samples[static_cast<size_t>(i)];
+        Generator g(mix_seed(mix_seed(opt_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(opt_.rank), 0xA06),
+                             static_cast<uint64_t>(s.position)));
+        const RgbView view{s.pixels.data(), S, S, static_cast<int64_t>(S) * 3};
+        transform_sample(view, H, ap, g, img + static_cast<size_t>(i) * 3 * H * H);
+        if (L > 0) std::memcpy(out->tokens.data<int32_t>() + static_cast<size_t>(i) * L, s.tokens.data(), sizeof(int32_t) * L);
+        if (out->labels.defined()) out->labels.data<int32_t>()[i] = s.label;
+        out->keys.push_back(s.key);
+        out->indices.push_back(shard_offset_[static_cast<size_t>(s.ref.shard)] + s.ref.row);
+      }
+      out->epoch = epoch_;
+      out->step = job->step;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        skips_at_[job->step] = std::move(job->skips);
+        ready_[job->step] = std::move(out);
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    fail(std::current_exception());
+  }
+}
+
+bool ShardLoader::next(Batch& out) {
+  if (!producer_.joinable()) start_epoch(epoch_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (consumed_ >= total_) return false;
+  cv_.wait(lock, [&] { return error_ || ready_.count(consumed_); });
+  if (error_) std::rethrow_exception(error_);
+  out = std::move(*ready_[consumed_]);
+  ready_.erase(consumed_);
+  skipped_ = std::move(skips_at_[consumed_]);
+  skips_at_.erase(consumed_);
+  ++consumed_;
+  lock.unlock();
+  cv_.notify_all();
+  return true;
+}
+
+// ---- evaluation -----------------------------------------------------------------------
+
+EvalReader::EvalReader(EvalOptions options) : opt_(std::move(options)) {
+  index_ = ShardIndex::load(opt_.dir);
+  COCA_CHECK(opt_.batch_size > 0, "eval reader: batch size must be positive");
+  COCA_CHECK(opt_.world >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world, "eval reader: rank ", opt_.rank,
+             " is not in a world of ", opt_.world);
+  shard_offset_ = offsets_of(index_);
+  begin_ = index_.total_samples * opt_.rank / opt_.world;
+  end_ = index_.total_samples * (opt_.rank + 1) / opt_.world;
+  pos_ = begin_;
+  out_size_ = opt_.image_size > 0 ? opt_.image_size : index_.image_size;
+}
+
+bool EvalReader::next(Batch& out) {
+  if (pos_ >= end_) return false;
+  const int64_t n = std::min<int64_t>(opt_.batch_size, end_ - pos_);
+  const int H = out_size_, S = index_.image_size;
+  out = Batch();
+  out.images = Tensor::empty({n, 3, H, H}, DType::f32);
+  if (index_.context_length > 0) out.tokens = Tensor::empty({n, index_.context_length}, DType::i32);
+  if (index_.has_labels()) out.labels = Tensor::empty({n}, DType::i32);
+  out.step = step_++;
+  ChunkSource source(index_, opt_.dir);
+  AugmentParams centre_only{false, 1.0, 1.0, 1.0, 1.0, opt_.filter};
+  Generator unused(0);
+  int64_t done = 0;
+  while (done < n) {
+    const int64_t g = pos_ + done;
+    const size_t shard = static_cast<size_t>(std::upper_bound(shard_offset_.begin(), shard_offset_.end(), g) - shard_offset_.begin() - 1);
+    const int64_t row = g - shard_offset_[shard];
+    const int64_t take = std::min(n - done, index_.shards[shard].samples - row);
+    source.read(static_cast<int32_t>(shard), row, take,
+                [&](int64_t r, const uint8_t* px, size_t, const int32_t* tok, int L, int32_t label, const std::string& key) {
+                  const int64_t i = done + (r - row);
+                  const RgbView view{px, S, S, static_cast<int64_t>(S) * 3};
+                  transform_sample(view, H, centre_only, unused, out.images.data<float>() + static_cast<size_t>(i) * 3 * H * H);
+                  if (L > 0 && out.tokens.defined())
+                    std::memcpy(out.tokens.data<int32_t>() + static_cast<size_t>(i) * L, tok, sizeof(int32_t) * L);
+                  if (out.labels.defined()) out.labels.data<int32_t>()[i] = label;
+                  out.keys.push_back(key);
+                  out.indices.push_back(shard_offset_[shard] + r);
+                });
+    done += take;
+  }
+  pos_ += n;
+  return true;
+}
+
+}  // namespace coca

@@ -1,0 +1,150 @@
+#include "coca/data/sample_stream.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+
+#include "coca/tensor/error.h"
+
+namespace coca {
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+  // splitmix64 finaliser over the parts, order-sensitive.
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (uint64_t v : {a, b, c, d}) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+std::vector<int32_t> shard_permutation(int64_t num_shards, uint64_t seed, int64_t epoch) {
+  std::vector<int32_t> p(static_cast<size_t>(num_shards));
+  for (int64_t i = 0; i < num_shards; ++i) p[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  Generator g(mix_seed(seed, static_cast<uint64_t>(epoch), 0x5a4d5045524dull));
+  for (int64_t i = num_shards - 1; i > 0; --i) std::swap(p[static_cast<size_t>(i)], p[g.below(static_cast<uint64_t>(i) + 1)]);
+  return p;
+}
+
+std::vector<int32_t> shards_of_rank(const std::vector<int32_t>& permutation, int rank, int world) {
+  std::vector<int32_t> mine;
+  for (size_t i = static_cast<size_t>(rank); i < permutation.size(); i += static_cast<size_t>(world))
+    mine.push_back(permutation[i]);
+  return mine;
+}
+
+static void check_config(const ShardIndex& index, const StreamConfig& cfg) {
+  COCA_CHECK(cfg.world >= 1 && cfg.rank >= 0 && cfg.rank < cfg.world, "loader: rank ", cfg.rank,
+             " is not in a world of ", cfg.world);
+  COCA_CHECK(cfg.batch_size >= 1, "loader: batch size must be positive");
+  COCA_CHECK(!index.shards.empty(), "loader: the shard set has no shards");
+  COCA_CHECK(cfg.resampled || static_cast<int64_t>(index.shards.size()) >= cfg.world, "loader: ", cfg.world,
+             " ranks but only ", index.shards.size(),
+             " shards: every rank needs at least one shard per epoch (make more, smaller shards with "
+             "coca-shard --samples-per-shard, or use resampled mode)");
+}
+
+int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch) {
+  check_config(index, cfg);
+  if (cfg.resampled) {
+    const int64_t samples = cfg.epoch_samples > 0 ? cfg.epoch_samples : index.total_samples;
+    return samples / (static_cast<int64_t>(cfg.world) * cfg.batch_size);
+  }
+  const auto perm = shard_permutation(static_cast<int64_t>(index.shards.size()), cfg.seed, epoch);
+  int64_t best = std::numeric_limits<int64_t>::max();
+  for (int r = 0; r < cfg.world; ++r) {
+    int64_t n = 0;
+    for (int32_t s : shards_of_rank(perm, r, cfg.world)) n += index.shards[static_cast<size_t>(s)].samples;
+    best = std::min(best, n / cfg.batch_size);
+  }
+  return best;
+}
+
+SampleStream::SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch)
+    : index_(index), cfg_(cfg), epoch_(epoch),
+      order_gen_(mix_seed(cfg.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(cfg.rank) + 1, 0x53545245414dull)) {
+  COCA_CHECK(cfg_.chunk_rows >= 1, "loader: chunk rows must be positive");
+  target_ = batches_per_epoch(index, cfg, epoch) * cfg.batch_size;
+  if (!cfg.resampled) plan_ = shards_of_rank(shard_permutation(static_cast<int64_t>(index.shards.size()), cfg.seed, epoch),
+                                             cfg.rank, cfg.world);
+  bad_.assign(index.shards.size(), 0);
+  buffer_.reserve(static_cast<size_t>(std::max(cfg.shuffle_buffer, 0) + cfg.chunk_rows));
+}
+
+void SampleStream::start_shard(int32_t shard) {
+  current_shard_ = shard;
+  const int64_t n = index_.shards[static_cast<size_t>(shard)].samples;
+  chunk_order_.clear();
+  for (int64_t s = 0; s < n; s += cfg_.chunk_rows) chunk_order_.push_back(s);
+  if (cfg_.shuffle_chunks)
+    for (size_t i = chunk_order_.size(); i > 1; --i) std::swap(chunk_order_[i - 1], chunk_order_[order_gen_.below(i)]);
+  chunk_pos_ = 0;
+}
+
+bool SampleStream::read_next_chunk(const ChunkReader& read) {
+  for (;;) {
+    if (current_shard_ >= 0 && chunk_pos_ < chunk_order_.size()) {
+      const int64_t start = chunk_order_[chunk_pos_++];
+      const int64_t n = std::min<int64_t>(cfg_.chunk_rows, index_.shards[static_cast<size_t>(current_shard_)].samples - start);
+      const int64_t ordinal = chunk_ordinal_++;
+      if (!read(ChunkRead{current_shard_, start, n, visit_, ordinal})) {
+        skipped_.push_back({current_shard_, visit_, ordinal});
+        bad_[static_cast<size_t>(current_shard_)] = 1;
+        current_shard_ = -1;
+        continue;
+      }
+      for (int64_t r = 0; r < n; ++r) buffer_.push_back({current_shard_, start + r});
+      return true;
+    }
+    current_shard_ = -1;
+    if (cfg_.resampled) {
+      const auto s = static_cast<int32_t>(order_gen_.below(index_.shards.size()));
+      if (bad_[static_cast<size_t>(s)]) {
+        bool any_good = std::find(bad_.begin(), bad_.end(), 0) != bad_.end();
+        COCA_CHECK(any_good, "loader: every shard failed to read");
+        continue;
+      }
+      start_shard(s);
+      continue;
+    }
+    if (plan_pos_ >= plan_.size()) {
+      // Out of shards short of the lockstep target: only after skipping bad shards. Go round
+      // this rank's good shards again (these samples repeat) so every rank still yields the
+      // same number of batches.
+      if (skipped_.empty()) return false;
+      bool any_good = false;
+      for (int32_t s : plan_) any_good |= !bad_[static_cast<size_t>(s)];
+      COCA_CHECK(any_good, "loader: rank ", cfg_.rank, " has no readable shard left in epoch ", epoch_);
+      plan_pos_ = 0;
+      ++visit_;
+      chunk_ordinal_ = 0;
+    }
+    const int32_t s = plan_[plan_pos_++];
+    if (bad_[static_cast<size_t>(s)]) continue;
+    start_shard(s);
+  }
+}
+
+bool SampleStream::next(SampleRef& out, const ChunkReader& read) {
+  if (emitted_ >= target_) return false;
+  const size_t keep = static_cast<size_t>(std::max(cfg_.shuffle_buffer, 1));
+  while (!exhausted_ && buffer_.size() <= keep) {
+    if (!read_next_chunk(read)) exhausted_ = true;
+  }
+  COCA_CHECK(!buffer_.empty(), "loader: rank ", cfg_.rank, " ran out of samples at ", emitted_, " of ", target_,
+             " in epoch ", epoch_, " (index counts do not match the shards?)");
+  const size_t j = cfg_.shuffle_buffer <= 1 ? 0 : order_gen_.below(buffer_.size());
+  out = buffer_[j];
+  if (cfg_.shuffle_buffer <= 1) {
+    buffer_.erase(buffer_.begin());
+  } else {
+    buffer_[j] = buffer_.back();
+    buffer_.pop_back();
+  }
+  ++emitted_;
+  return true;
+}
+
+}  // namespace coca

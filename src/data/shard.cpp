@@ -1,0 +1,273 @@
+#include "coca/data/shard.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "coca/data/lzf.h"
+#include "coca/data/shard_index.h"
+
+namespace coca {
+
+using h5::check;
+using h5::check_id;
+using h5::Handle;
+using Lock = std::lock_guard<std::recursive_mutex>;
+
+Compression parse_compression(const std::string& name) {
+  if (name == "none") return Compression::none;
+  if (name == "gzip") return Compression::gzip;
+  if (name == "lzf") return Compression::lzf;
+  throw Error(str_cat("unknown compression '", name, "' (none, gzip, lzf)"));
+}
+
+const char* compression_name(Compression c) {
+  switch (c) {
+    case Compression::none: return "none";
+    case Compression::gzip: return "gzip";
+    case Compression::lzf: return "lzf";
+  }
+  return "none";
+}
+
+namespace {
+
+// An extendible dataset [0, dims...] chunked along the first axis.
+Handle create_rows_dataset(hid_t file, const char* name, hid_t type, std::vector<hsize_t> row_dims,
+                           hsize_t chunk_rows, const ShardLayout& layout, bool compress, const std::string& path) {
+  std::vector<hsize_t> dims{0}, maxdims{H5S_UNLIMITED}, chunk{chunk_rows};
+  for (hsize_t d : row_dims) {
+    dims.push_back(d);
+    maxdims.push_back(d);
+    chunk.push_back(d);
+  }
+  const int rank = static_cast<int>(dims.size());
+  Handle space(check_id(H5Screate_simple(rank, dims.data(), maxdims.data()), "H5Screate_simple", path),
+               Handle::Kind::dataspace);
+  Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path), Handle::Kind::plist);
+  check(H5Pset_chunk(dcpl, rank, chunk.data()), "H5Pset_chunk", path);
+  if (compress && layout.compression == Compression::gzip) {
+    check(H5Pset_deflate(dcpl, static_cast<unsigned>(layout.gzip_level)), "H5Pset_deflate", path);
+  } else if (compress && layout.compression == Compression::lzf) {
+    check(H5Pset_filter(dcpl, kLzfFilterId, H5Z_FLAG_OPTIONAL, 0, nullptr), "H5Pset_filter(lzf)", path);
+  }
+  return Handle(check_id(H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+                         (std::string("create dataset ") + name).c_str(), path),
+                Handle::Kind::dataset);
+}
+
+// Appends `rows` rows held in `data` to an extendible dataset.
+void append_rows(hid_t dset, hid_t mem_type, int64_t at, int64_t rows, const void* data, const std::string& path,
+                 const char* name) {
+  if (rows == 0) return;
+  std::vector<hsize_t> dims = h5::dataset_dims(dset, path);
+  dims[0] = static_cast<hsize_t>(at + rows);
+  check(H5Dset_extent(dset, dims.data()), "H5Dset_extent", path);
+  Handle fspace(check_id(H5Dget_space(dset), "H5Dget_space", path), Handle::Kind::dataspace);
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = static_cast<hsize_t>(at);
+  count[0] = static_cast<hsize_t>(rows);
+  check(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+        "H5Sselect_hyperslab", path);
+  Handle mspace(check_id(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), "H5Screate_simple",
+                         path),
+                Handle::Kind::dataspace);
+  check(H5Dwrite(dset, mem_type, mspace, fspace, H5P_DEFAULT, data), (std::string("write ") + name).c_str(), path);
+}
+
+}  // namespace
+
+ShardWriter::ShardWriter(std::string path, ShardLayout layout) : path_(std::move(path)), layout_(std::move(layout)) {
+  COCA_CHECK(layout_.image_size > 0 && layout_.chunk_images > 0, "shard writer: bad layout (image_size ",
+             layout_.image_size, ", chunk_images ", layout_.chunk_images, ")");
+  h5::init();
+  Lock g(h5::lock());
+  file_ = Handle(check_id(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "create file", path_),
+                 Handle::Kind::file);
+  const hsize_t s = static_cast<hsize_t>(layout_.image_size);
+  images_ = create_rows_dataset(file_, "images", H5T_STD_U8LE, {s, s, 3},
+                                static_cast<hsize_t>(layout_.chunk_images), layout_, true, path_);
+  pending_.reserve(static_cast<size_t>(layout_.chunk_images) * s * s * 3);
+}
+
+ShardWriter::~ShardWriter() {
+  if (!closed_) {
+    Lock g(h5::lock());
+    images_.reset();
+    file_.reset();
+  }
+}
+
+void ShardWriter::add(const uint8_t* rgb, const std::string& caption, const std::string& key, const int32_t* tokens,
+                      int32_t label) {
+  COCA_CHECK(!closed_, "shard writer: add after close (", path_, ")");
+  const size_t bytes = static_cast<size_t>(layout_.image_size) * layout_.image_size * 3;
+  pending_.insert(pending_.end(), rgb, rgb + bytes);
+  captions_.push_back(caption);
+  keys_.push_back(key);
+  if (layout_.context_length > 0) {
+    COCA_CHECK(tokens != nullptr, "shard writer: ", path_, " expects tokens");
+    tokens_.insert(tokens_.end(), tokens, tokens + layout_.context_length);
+  }
+  if (layout_.labels) {
+    COCA_CHECK(label >= 0 && label < static_cast<int32_t>(layout_.classnames.size()), "shard writer: label ", label,
+               " outside the ", layout_.classnames.size(), " classes");
+    labels_.push_back(label);
+  }
+  ++count_;
+  if (pending_.size() >= bytes * static_cast<size_t>(layout_.chunk_images)) flush_images();
+}
+
+void ShardWriter::flush_images() {
+  const size_t bytes = static_cast<size_t>(layout_.image_size) * layout_.image_size * 3;
+  const int64_t rows = static_cast<int64_t>(pending_.size() / bytes);
+  Lock g(h5::lock());
+  append_rows(images_, H5T_NATIVE_UINT8, images_written_, rows, pending_.data(), path_, "images");
+  images_written_ += rows;
+  pending_.clear();
+}
+
+void ShardWriter::close() {
+  if (closed_) return;
+  flush_images();
+  Lock g(h5::lock());
+  const hsize_t string_chunk = 1024;
+  {
+    Handle str = h5::utf8_string_type();
+    std::vector<const char*> ptrs;
+    for (const char* name : {"captions", "keys"}) {
+      const auto& v = std::strcmp(name, "captions") == 0 ? captions_ : keys_;
+      Handle d = create_rows_dataset(file_, name, str, {}, string_chunk, layout_, false, path_);
+      ptrs.clear();
+      for (const auto& s : v) ptrs.push_back(s.c_str());
+      append_rows(d, str, 0, count_, ptrs.data(), path_, name);
+      d.close(path_);
+    }
+  }
+  if (layout_.context_length > 0) {
+    Handle d = create_rows_dataset(file_, "tokens", H5T_STD_I32LE, {static_cast<hsize_t>(layout_.context_length)},
+                                   string_chunk, layout_, false, path_);
+    append_rows(d, H5T_NATIVE_INT32, 0, count_, tokens_.data(), path_, "tokens");
+    d.close(path_);
+  }
+  if (layout_.labels) {
+    Handle d = create_rows_dataset(file_, "labels", H5T_STD_I32LE, {}, string_chunk, layout_, false, path_);
+    append_rows(d, H5T_NATIVE_INT32, 0, count_, labels_.data(), path_, "labels");
+    h5::write_attribute(file_, "classnames", layout_.classnames, path_);
+    d.close(path_);
+  }
+  h5::write_attribute(file_, "format", std::string(kShardFormatName), path_);
+  h5::write_attribute(file_, "format_version", int64_t{kShardFormatVersion}, path_);
+  h5::write_attribute(file_, "num_samples", count_, path_);
+  h5::write_attribute(file_, "image_size", int64_t{layout_.image_size}, path_);
+  h5::write_attribute(file_, "chunk_images", int64_t{layout_.chunk_images}, path_);
+  h5::write_attribute(file_, "context_length", int64_t{layout_.context_length}, path_);
+  h5::write_attribute(file_, "compression", std::string(compression_name(layout_.compression)), path_);
+  images_.close(path_);
+  check(H5Fflush(file_, H5F_SCOPE_LOCAL), "H5Fflush", path_);
+  file_.close(path_);
+  closed_ = true;
+}
+
+// ---- reader -------------------------------------------------------------------------------
+
+ShardReader::ShardReader(const std::string& path) : path_(path) {
+  h5::init();
+  Lock g(h5::lock());
+  file_ = Handle(check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open shard", path_),
+                 Handle::Kind::file);
+  auto open = [&](const char* name) {
+    return Handle(check_id(H5Dopen2(file_, name, H5P_DEFAULT), (std::string("open dataset ") + name).c_str(), path_),
+                  Handle::Kind::dataset);
+  };
+  images_ = open("images");
+  const auto idims = h5::dataset_dims(images_, path_);
+  COCA_CHECK(idims.size() == 4 && idims[1] == idims[2] && idims[3] == 3, "shard ", path_,
+             ": images must be [N, S, S, 3]");
+  size_ = static_cast<int64_t>(idims[0]);
+  image_size_ = static_cast<int>(idims[1]);
+  {
+    Handle dcpl(check_id(H5Dget_create_plist(images_), "H5Dget_create_plist", path_), Handle::Kind::plist);
+    hsize_t chunk[4] = {0, 0, 0, 0};
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
+    chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
+  }
+  captions_ = open("captions");
+  keys_ = open("keys");
+  auto expect_rows = [&](const Handle& d, const char* name, size_t nd) {
+    const auto dims = h5::dataset_dims(d, path_);
+    COCA_CHECK(dims.size() == nd && static_cast<int64_t>(dims[0]) == size_, "shard ", path_, ": ", name, " has ",
+               dims.empty() ? 0 : dims[0], " rows (rank ", dims.size(), "), images has ", size_);
+    return dims;
+  };
+  expect_rows(captions_, "captions", 1);
+  expect_rows(keys_, "keys", 1);
+  if (h5::has_dataset(file_, "tokens")) {
+    tokens_ = open("tokens");
+    context_length_ = static_cast<int>(expect_rows(tokens_, "tokens", 2)[1]);
+  }
+  if (h5::has_dataset(file_, "labels")) {
+    labels_ = open("labels");
+    expect_rows(labels_, "labels", 1);
+    has_labels_ = true;
+    if (h5::has_attribute(file_, "classnames"))
+      classnames_ = h5::read_string_list_attribute(file_, "classnames", path_);
+  }
+}
+
+void ShardReader::check_rows(int64_t start, int64_t count, const char* what) const {
+  COCA_CHECK(start >= 0 && count >= 0 && start + count <= size_, "shard ", path_, ": ", what, " rows [", start, ", ",
+             start + count, ") outside [0, ", size_, ")");
+}
+
+namespace {
+void read_rows(hid_t dset, hid_t mem_type, int64_t start, int64_t count, void* out, const std::string& path,
+               const char* name) {
+  if (count == 0) return;
+  const std::vector<hsize_t> dims = h5::dataset_dims(dset, path);
+  std::vector<hsize_t> off(dims.size(), 0), cnt = dims;
+  off[0] = static_cast<hsize_t>(start);
+  cnt[0] = static_cast<hsize_t>(count);
+  Handle fspace(check_id(H5Dget_space(dset), "H5Dget_space", path), Handle::Kind::dataspace);
+  check(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr),
+        "H5Sselect_hyperslab", path);
+  Handle mspace(check_id(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), "H5Screate_simple",
+                         path),
+                Handle::Kind::dataspace);
+  if (H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out) < 0)
+    h5::fail(str_cat("reading ", name, " rows [", start, ", ", start + count, ")"), path);
+}
+}  // namespace
+
+void ShardReader::read_images(int64_t start, int64_t count, uint8_t* out) const {
+  check_rows(start, count, "images");
+  Lock g(h5::lock());
+  read_rows(images_, H5T_NATIVE_UINT8, start, count, out, path_, "images");
+}
+
+void ShardReader::read_tokens(int64_t start, int64_t count, int32_t* out) const {
+  COCA_CHECK(has_tokens(), "shard ", path_, " has no tokens dataset (made without a tokenizer)");
+  check_rows(start, count, "tokens");
+  Lock g(h5::lock());
+  read_rows(tokens_, H5T_NATIVE_INT32, start, count, out, path_, "tokens");
+}
+
+void ShardReader::read_labels(int64_t start, int64_t count, int32_t* out) const {
+  COCA_CHECK(has_labels(), "shard ", path_, " has no labels dataset (not a classification set)");
+  check_rows(start, count, "labels");
+  Lock g(h5::lock());
+  read_rows(labels_, H5T_NATIVE_INT32, start, count, out, path_, "labels");
+}
+
+std::vector<std::string> ShardReader::read_captions(int64_t start, int64_t count) const {
+  check_rows(start, count, "captions");
+  Lock g(h5::lock());
+  return h5::read_strings(captions_, start, count, path_);
+}
+
+std::vector<std::string> ShardReader::read_keys(int64_t start, int64_t count) const {
+  check_rows(start, count, "keys");
+  Lock g(h5::lock());
+  return h5::read_strings(keys_, start, count, path_);
+}
+
+}  // namespace coca

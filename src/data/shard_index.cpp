@@ -1,0 +1,105 @@
+#include "coca/data/shard_index.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "coca/tensor/error.h"
+
+namespace coca {
+
+std::string shard_file_name(int64_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "shard-%05lld.h5", static_cast<long long>(i));
+  return buf;
+}
+
+std::string ShardIndex::shard_path(const std::string& dir, size_t i) const {
+  return (std::filesystem::path(dir) / shards.at(i).file).string();
+}
+
+nlohmann::json ShardIndex::to_json() const {
+  nlohmann::json j;
+  j["format"] = kShardFormatName;
+  j["format_version"] = format_version;
+  j["total_samples"] = total_samples;
+  j["num_shards"] = shards.size();
+  j["image_size"] = image_size;
+  j["chunk_images"] = chunk_images;
+  j["compression"] = compression;
+  j["context_length"] = context_length;
+  j["tokenizer"] = tokenizer;
+  j["source"] = source;
+  j["command"] = command;
+  if (!classnames.empty()) {
+    j["num_classes"] = classnames.size();
+    j["classnames"] = classnames;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& s : shards) list.push_back({{"file", s.file}, {"samples", s.samples}});
+  j["shards"] = list;
+  if (!extra.is_null()) j["extra"] = extra;
+  return j;
+}
+
+ShardIndex ShardIndex::from_json(const nlohmann::json& j, const std::string& where) {
+  try {
+    COCA_CHECK(j.value("format", std::string()) == kShardFormatName, where, ": not a ", kShardFormatName, " index");
+    ShardIndex idx;
+    idx.format_version = j.at("format_version").get<int>();
+    COCA_CHECK(idx.format_version == kShardFormatVersion, where, ": format_version ", idx.format_version,
+               " is not supported (this build reads ", kShardFormatVersion, ")");
+    idx.total_samples = j.at("total_samples").get<int64_t>();
+    idx.image_size = j.at("image_size").get<int>();
+    idx.chunk_images = j.value("chunk_images", 0);
+    idx.compression = j.value("compression", std::string("none"));
+    idx.context_length = j.value("context_length", 0);
+    idx.tokenizer = j.value("tokenizer", nlohmann::json());
+    idx.source = j.value("source", nlohmann::json());
+    idx.command = j.value("command", std::string());
+    if (j.contains("classnames")) idx.classnames = j.at("classnames").get<std::vector<std::string>>();
+    if (j.contains("extra")) idx.extra = j.at("extra");
+    int64_t sum = 0;
+    for (const auto& s : j.at("shards")) {
+      ShardEntry e{s.at("file").get<std::string>(), s.at("samples").get<int64_t>()};
+      COCA_CHECK(e.samples >= 0, where, ": shard ", e.file, " has a negative sample count");
+      sum += e.samples;
+      idx.shards.push_back(std::move(e));
+    }
+    COCA_CHECK(sum == idx.total_samples, where, ": shard counts add up to ", sum, " but total_samples is ",
+               idx.total_samples);
+    return idx;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(str_cat(where, ": malformed index: ", e.what()));
+  }
+}
+
+ShardIndex ShardIndex::load(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / "index.json").string();
+  std::ifstream f(path);
+  COCA_CHECK(f.good(), "cannot open shard index ", path);
+  nlohmann::json j;
+  try {
+    f >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(str_cat(path, ": not valid JSON: ", e.what()));
+  }
+  return from_json(j, path);
+}
+
+void ShardIndex::save(const std::string& dir) const {
+  const std::filesystem::path path = std::filesystem::path(dir) / "index.json";
+  const std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp);
+    COCA_CHECK(f.good(), "cannot create ", tmp);
+    f << to_json().dump(2) << "\n";
+    f.close();
+    COCA_CHECK(f.good(), "writing ", tmp, " failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  COCA_CHECK(!ec, "renaming ", tmp, " to ", path.string(), ": ", ec.message());
+}
+
+}  // namespace coca

@@ -1,0 +1,382 @@
+#include "coca/data/shard_inputs.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "coca/tensor/error.h"
+
+namespace fs = std::filesystem;
+
+namespace coca {
+namespace {
+
+std::string read_text_file(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  COCA_CHECK(f.good(), "cannot open ", what, " ", path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string lower_ascii(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool is_image_extension(const std::string& ext) { return ext == "jpg" || ext == "jpeg" || ext == "png"; }
+
+}  // namespace
+
+std::vector<std::vector<std::string>> parse_delimited(const std::string& text, char sep) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool in_quotes = false, field_started = false;
+  size_t i = 0;
+  if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;  // BOM
+  auto end_field = [&] {
+    row.push_back(std::move(field));
+    field.clear();
+    field_started = false;
+  };
+  auto end_row = [&] {
+    end_field();
+    if (!(row.size() == 1 && row[0].empty())) rows.push_back(std::move(row));
+    row.clear();
+  };
+  for (; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_quotes) {
+      if (c == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') { field.push_back('"'); ++i; }
+        else in_quotes = false;
+      } else {
+        field.push_back(c);
+      }
+    } else if (c == '"' && !field_started) {
+      in_quotes = field_started = true;
+    } else if (c == sep) {
+      end_field();
+    } else if (c == '\n') {
+      end_row();
+    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
+      // the '\n' ends the row
+    } else {
+      field.push_back(c);
+      field_started = true;
+    }
+  }
+  if (!field.empty() || !row.empty()) end_row();
+  return rows;
+}
+
+InputListing list_csv(const std::string& path, const CsvOptions& options) {
+  const auto rows = parse_delimited(read_text_file(path, "caption table"), options.separator);
+  COCA_CHECK(!rows.empty(), path, ": empty caption table (expected a header row)");
+  const auto& header = rows[0];
+  auto column = [&](const std::string& name) {
+    auto it = std::find(header.begin(), header.end(), name);
+    COCA_CHECK(it != header.end(), path, ": no column '", name, "' in the header (columns: ",
+               [&] { std::string s; for (const auto& h : header) s += (s.empty() ? "" : ", ") + h; return s; }(),
+               "); set the column names with --csv-image-key/--csv-caption-key");
+    return static_cast<size_t>(it - header.begin());
+  };
+  const size_t img_col = column(options.image_column), cap_col = column(options.caption_column);
+  InputListing out;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    const std::string key = str_cat(fs::path(path).filename().string(), ":", r + 1);
+    if (row.size() != header.size()) {
+      out.issues.push_back({"malformed_row", key, str_cat(row.size(), " fields, header has ", header.size())});
+      continue;
+    }
+    WorkItem item;
+    const std::string& p = row[img_col];
+    item.image.path = (options.images_root.empty() || fs::path(p).is_absolute())
+                          ? p : (fs::path(options.images_root) / p).string();
+    item.key = p;
+    item.captions.push_back(row[cap_col]);
+    out.items.push_back(std::move(item));
+  }
+  return out;
+}
+
+InputListing list_coco(const std::string& json_path, const std::string& images_root) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(json_path, "COCO captions file"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(str_cat(json_path, ": not valid JSON: ", e.what()));
+  }
+  COCA_CHECK(j.contains("images") && j.contains("annotations"), json_path,
+             ": not a COCO captions file (needs \"images\" and \"annotations\")");
+  InputListing out;
+  std::map<int64_t, size_t> by_id;
+  try {
+    for (const auto& im : j.at("images")) {
+      WorkItem item;
+      const int64_t id = im.at("id").get<int64_t>();
+      const std::string file = im.at("file_name").get<std::string>();
+      item.image.path = (fs::path(images_root) / file).string();
+      item.key = str_cat("coco:", id);
+      by_id[id] = out.items.size();
+      out.items.push_back(std::move(item));
+    }
+    for (const auto& ann : j.at("annotations")) {
+      const int64_t image_id = ann.at("image_id").get<int64_t>();
+      const std::string ann_key = str_cat("coco:", image_id, ":", ann.value("id", int64_t{-1}));
+      auto it = by_id.find(image_id);
+      if (it == by_id.end()) {
+        out.issues.push_back({"unknown_image_id", ann_key, "annotation refers to an image not in \"images\""});
+        continue;
+      }
+      const auto& cap = ann.at("caption");
+      WorkItem& item = out.items[it->second];
+      item.captions.push_back(cap.is_string() ? cap.get<std::string>() : std::string());
+      item.caption_keys.push_back(ann_key);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(str_cat(json_path, ": malformed COCO record: ", e.what()));
+  }
+  std::vector<WorkItem> kept;
+  for (auto& item : out.items) {
+    if (item.captions.empty()) out.issues.push_back({"no_caption", item.key, "image has no caption annotation"});
+    else kept.push_back(std::move(item));
+  }
+  out.items = std::move(kept);
+  return out;
+}
+
+namespace {
+
+int64_t parse_tar_number(const char* p, size_t n) {
+  if (static_cast<unsigned char>(p[0]) & 0x80) {  // base-256 (GNU) for large sizes
+    int64_t v = static_cast<unsigned char>(p[0]) & 0x7F;
+    for (size_t i = 1; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+    return v;
+  }
+  int64_t v = 0;
+  size_t i = 0;
+  while (i < n && (p[i] == ' ' || p[i] == '\0')) ++i;
+  for (; i < n && p[i] >= '0' && p[i] <= '7'; ++i) v = v * 8 + (p[i] - '0');
+  return v;
+}
+
+struct TarMember {
+  std::string name;
+  int64_t offset, size;
+};
+
+// Lists regular files; appends an issue and stops at a cut-off or corrupt header.
+std::vector<TarMember> list_tar(const std::string& path, std::vector<InputIssue>& issues) {
+  std::ifstream f(path, std::ios::binary);
+  COCA_CHECK(f.good(), "cannot open tar ", path);
+  f.seekg(0, std::ios::end);
+  const int64_t file_size = f.tellg();
+  f.seekg(0);
+  std::vector<TarMember> out;
+  std::string long_name;
+  int64_t pos = 0;
+  char h[512];
+  while (true) {
+    if (pos + 512 > file_size) {
+      if (pos < file_size || out.empty())
+        issues.push_back({"truncated_tar", path, str_cat("header cut off at byte ", pos)});
+      break;
+    }
+    f.seekg(pos);
+    f.read(h, 512);
+    if (!f) { issues.push_back({"truncated_tar", path, str_cat("read failed at byte ", pos)}); break; }
+    if (std::all_of(h, h + 512, [](char c) { return c == 0; })) break;  // end-of-archive block
+    unsigned sum = 0;
+    for (int i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+    if (static_cast<int64_t>(sum) != parse_tar_number(h + 148, 8)) {
+      issues.push_back({"corrupt_tar", path, str_cat("bad header checksum at byte ", pos)});
+      break;
+    }
+    const int64_t size = parse_tar_number(h + 124, 12);
+    const char type = h[156];
+    const int64_t data = pos + 512;
+    if (data + size > file_size) {
+      issues.push_back({"truncated_tar", path, str_cat("member at byte ", pos, " runs past the end of the file")});
+      break;
+    }
+    std::string name(h, strnlen(h, 100));
+    if (std::memcmp(h + 257, "ustar", 5) == 0 && h[345] != 0)
+      name = std::string(h + 345, strnlen(h + 345, 155)) + "/" + name;
+    if (type == 'L' || type == 'x') {
+      std::string body(static_cast<size_t>(size), '\0');
+      f.seekg(data);
+      f.read(body.data(), size);
+      if (type == 'L') {
+        long_name = body.c_str();
+      } else {  // pax: "<len> path=<value>\n" records
+        size_t k = 0;
+        while (k < body.size()) {
+          const size_t sp = body.find(' ', k);
+          if (sp == std::string::npos) break;
+          const size_t len = std::strtoul(body.c_str() + k, nullptr, 10);
+          if (len == 0 || k + len > body.size()) break;
+          const std::string rec = body.substr(sp + 1, k + len - sp - 2);
+          if (rec.rfind("path=", 0) == 0) long_name = rec.substr(5);
+          k += len;
+        }
+      }
+    } else if (type == '0' || type == '\0' || type == '7') {
+      out.push_back({long_name.empty() ? name : long_name, data, size});
+      long_name.clear();
+    } else {
+      long_name.clear();
+    }
+    pos = data + (size + 511) / 512 * 512;
+  }
+  return out;
+}
+
+}  // namespace
+
+InputListing list_webdataset(const std::vector<std::string>& tar_paths) {
+  InputListing out;
+  for (const std::string& tar : tar_paths) {
+    const auto members = list_tar(tar, out.issues);
+    const std::string tar_name = fs::path(tar).filename().string();
+    // WebDataset groups consecutive members by key = path up to the first dot of the basename.
+    size_t i = 0;
+    while (i < members.size()) {
+      auto split = [](const std::string& name, std::string& key, std::string& ext) {
+        const size_t slash = name.rfind('/');
+        const size_t dot = name.find('.', slash == std::string::npos ? 0 : slash + 1);
+        key = dot == std::string::npos ? name : name.substr(0, dot);
+        ext = dot == std::string::npos ? "" : lower_ascii(name.substr(dot + 1));
+      };
+      std::string key, ext;
+      split(members[i].name, key, ext);
+      const TarMember* image = nullptr;
+      const TarMember* text = nullptr;
+      std::string other_image_ext;
+      size_t j = i;
+      for (; j < members.size(); ++j) {
+        std::string k2, e2;
+        split(members[j].name, k2, e2);
+        if (k2 != key) break;
+        if (is_image_extension(e2)) image = &members[j];
+        else if (e2 == "txt") text = &members[j];
+        else if (e2 == "webp" || e2 == "gif" || e2 == "bmp" || e2 == "tif" || e2 == "tiff") other_image_ext = e2;
+      }
+      const std::string full_key = tar_name + "/" + key;
+      if (!image) {
+        out.issues.push_back({other_image_ext.empty() ? "missing_image" : "unsupported_image_format", full_key,
+                              other_image_ext.empty() ? "no .jpg/.jpeg/.png member" : "." + other_image_ext});
+      } else if (!text) {
+        out.issues.push_back({"missing_caption", full_key, "no .txt member"});
+      } else {
+        WorkItem item;
+        item.key = full_key;
+        item.image = {tar, image->offset, image->size};
+        std::string caption(static_cast<size_t>(text->size), '\0');
+        std::ifstream f(tar, std::ios::binary);
+        f.seekg(text->offset);
+        f.read(caption.data(), text->size);
+        COCA_CHECK(f.good() || text->size == 0, "reading ", full_key, ".txt from ", tar, " failed");
+        item.captions.push_back(std::move(caption));
+        out.items.push_back(std::move(item));
+      }
+      i = j;
+    }
+  }
+  return out;
+}
+
+InputListing list_image_folder(const std::string& root, const std::string& classnames_file) {
+  COCA_CHECK(fs::is_directory(root), "image folder ", root, " is not a directory");
+  std::vector<std::string> folders;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && e.path().filename().string()[0] != '.') folders.push_back(e.path().filename().string());
+  std::sort(folders.begin(), folders.end());
+  COCA_CHECK(!folders.empty(), "image folder ", root, " has no class sub-folders (expected root/<class>/<image>)");
+  InputListing out;
+  if (classnames_file.empty()) {
+    for (std::string name : folders) {
+      std::replace(name.begin(), name.end(), '_', ' ');
+      out.classnames.push_back(name);
+    }
+  } else {
+    std::istringstream lines(read_text_file(classnames_file, "class names file"));
+    std::vector<std::string> plain;
+    std::map<std::string, std::string> mapped;
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty()) continue;
+      const size_t tab = line.find('\t');
+      if (tab != std::string::npos) mapped[line.substr(0, tab)] = line.substr(tab + 1);
+      else plain.push_back(line);
+    }
+    if (!mapped.empty()) {
+      for (const auto& f : folders) {
+        auto it = mapped.find(f);
+        COCA_CHECK(it != mapped.end(), classnames_file, ": no name for class folder '", f, "'");
+        out.classnames.push_back(it->second);
+      }
+    } else {
+      COCA_CHECK(plain.size() == folders.size(), classnames_file, " lists ", plain.size(), " class names but ", root,
+                 " has ", folders.size(), " class folders");
+      out.classnames = plain;
+    }
+  }
+  for (size_t c = 0; c < folders.size(); ++c) {
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(fs::path(root) / folders[c])) {
+      const std::string name = e.path().filename().string();
+      if (name[0] == '.' || e.is_directory()) continue;
+      files.push_back(name);
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& name : files) {
+      WorkItem item;
+      item.key = folders[c] + "/" + name;
+      item.image.path = (fs::path(root) / folders[c] / name).string();
+      item.captions.push_back(out.classnames[c]);
+      item.label = static_cast<int32_t>(c);
+      out.items.push_back(std::move(item));
+    }
+  }
+  return out;
+}
+
+bool read_image_bytes(const ImageSource& src, std::vector<uint8_t>& out, std::string& reason, std::string& detail) {
+  std::error_code ec;
+  if (!fs::exists(src.path, ec)) {
+    reason = "missing_file";
+    detail = src.path;
+    return false;
+  }
+  std::ifstream f(src.path, std::ios::binary);
+  if (!f.good() || fs::is_directory(src.path, ec)) {
+    reason = "unreadable_file";
+    detail = src.path;
+    return false;
+  }
+  int64_t size = src.size;
+  if (size < 0) {
+    f.seekg(0, std::ios::end);
+    size = f.tellg();
+    f.seekg(0);
+  } else {
+    f.seekg(src.offset);
+  }
+  out.resize(static_cast<size_t>(std::max<int64_t>(size, 0)));
+  if (size > 0) f.read(reinterpret_cast<char*>(out.data()), size);
+  if (!f.good()) {
+    reason = "unreadable_file";
+    detail = str_cat(src.path, ": read failed");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace coca
