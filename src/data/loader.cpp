@@ -176,7 +176,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
   try {
     SampleStream stream(index_, cfg_, epoch);
     ChunkSource source(index_, opt_.dir);
-    std::unordered_map<uint64_t, Sample> store;  // read, not yet emitted
+    std::unordered_multimap<uint64_t, Sample> store;  // read, not yet emitted (resampling may repeat a row)
     auto keep = [&](int32_t shard) {
       return [&store, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L, int32_t label,
                              const std::string& key) {
@@ -186,7 +186,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         s.tokens.assign(tok, tok + L);
         s.label = label;
         s.key = key;
-        store[ref_key(s.ref)] = std::move(s);
+        store.emplace(ref_key(s.ref), std::move(s));
       };
     };
     auto dry = [&](const SampleStream::ChunkRead& c) { return !is_known_skip(known, c); };
@@ -223,10 +223,11 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         auto sink = keep(shard);
         source.read(shard, chunk_start, n, [&](int64_t row, const uint8_t* px, size_t bytes, const int32_t* tok, int L,
                                                int32_t label, const std::string& key) {
-          if (std::binary_search(wanted.begin(), wanted.end(), ref_key({shard, row})))
-            sink(row, px, bytes, tok, L, label, key);
+          const auto range = std::equal_range(wanted.begin(), wanted.end(), ref_key({shard, row}));
+          for (auto it = range.first; it != range.second; ++it) sink(row, px, bytes, tok, L, label, key);
         });
         while (i < held.size() && held[i].shard == shard && held[i].row < chunk_start + n) ++i;
+        // Repeats of a row (resampling) were all loaded by the first pass over its chunk.
       }
     }
     int64_t step = first_batch;
@@ -270,7 +271,7 @@ void ShardLoader::worker_main() {
       const int B = static_cast<int>(job->samples.size());
       const int H = out_size_;
       const int S = index_.image_size;
-      out->images = Tensor::empty({B, 3, H, H}, DType::f32);
+      out->images = take_image_tensor({B, 3, H, H});
       float* img = out->images.data<float>();
       const int L = job->samples.empty() ? 0 : static_cast<int>(job->samples[0].tokens.size());
       if (L > 0) out->tokens = Tensor::empty({B, L}, DType::i32);
@@ -299,6 +300,19 @@ void ShardLoader::worker_main() {
   } catch (...) {
     fail(std::current_exception());
   }
+}
+
+Tensor ShardLoader::take_image_tensor(const Shape& shape) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (const Tensor& t : image_pool_) {
+    // Free when only the pool refers to the tensor and to its storage (no views alive).
+    if (t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1 && t.shape() == shape) {
+      return Tensor(std::make_shared<TensorImpl>(t.impl()));  // a new handle on the same storage
+    }
+  }
+  Tensor fresh = Tensor::empty(shape, DType::f32);
+  if (image_pool_.size() < static_cast<size_t>(opt_.prefetch + 2 * opt_.threads + 4)) image_pool_.push_back(fresh);
+  return fresh;
 }
 
 bool ShardLoader::next(Batch& out) {

@@ -185,8 +185,10 @@ std::vector<TarMember> list_tar(const std::string& path, std::vector<InputIssue>
   char h[512];
   while (true) {
     if (pos + 512 > file_size) {
-      if (pos < file_size || out.empty())
-        issues.push_back({"truncated_tar", path, str_cat("header cut off at byte ", pos)});
+      // No end-of-archive blocks: fine when the last member ended exactly at the end of the
+      // file (some writers omit them), cut off otherwise.
+      if (pos != file_size || out.empty())
+        issues.push_back({"truncated_tar", path, str_cat("archive ends inside the entry at byte ", pos)});
       break;
     }
     f.seekg(pos);

@@ -2,7 +2,7 @@
 // ShardLoader: streams one rank's samples from a shard set into training batches. A reader
 // thread follows the SampleStream order (contiguous chunk reads into a shuffle buffer);
 // worker threads decode each batch: random-resized-crop (scale 0.9-1.0, ratio 3/4-4/3,
-// bicubic), normalisation with CLIP's mean/std, float32 [B, 3, H, W]; batches wait in order
+// antialiased bilinear, bicubic optional), normalisation with CLIP's mean/std, float32 [B, 3, H, W]; batches wait in order
 // ahead of the trainer. Everything random comes from coca::Generator seeded by (seed, epoch,
 // rank[, sample position]), so batches depend only on (seed, epoch, rank, world size) and
 // state()/restore() resume exactly. Rank and world size are plain ints: no communicator.
@@ -41,7 +41,9 @@ struct LoaderOptions {
   bool augment = true;           // random-resized-crop; false: resize only
   double scale_min = 0.9, scale_max = 1.0;
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
-  ResampleFilter filter = ResampleFilter::bicubic;
+  // Antialiased bilinear by default: at the small scale changes of a 0.9-1.0 crop it is
+  // visually indistinguishable from bicubic and about 40% cheaper (see the benchmark).
+  ResampleFilter filter = ResampleFilter::bilinear;
   int shuffle_buffer = 1000;     // samples; <= 1 keeps chunk order
   bool shuffle_chunks = true;
   int threads = 2;               // decode/augment workers
@@ -115,6 +117,10 @@ class ShardLoader {
   std::map<int64_t, std::unique_ptr<Batch>> ready_;      // finished, by step
   std::map<int64_t, std::vector<SkippedShard>> skips_at_;  // skip list as of each batch
   int64_t produced_ = 0;
+  // Image tensors of earlier batches, reused once nobody else holds them: a fresh 40 MB
+  // tensor per batch costs more in page faults than the whole transform.
+  std::vector<Tensor> image_pool_;
+  Tensor take_image_tensor(const Shape& shape);
   std::thread producer_;
   std::vector<std::thread> workers_;
 };

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes the emoji dataset's inputs for coca-shard from the unpacked npm packages.
+
+  emoji_captions.py NPM_DIR WORK_DIR
+
+NPM_DIR/<set>/package/{emoji.json,img/<set>/64/*.png} for set in apple, google, facebook,
+twitter. Writes WORK_DIR/train.tsv (filepath, title; paths relative to NPM_DIR),
+WORK_DIR/train_captions.txt (one caption a line, for the tokenizer), and the held-out
+classification layout WORK_DIR/twitter/<class folder>/<image> (symlinks) with
+WORK_DIR/twitter_classnames.txt. Caption templates are documented in data_tools/README.md.
+Standard library only; deterministic.
+"""
+import json
+import os
+import sys
+
+TRAIN_SETS = ["apple", "google", "facebook"]
+EVAL_SET = "twitter"
+TONES = {
+    "1F3FB": "light skin tone",
+    "1F3FC": "medium-light skin tone",
+    "1F3FD": "medium skin tone",
+    "1F3FE": "medium-dark skin tone",
+    "1F3FF": "dark skin tone",
+}
+TEMPLATES = [
+    "an emoji of {name}",
+    "{name}",
+    "{name} in the {style} emoji style",
+    "{name}, an emoji from the {subcategory} group",
+    "{name} ({category})",
+]
+
+
+def tone_phrase(key):
+    parts = [TONES.get(p, "") for p in key.split("-")]
+    parts = [p for p in parts if p]
+    if not parts:
+        return ""
+    if len(parts) > 1 and len(set(parts)) == 1:
+        return parts[0]
+    return " and ".join(parts)
+
+
+def variants(entry):
+    """(image file, display name, has_img flags) for the emoji and its skin-tone variants."""
+    name = entry["name"].lower()
+    yield entry["image"], name, entry, 0
+    for i, (key, var) in enumerate(sorted(entry.get("skin_variations", {}).items())):
+        tone = tone_phrase(key)
+        yield var["image"], f"{name} with {tone}" if tone else name, var, i + 1
+
+
+def main():
+    npm_dir, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(npm_dir, "apple", "package", "emoji.json"), encoding="utf-8") as f:
+        emoji = sorted(json.load(f), key=lambda e: e["sort_order"])
+    rows, captions, counts = [], [], {}
+    for si, style in enumerate(TRAIN_SETS):
+        root = os.path.join(npm_dir, style, "package", "img", style, "64")
+        n = 0
+        for e in emoji:
+            for image, name, flags, vi in variants(e):
+                if not flags.get(f"has_img_{style}"):
+                    continue
+                rel = os.path.join(style, "package", "img", style, "64", image)
+                if not os.path.exists(os.path.join(npm_dir, rel)):
+                    continue  # listed but not shipped: coca-shard would count it as missing
+                t = TEMPLATES[(e["sort_order"] + vi + si) % len(TEMPLATES)]
+                cap = t.format(name=name, style=style, category=e["category"].lower(),
+                               subcategory=e["subcategory"].replace("-", " "))
+                rows.append(f"{rel}\t{cap}")
+                captions.append(cap)
+                n += 1
+        counts[style] = n
+    with open(os.path.join(work, "train.tsv"), "w", encoding="utf-8") as f:
+        f.write("filepath\ttitle\n" + "\n".join(rows) + "\n")
+    with open(os.path.join(work, "train_captions.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(captions) + "\n")
+
+    # Held out: every twitter image, labelled with its emoji's name (skin tones share it).
+    names = sorted({e["name"].lower() for e in emoji if e.get("has_img_twitter")})
+    folder_of = {n: f"c{i:04d}" for i, n in enumerate(names)}
+    eval_root = os.path.join(work, "twitter")
+    src_root = os.path.abspath(os.path.join(npm_dir, EVAL_SET, "package", "img", EVAL_SET, "64"))
+    n_eval = 0
+    for e in emoji:
+        for image, _, flags, _ in variants(e):
+            if not flags.get("has_img_twitter"):
+                continue
+            d = os.path.join(eval_root, folder_of[e["name"].lower()])
+            os.makedirs(d, exist_ok=True)
+            link = os.path.join(d, image)
+            if not os.path.lexists(link):
+                os.symlink(os.path.join(src_root, image), link)
+            n_eval += 1
+    with open(os.path.join(work, "twitter_classnames.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(names) + "\n")
+    print("captions: " + ", ".join(f"{k} {v}" for k, v in counts.items()) +
+          f"; twitter eval {n_eval} images in {len(names)} classes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+// coca-shard end to end on inputs the test writes: each input format, each bad-input kind
+// counted under its reason, the index and report, no temporary files left behind.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "coca/data/shard_build.h"
+#include "coca/data/shard_index.h"
+#include "coca/data/tokenizer.h"
+#include "data/fixtures.h"
+
+using namespace coca;
+using coca::testing::jpeg_solid;
+using coca::testing::png_solid;
+using coca::testing::TempDir;
+using coca::testing::write_file;
+using coca::testing::write_text;
+namespace fs = std::filesystem;
+
+namespace {
+
+int run_tool(const std::string& args, const std::string& log) {
+  const std::string cmd = std::string(COCA_SHARD_BIN) + " " + args + " > " + log + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  const auto bytes = coca::testing::read_file(p);
+  return nlohmann::json::parse(std::string(bytes.begin(), bytes.end()));
+}
+
+std::string slurp(const std::string& p) {
+  const auto b = coca::testing::read_file(p);
+  return std::string(b.begin(), b.end());
+}
+
+bool has_temporaries(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find("tmp") != std::string::npos) return true;
+  return false;
+}
+
+std::vector<std::string> all_captions(const std::string& dir) {
+  const ShardIndex idx = ShardIndex::load(dir);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < idx.shards.size(); ++i) {
+    ShardReader r(idx.shard_path(dir, i));
+    for (auto& c : r.read_captions(0, r.size())) out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<uint8_t> corrupt_jpeg() {
+  std::vector<uint8_t> j = jpeg_solid(16, 16, 9, 9, 9);
+  for (size_t i = 2; i + 8 < j.size(); ++i)
+    if (j[i] == 0xFF && j[i + 1] == 0xC0) { j[i + 7] = 0; j[i + 8] = 0; break; }
+  return j;
+}
+
+}  // namespace
+
+TEST(CocaShard, CsvWithEveryBadInputKind) {
+  TempDir t("csv");
+  const fs::path img = t.path() / "imgs";
+  write_file(img / "red.png", png_solid(40, 30, 255, 0, 0));
+  write_file(img / "green.jpg", jpeg_solid(30, 40, 0, 255, 0));
+  const std::vector<uint8_t> grey(20 * 20, 77);
+  write_file(img / "grey.png", encode_png(grey.data(), 20, 20, 1));
+  std::vector<uint8_t> rgba(10 * 10 * 4, 0);  // fully transparent: white
+  write_file(img / "clear.png", encode_png(rgba.data(), 10, 10, 4));
+  write_file(img / "zero.png", {});
+  write_text(img / "text.png", "definitely not a picture");
+  const auto p = png_solid(64, 64, 1, 2, 3);
+  write_file(img / "cut.png", std::vector<uint8_t>(p.begin(), p.begin() + static_cast<long>(p.size() / 2)));
+  const auto j = jpeg_solid(64, 64, 1, 2, 3);
+  write_file(img / "cut.jpg", std::vector<uint8_t>(j.begin(), j.begin() + static_cast<long>(j.size() / 2)));
+  write_file(img / "bad.jpg", corrupt_jpeg());
+  std::string tsv = "filepath\ttitle\n";
+  tsv += "red.png\tA red square\n";
+  tsv += "green.jpg\tgreen \xc3\xa9t\xc3\xa9 rectangle\n";
+  tsv += "grey.png\t\"quoted\tgrey\"\n";
+  tsv += "clear.png\tnothing at all\n";
+  tsv += "missing.png\ta ghost\n";
+  tsv += "zero.png\tzero bytes\n";
+  tsv += "text.png\ta text file\n";
+  tsv += "cut.png\ttruncated png\n";
+  tsv += "cut.jpg\ttruncated jpeg\n";
+  tsv += "bad.jpg\tcorrupt jpeg\n";
+  tsv += "red.png\t   \n";
+  tsv += "red.png\tbad \xff\xfe bytes\n";
+  tsv += "red.png\ttoo\tmany fields\n";
+  write_text(t.path() / "train.tsv", tsv);
+  // A tokenizer so the tokens dataset and its identity in the index are exercised.
+  write_merges_file(t.str("v.txt"), {{"r", "e"}, {"re", "d</w>"}});
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format csv --input " + t.str("train.tsv") + " --images-root " + img.string() + " --output " +
+                         out + " --image-size 16 --samples-per-shard 3 --chunk-images 2 --threads 2 --tokenizer " +
+                         t.str("v.txt") + " --context-length 6 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  const nlohmann::json rep = read_json(fs::path(out) / "report.json");
+  const auto& by = rep.at("skipped_by_reason");
+  EXPECT_EQ(by.value("missing_file", 0), 1);
+  EXPECT_EQ(by.value("empty_file", 0), 1);
+  EXPECT_EQ(by.value("not_an_image", 0), 1);
+  EXPECT_EQ(by.value("truncated_image", 0), 2);
+  EXPECT_EQ(by.value("corrupt_image", 0), 1);
+  EXPECT_EQ(by.value("empty_caption", 0), 1);
+  EXPECT_EQ(by.value("invalid_utf8_caption", 0), 1);
+  EXPECT_EQ(by.value("malformed_row", 0), 1);
+  EXPECT_EQ(rep.at("written"), 4);
+  EXPECT_EQ(rep.at("examples").at("missing_file").at(0).at("key"), "missing.png");
+  const std::string log = slurp(t.str("log"));
+  EXPECT_NE(log.find("truncated_image: 2"), std::string::npos) << log;
+
+  const ShardIndex idx = ShardIndex::load(out);
+  EXPECT_EQ(idx.total_samples, 4);
+  ASSERT_EQ(idx.shards.size(), 2u);
+  EXPECT_EQ(idx.shards[0].samples, 3);
+  EXPECT_EQ(idx.shards[1].samples, 1);
+  EXPECT_EQ(idx.image_size, 16);
+  EXPECT_EQ(idx.context_length, 6);
+  EXPECT_EQ(idx.tokenizer.at("vocab_size"), 516);
+  EXPECT_EQ(idx.tokenizer.at("sha256").get<std::string>().size(), 64u);
+  EXPECT_NE(idx.command.find("--format csv"), std::string::npos);
+  EXPECT_EQ(idx.source.at("format"), "csv");
+  EXPECT_FALSE(has_temporaries(out));
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"A red square", "green \xc3\xa9t\xc3\xa9 rectangle",
+                                                          "quoted\tgrey", "nothing at all"}));
+  ShardReader r0(idx.shard_path(out, 0));
+  std::vector<uint8_t> px(3 * 16 * 16 * 3);
+  r0.read_images(0, 3, px.data());
+  EXPECT_EQ(px[0], 255);  // red
+  EXPECT_EQ(px[1], 0);
+  EXPECT_NEAR(px[768 + 1], 255, 3);  // green JPEG
+  EXPECT_EQ(px[1536], 77);           // grey expanded
+  std::vector<int32_t> tok(3 * 6);
+  r0.read_tokens(0, 3, tok.data());
+  EXPECT_EQ(tok[0], 514);  // sot
+  EXPECT_EQ(tok[1], 256 + ('a' - '!'));  // "a" is a single-letter word
+  EXPECT_EQ(tok[2], 513);  // "red" -> the "re"+"d</w>" merge
+  ShardReader r1(idx.shard_path(out, 1));
+  r1.read_images(0, 1, px.data());
+  EXPECT_EQ(px[0], 255);  // transparent composited on white
+  EXPECT_EQ(r0.read_keys(0, 1)[0], "red.png");
+
+  // A second run refuses to mix with the first, then replaces it with --overwrite.
+  EXPECT_NE(run_tool("--format csv --input " + t.str("train.tsv") + " --output " + out + " --quiet", t.str("log2")), 0);
+  const std::string err = slurp(t.str("log2"));
+  EXPECT_NE(err.find("--overwrite"), std::string::npos) << err;
+  EXPECT_EQ(run_tool("--format csv --input " + t.str("train.tsv") + " --images-root " + img.string() + " --output " +
+                         out + " --image-size 8 --overwrite --quiet",
+                     t.str("log3")),
+            0);
+  EXPECT_EQ(ShardIndex::load(out).shards.size(), 1u);
+  EXPECT_FALSE(fs::exists(fs::path(out) / "shard-00001.h5"));
+}
+
+TEST(CocaShard, CocaCaptionsJson) {
+  TempDir t("coco");
+  write_file(t.path() / "images" / "1.jpg", jpeg_solid(20, 10, 200, 0, 0));
+  write_file(t.path() / "images" / "2.png", png_solid(10, 20, 0, 0, 200));
+  write_file(t.path() / "images" / "4.png", png_solid(10, 20, 0, 0, 200));
+  const nlohmann::json coco = {
+      {"images", {{{"id", 1}, {"file_name", "1.jpg"}}, {{"id", 2}, {"file_name", "2.png"}},
+                  {{"id", 3}, {"file_name", "3.jpg"}}, {{"id", 4}, {"file_name", "4.png"}}}},
+      {"annotations", {{{"id", 10}, {"image_id", 1}, {"caption", "a red thing"}},
+                       {{"id", 11}, {"image_id", 1}, {"caption", "something red"}},
+                       {{"id", 12}, {"image_id", 2}, {"caption", "a blue thing"}},
+                       {{"id", 13}, {"image_id", 3}, {"caption", "never found"}},
+                       {{"id", 14}, {"image_id", 99}, {"caption", "no such image"}}}}};
+  write_text(t.path() / "captions.json", coco.dump());
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format coco --input " + t.str("captions.json") + " --images-root " + t.str("images") +
+                         " --output " + out + " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"a red thing", "something red", "a blue thing"}));
+  const nlohmann::json rep = read_json(fs::path(out) / "report.json");
+  EXPECT_EQ(rep.at("skipped_by_reason").value("missing_file", 0), 1);
+  EXPECT_EQ(rep.at("skipped_by_reason").value("no_caption", 0), 1);
+  EXPECT_EQ(rep.at("skipped_by_reason").value("unknown_image_id", 0), 1);
+  ShardReader r(ShardIndex::load(out).shard_path(out, 0));
+  EXPECT_EQ(r.read_keys(0, 3), (std::vector<std::string>{"coco:1:10", "coco:1:11", "coco:2:12"}));
+}
+
+TEST(CocaShard, WebDatasetTars) {
+  TempDir t("wds");
+  const auto txt = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  write_file(t.path() / "00000.tar",
+             coca::testing::make_tar({{"000000001.jpg", jpeg_solid(12, 12, 0, 200, 0)},
+                                      {"000000001.txt", txt("green tile")},
+                                      {"000000001.json", txt("{}")},
+                                      {"000000002.png", png_solid(12, 12, 0, 0, 200)},
+                                      {"000000002.txt", txt("blue tile")},
+                                      {"000000003.txt", txt("caption without image")},
+                                      {"000000004.jpg", jpeg_solid(12, 12, 1, 1, 1)},
+                                      {"000000005.webp", txt("RIFF....WEBP")},
+                                      {"000000005.txt", txt("webp image")}}));
+  // The second tar is cut inside its second sample: the first one still counts.
+  auto second = coca::testing::make_tar({{"000000006.png", png_solid(12, 12, 9, 9, 9)},
+                                         {"000000006.txt", txt("grey tile")},
+                                         {"000000007.png", std::vector<uint8_t>(3000, 0x42)},
+                                         {"000000007.txt", txt("lost")}});
+  second.resize(512 * 2 + 1024 + 700);
+  write_file(t.path() / "00001.tar", second);
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format wds --input " + t.str("00000.tar") + " " + t.str("00001.tar") + " --output " + out +
+                         " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"green tile", "blue tile", "grey tile"}));
+  const auto by = read_json(fs::path(out) / "report.json").at("skipped_by_reason");
+  EXPECT_EQ(by.value("missing_image", 0), 1) << read_json(fs::path(out) / "report.json").dump(1);
+  EXPECT_EQ(by.value("missing_caption", 0), 1);
+  EXPECT_EQ(by.value("unsupported_image_format", 0), 1);
+  EXPECT_EQ(by.value("truncated_tar", 0), 1);
+  ShardReader r(ShardIndex::load(out).shard_path(out, 0));
+  EXPECT_EQ(r.read_keys(0, 1)[0], "00000.tar/000000001");
+}
+
+TEST(CocaShard, ImageFolderClassification) {
+  TempDir t("folder");
+  const fs::path root = t.path() / "root";
+  write_file(root / "cat" / "a.png", png_solid(10, 10, 10, 10, 10));
+  write_file(root / "cat" / "b.jpg", jpeg_solid(10, 10, 10, 10, 10));
+  write_file(root / "dog" / "c.png", png_solid(10, 10, 20, 20, 20));
+  write_text(root / "dog" / "README.txt", "not an image");
+  write_file(root / "hot_dog" / "d.png", png_solid(10, 10, 30, 30, 30));
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format folder --input " + root.string() + " --output " + out + " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  const ShardIndex idx = ShardIndex::load(out);
+  EXPECT_EQ(idx.classnames, (std::vector<std::string>{"cat", "dog", "hot dog"}));
+  ShardReader r(idx.shard_path(out, 0));
+  ASSERT_EQ(r.size(), 4);
+  std::vector<int32_t> labels(4);
+  r.read_labels(0, 4, labels.data());
+  EXPECT_EQ(labels, (std::vector<int32_t>{0, 0, 1, 2}));
+  EXPECT_EQ(r.classnames(), idx.classnames);
+  EXPECT_EQ(read_json(fs::path(out) / "report.json").at("skipped_by_reason").value("not_an_image", 0), 1);
+  write_text(t.path() / "names.txt", "Tabby Cat\nGood Dog\nHot Dog\n");
+  ASSERT_EQ(run_tool("--format folder --input " + root.string() + " --classnames " + t.str("names.txt") +
+                         " --output " + out + " --image-size 8 --overwrite --quiet",
+                     t.str("log")),
+            0);
+  EXPECT_EQ(ShardIndex::load(out).classnames, (std::vector<std::string>{"Tabby Cat", "Good Dog", "Hot Dog"}));
+  EXPECT_EQ(all_captions(out)[2], "Good Dog");
+}
+
+TEST(CocaShard, HelpAndUsageErrors) {
+  TempDir t("help");
+  EXPECT_EQ(run_tool("--help", t.str("log")), 0);
+  EXPECT_NE(slurp(t.str("log")).find("--samples-per-shard"), std::string::npos);
+  EXPECT_NE(run_tool("--format nope --input x --output " + t.str("o"), t.str("log")), 0);
+  const std::string err = slurp(t.str("log"));
+  EXPECT_NE(err.find("coca-shard: error"), std::string::npos) << err;
+}
+
+TEST(ShardBuild, FailureLeavesNoPartialShard) {
+  TempDir t("fail");
+  write_file(t.path() / "x.png", png_solid(8, 8, 1, 1, 1));
+  std::vector<WorkItem> items(5);
+  for (size_t i = 0; i < items.size(); ++i) {
+    items[i].key = "k" + std::to_string(i);
+    items[i].image.path = t.str("x.png");
+    items[i].captions = {"cap"};
+    items[i].label = i < 3 ? 0 : 7;  // the fourth item's label is out of range: the writer throws
+  }
+  BuildOptions o;
+  o.out_dir = t.str("out");
+  o.layout.image_size = 8;
+  o.layout.labels = true;
+  o.layout.classnames = {"only"};
+  o.samples_per_shard = 2;
+  o.progress = false;
+  SkipReport rep;
+  EXPECT_THROW(build_shards(items, o, rep), Error);
+  EXPECT_TRUE(fs::is_empty(t.path() / "out"));  // the finished first shard and the partial second are gone
+}

@@ -1,0 +1,304 @@
+// Loader: determinism, exact resume, lockstep and no duplicates for W = 1..4, content of
+// the batches, resampled mode, corrupt shards, augmentation bounds, the evaluation reader.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "coca/data/augment.h"
+#include "coca/data/loader.h"
+#include "data/fixtures.h"
+
+using namespace coca;
+using coca::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Uneven shard sizes so that lockstep has something to do.
+const std::vector<int64_t> kCounts = {13, 7, 10, 16, 5, 9, 12};
+
+LoaderOptions base_options(const std::string& dir, int rank, int world) {
+  LoaderOptions o;
+  o.dir = dir;
+  o.rank = rank;
+  o.world = world;
+  o.batch_size = 4;
+  o.seed = 1234;
+  o.shuffle_buffer = 6;
+  o.threads = 2;
+  o.augment = false;
+  return o;
+}
+
+struct Epoch {
+  std::vector<std::vector<int64_t>> indices;  // per batch
+  std::vector<std::vector<float>> images;
+};
+
+Epoch run_epoch(ShardLoader& loader, int64_t epoch, int64_t max_batches = -1) {
+  Epoch e;
+  loader.start_epoch(epoch);
+  Batch b;
+  while ((max_batches < 0 || static_cast<int64_t>(e.indices.size()) < max_batches) && loader.next(b)) {
+    e.indices.push_back(b.indices);
+    e.images.push_back(b.images.to_vector<float>());
+  }
+  return e;
+}
+
+Epoch drain(ShardLoader& loader) {
+  Epoch e;
+  Batch b;
+  while (loader.next(b)) {
+    e.indices.push_back(b.indices);
+    e.images.push_back(b.images.to_vector<float>());
+  }
+  return e;
+}
+
+// Normalised red value of a pixel whose 8-bit value is v.
+float norm_red(int v) { return (static_cast<float>(v) / 255.0f - kClipMean[0]) / kClipStd[0]; }
+
+}  // namespace
+
+TEST(Loader, BatchesCarryTheRightSamples) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), kCounts);
+  ShardLoader loader(base_options(dir.str(), 0, 1));
+  loader.start_epoch(0);
+  Batch b;
+  ASSERT_TRUE(loader.next(b));
+  ASSERT_EQ(b.images.shape(), (Shape{4, 3, 8, 8}));
+  ASSERT_EQ(b.tokens.shape(), (Shape{4, 3}));
+  const auto img = b.images.to_vector<float>();
+  const auto tok = b.tokens.to_vector<int32_t>();
+  for (int i = 0; i < 4; ++i) {
+    const int64_t g = b.indices[i];
+    EXPECT_EQ(b.keys[i], "s" + std::to_string(g));
+    EXPECT_EQ(tok[i * 3], g);
+    EXPECT_EQ(tok[i * 3 + 2], g + 2);
+    EXPECT_NEAR(img[static_cast<size_t>(i) * 3 * 64], norm_red(static_cast<int>(g % 251)), 1e-5);
+  }
+}
+
+TEST(Loader, DeterministicAndSeedSensitive) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), kCounts);
+  LoaderOptions o = base_options(dir.str(), 0, 1);
+  o.augment = true;
+  o.image_size = 6;
+  ShardLoader a(o), b(o);
+  const Epoch ea = run_epoch(a, 0), eb = run_epoch(b, 0);
+  EXPECT_EQ(ea.indices, eb.indices);
+  EXPECT_EQ(ea.images, eb.images);  // augmentation included, whatever the thread timing
+  const Epoch ea1 = run_epoch(a, 1);
+  EXPECT_NE(ea.indices, ea1.indices);  // a new epoch reshuffles
+  o.seed = 99;
+  ShardLoader c(o);
+  EXPECT_NE(run_epoch(c, 0).indices, ea.indices);
+  o.seed = 1234;
+  o.threads = 1;
+  ShardLoader d(o);
+  EXPECT_EQ(run_epoch(d, 0).images, ea.images);  // thread count does not matter
+}
+
+TEST(Loader, LockstepNoDuplicatesForWorldSizes1To4) {
+  TempDir dir("loader");
+  const ShardIndex index = coca::testing::make_indexed_shards(dir.str(), kCounts);
+  for (int world = 1; world <= 4; ++world) {
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      std::set<int64_t> seen;
+      int64_t batches = -1;
+      std::vector<int64_t> per_rank_available;
+      for (int rank = 0; rank < world; ++rank) {
+        ShardLoader loader(base_options(dir.str(), rank, world));
+        const Epoch e = run_epoch(loader, epoch);
+        if (batches < 0) batches = static_cast<int64_t>(e.indices.size());
+        EXPECT_EQ(static_cast<int64_t>(e.indices.size()), batches) << "world " << world << " rank " << rank;
+        EXPECT_EQ(loader.batches_per_epoch(epoch), batches);
+        std::set<int32_t> shards_used;
+        for (const auto& bi : e.indices) {
+          EXPECT_EQ(bi.size(), 4u);
+          for (int64_t g : bi) {
+            EXPECT_TRUE(seen.insert(g).second) << "sample " << g << " twice, world " << world;
+            int64_t acc = 0;
+            for (size_t s = 0; s < kCounts.size(); ++s) {
+              if (g < acc + kCounts[s]) { shards_used.insert(static_cast<int32_t>(s)); break; }
+              acc += kCounts[s];
+            }
+          }
+        }
+        // A rank reads only whole shards of its own: the samples it could have yielded.
+        int64_t available = 0;
+        for (int32_t s : shards_used) available += kCounts[static_cast<size_t>(s)];
+        per_rank_available.push_back(available);
+      }
+      // The batch count is the largest that every rank can fill (remainder dropped).
+      EXPECT_GT(batches, 0);
+      for (int64_t a : per_rank_available) EXPECT_GE(a, batches * 4);
+      EXPECT_EQ(static_cast<int64_t>(seen.size()), batches * 4 * world);
+      if (world == 1) EXPECT_EQ(batches, index.total_samples / 4);
+    }
+  }
+}
+
+TEST(Loader, ExactResumeMidEpoch) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), kCounts);
+  for (int world : {1, 3}) {
+    LoaderOptions o = base_options(dir.str(), world - 1, world);
+    o.augment = true;
+    o.image_size = 7;
+    ShardLoader full(o);
+    const Epoch all = run_epoch(full, 2);
+    ASSERT_GE(all.indices.size(), 3u);
+    for (int64_t k : {int64_t{1}, int64_t{3}, static_cast<int64_t>(all.indices.size())}) {
+      ShardLoader first(o);
+      run_epoch(first, 2, k);
+      const LoaderState st = LoaderState::from_json(first.state().to_json());  // through JSON, as a checkpoint
+      EXPECT_EQ(st.epoch, 2);
+      EXPECT_EQ(st.batch, k);
+      ShardLoader resumed(o);
+      resumed.restore(st);
+      const Epoch rest = drain(resumed);
+      ASSERT_EQ(rest.indices.size(), all.indices.size() - static_cast<size_t>(k)) << "k=" << k;
+      for (size_t i = 0; i < rest.indices.size(); ++i) {
+        EXPECT_EQ(rest.indices[i], all.indices[static_cast<size_t>(k) + i]);
+        EXPECT_EQ(rest.images[i], all.images[static_cast<size_t>(k) + i]);
+      }
+    }
+  }
+}
+
+TEST(Loader, MoreRanksThanShardsNeedsResampling) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), {8, 8});
+  try {
+    ShardLoader l(base_options(dir.str(), 0, 3));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("3 ranks but only 2 shards"), std::string::npos) << e.what();
+  }
+  LoaderOptions o = base_options(dir.str(), 2, 3);
+  o.resampled = true;
+  ShardLoader l(o);
+  EXPECT_EQ(l.batches_per_epoch(0), 16 / (3 * 4));
+  const Epoch e = run_epoch(l, 0);
+  EXPECT_EQ(e.indices.size(), 1u);
+}
+
+TEST(Loader, ResampledIsEndlessAndResumable) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), {6, 6, 6});
+  LoaderOptions o = base_options(dir.str(), 1, 2);
+  o.resampled = true;
+  o.epoch_samples = 80;  // more than the 18 samples: shards repeat
+  ShardLoader a(o);
+  const Epoch e0 = run_epoch(a, 0);
+  EXPECT_EQ(e0.indices.size(), 10u);
+  std::set<int64_t> distinct;
+  for (const auto& b : e0.indices) distinct.insert(b.begin(), b.end());
+  EXPECT_LE(distinct.size(), 18u);  // 40 samples drawn from 18: with replacement
+  ShardLoader b(o);
+  run_epoch(b, 0, 4);
+  ShardLoader c(o);
+  c.restore(b.state());
+  const Epoch rest = drain(c);
+  ASSERT_EQ(rest.indices.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(rest.indices[i], e0.indices[4 + i]);
+}
+
+TEST(Loader, CorruptShardIsAnErrorNamingTheFile) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), {12, 12, 12, 12}, 16, 4);
+  const fs::path victim = dir.path() / "shard-00002.h5";
+  fs::resize_file(victim, fs::file_size(victim) / 2);  // truncated, as by a full disk
+  LoaderOptions o = base_options(dir.str(), 0, 1);
+  ShardLoader loader(o);
+  loader.start_epoch(0);
+  Batch b;
+  try {
+    while (loader.next(b)) {
+    }
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shard-00002.h5"), std::string::npos) << e.what();
+  }
+  // With skip_bad_shards the epoch completes, in lockstep, without the bad shard's samples
+  // past the failure point.
+  o.skip_bad_shards = true;
+  ShardLoader skipping(o);
+  const Epoch e = run_epoch(skipping, 0);
+  EXPECT_EQ(static_cast<int64_t>(e.indices.size()), skipping.batches_per_epoch(0));
+  EXPECT_FALSE(skipping.state().skipped.empty());
+  // ... and resumes exactly across the skip.
+  ShardLoader first(o);
+  run_epoch(first, 0, 5);
+  ShardLoader resumed(o);
+  resumed.restore(LoaderState::from_json(first.state().to_json()));
+  const Epoch rest = drain(resumed);
+  ASSERT_EQ(rest.indices.size(), e.indices.size() - 5);
+  for (size_t i = 0; i < rest.indices.size(); ++i) EXPECT_EQ(rest.indices[i], e.indices[5 + i]);
+}
+
+TEST(Augment, RandomResizedCropWithinBounds) {
+  AugmentParams p;
+  Generator g(7);
+  for (int i = 0; i < 2000; ++i) {
+    const CropBox b = random_resized_crop_box(256, 256, p, g);
+    ASSERT_GE(b.x, 0);
+    ASSERT_GE(b.y, 0);
+    ASSERT_LE(b.x + b.w, 256);
+    ASSERT_LE(b.y + b.h, 256);
+    const double area = static_cast<double>(b.w) * b.h / (256.0 * 256.0);
+    EXPECT_GE(area, 0.88);  // scale >= 0.9, less rounding
+    EXPECT_LE(area, 1.0);
+    const double ratio = static_cast<double>(b.w) / b.h;
+    EXPECT_GE(ratio, 0.9 * 3.0 / 4.0);
+    EXPECT_LE(ratio, 1.1 * 4.0 / 3.0);
+  }
+  // Output shape and range on a real transform.
+  const auto px = coca::testing::solid_rgb(32, 32, 0, 128, 255);
+  std::vector<float> out(3 * 24 * 24);
+  transform_sample({px.data(), 32, 32, 96}, 24, p, g, out.data());
+  EXPECT_NEAR(out[0], norm_red(0), 1e-4);
+  EXPECT_NEAR(out[24 * 24 * 2], (1.0f - kClipMean[2]) / kClipStd[2], 1e-4);
+}
+
+TEST(EvalReader, InOrderWithLabels) {
+  TempDir dir("eval");
+  coca::testing::make_indexed_shards(dir.str(), {5, 6}, 8, 4, 3, 4);
+  EvalOptions o;
+  o.dir = dir.str();
+  o.batch_size = 4;
+  o.image_size = 4;
+  EvalReader r(o);
+  EXPECT_EQ(r.size(), 11);
+  EXPECT_EQ(r.classnames(), (std::vector<std::string>{"class 0", "class 1", "class 2", "class 3"}));
+  std::vector<int64_t> order;
+  Batch b;
+  int batches = 0;
+  while (r.next(b)) {
+    ++batches;
+    ASSERT_EQ(b.images.size(1), 3);
+    ASSERT_EQ(b.images.size(2), 4);
+    const auto labels = b.labels.to_vector<int32_t>();
+    const auto img = b.images.to_vector<float>();
+    for (size_t i = 0; i < b.indices.size(); ++i) {
+      EXPECT_EQ(labels[i], b.indices[i] % 4);
+      EXPECT_NEAR(img[i * 48], norm_red(static_cast<int>(b.indices[i])), 1e-4);  // flat image: resize keeps it
+      order.push_back(b.indices[i]);
+    }
+  }
+  EXPECT_EQ(batches, 3);  // 4 + 4 + 3
+  std::vector<int64_t> want(11);
+  for (int i = 0; i < 11; ++i) want[i] = i;
+  EXPECT_EQ(order, want);
+  // Two ranks split the set between them.
+  o.world = 2;
+  o.rank = 1;
+  EvalReader r1(o);
+  ASSERT_TRUE(r1.next(b));
+  EXPECT_EQ(b.indices.front(), 5);
+}
