@@ -1,0 +1,64 @@
+#pragma once
+// coca-train's options, spelled as OpenCLIP's trainer spells them where one exists.
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace coca::train {
+
+struct TrainOptions {
+  // data
+  std::string train_data;          // shard set directory (index.json)
+  std::string val_data;            // classification shard set for zero-shot evaluation
+  std::string zeroshot_templates;  // prompt templates file ('{}' marks the class name)
+  std::string tokenizer;           // BPE merges file for class names (default: <train-data>/bpe.txt.gz)
+  int64_t train_num_samples = 0;   // samples per epoch over all ranks (0: the shard index)
+  bool dataset_resampled = false;
+  int workers = 2;
+  bool skip_bad_shards = false;
+  // model
+  std::string model = "coca_tiny";
+  std::string model_config;
+  std::string pretrained;          // initial weights (safetensors)
+  // optimisation
+  int batch_size = 64;             // per rank
+  int epochs = 1;
+  int64_t max_steps = 0;           // stop after this many optimizer steps (0: epochs decide)
+  double max_minutes = 0;          // stop (and save) after this much wall time (0: no limit)
+  double lr = 5e-4, beta1 = 0.9, beta2 = 0.98, eps = 1e-6, wd = 0.2;
+  int64_t warmup = 100;
+  std::string lr_scheduler = "cosine";
+  double lr_cooldown_end = 0.0;
+  int epochs_cooldown = 0;
+  double grad_clip_norm = 0.0;     // 0: off
+  int accum_freq = 1;
+  std::string precision = "fp32";
+  uint64_t seed = 0;
+  double coca_caption_loss_weight = 2.0;
+  double coca_contrastive_loss_weight = 1.0;
+  bool zero1 = false;
+  double bucket_mb = 25.0;
+  int max_nonfinite = 5;           // consecutive skipped steps before the run stops
+  int threads = 0;                 // OpenMP threads per rank (0: cores / local ranks)
+  // logging and checkpoints
+  std::string logs = "./logs";
+  std::string name;                // run name (default: derived from model, lr, batch)
+  int log_every_n_steps = 10;
+  int save_frequency = 1;          // epochs
+  int64_t save_every_n_steps = 0;
+  int keep_checkpoints = 3;
+  std::string resume;              // checkpoint directory or "latest"
+  int zeroshot_frequency = 0;      // epochs
+  int64_t debug_nonfinite_step = -1;  // tests: make this step's loss NaN
+
+  std::string command_line;        // as invoked, for state.json
+  nlohmann::json to_json() const;
+};
+
+// Parses argv (and --config FILE, holding the same keys as `key = value` lines). Prints help
+// and returns false for --help. Throws coca::Error with one clear line for anything invalid,
+// before any work starts.
+bool parse_train_options(int argc, char** argv, TrainOptions& out);
+
+}  // namespace coca::train

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Plot a coca-train metrics.jsonl: loss (total, contrastive, caption), learning rate,
+throughput and zero-shot accuracy against the step, into one PNG.
+
+usage: launch/plot_metrics.py logs/<run>/metrics.jsonl [-o metrics.png]
+Needs Debian's python3-matplotlib.
+"""
+import argparse
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("metrics")
+    ap.add_argument("-o", "--output", default=None)
+    a = ap.parse_args()
+    steps, evals = [], []
+    with open(a.metrics) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            if "zeroshot_top1" in r:
+                evals.append(r)
+            elif "loss" in r:
+                steps.append(r)
+    if not steps:
+        sys.exit(f"plot_metrics: no step records in {a.metrics}")
+    x = [r["step"] for r in steps]
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8))
+    for key, label in (("loss", "total"), ("contrastive_loss", "contrastive"), ("caption_loss", "caption")):
+        ax[0][0].plot(x, [r[key] for r in steps], label=label)
+    ax[0][0].set_title("loss")
+    ax[0][0].legend()
+    ax[0][1].plot(x, [r["lr"] for r in steps])
+    ax[0][1].set_title("learning rate")
+    ax[1][0].plot(x, [r["samples_per_s"] for r in steps], label="global")
+    ax[1][0].plot(x, [r["samples_per_s_per_rank"] for r in steps], label="per rank")
+    ax[1][0].set_title("samples/s")
+    ax[1][0].legend()
+    if evals:
+        ex = [r["step"] for r in evals]
+        ax[1][1].plot(ex, [100 * r["zeroshot_top1"] for r in evals], "o-", label="top-1")
+        ax[1][1].plot(ex, [100 * r["zeroshot_top5"] for r in evals], "o-", label="top-5")
+        ax[1][1].legend()
+    ax[1][1].set_title("zero-shot accuracy (%)")
+    for row in ax:
+        for p in row:
+            p.set_xlabel("step")
+            p.grid(alpha=0.3)
+    fig.tight_layout()
+    out = a.output or a.metrics.rsplit(".", 1)[0] + ".png"
+    fig.savefig(out, dpi=100)
+    print(f"plot_metrics: wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Multi-node training over a hostfile:  launch/run_multinode.sh HOSTFILE RANKS_PER_NODE [coca-train options]
+#
+# HOSTFILE lines look like "node01 slots=8". One rank per GPU (or per CPU socket on CPU runs).
+# Knobs that matter (exported to every rank with -x):
+#   NCCL_SOCKET_IFNAME   the interface NCCL bootstraps over (e.g. ib0, eth0); set it when hosts
+#                        have several, or NCCL may pick a docker/virtual one.
+#   NCCL_IB_HCA          which InfiniBand adapters to use (e.g. mlx5_0,mlx5_1); NCCL_IB_DISABLE=1 forces TCP.
+#   NCCL_DEBUG=WARN      (INFO to see the chosen transports and rings when a run is slow or hangs)
+#   OMPI_MCA_btl_tcp_if_include / OMPI_MCA_oob_tcp_if_include   the same choice for MPI's own traffic
+#   OMP_NUM_THREADS      compute threads per rank (CPU runs; default: cores / ranks per node)
+# coca-train's --threads overrides OMP_NUM_THREADS; a collective that stalls for 10 minutes
+# aborts the job with the rank that failed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+hostfile=${1:?usage: run_multinode.sh HOSTFILE RANKS_PER_NODE [coca-train options]}
+per_node=${2:?usage: run_multinode.sh HOSTFILE RANKS_PER_NODE [coca-train options]}
+shift 2
+nodes=$(grep -cv '^\s*\(#\|$\)' "$hostfile")
+np=$(( nodes * per_node ))
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
+envs=()
+for v in NCCL_SOCKET_IFNAME NCCL_IB_HCA NCCL_IB_DISABLE NCCL_DEBUG OMP_NUM_THREADS \
+         OMPI_MCA_btl_tcp_if_include OMPI_MCA_oob_tcp_if_include; do
+  [[ -n ${!v:-} ]] && envs+=(-x "$v")
+done
+extra=()
+[[ $(id -u) == 0 ]] && extra+=(--allow-run-as-root)
+echo "run_multinode: $nodes nodes x $per_node ranks = $np ranks"
+exec mpirun "${extra[@]}" --hostfile "$hostfile" -np "$np" --map-by "ppr:${per_node}:node" --bind-to none \
+  "${envs[@]}" "$root/build/coca-train" "$@"

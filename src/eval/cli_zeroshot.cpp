@@ -1,0 +1,73 @@
+// coca-eval zeroshot: classification accuracy on a labelled shard set, under mpirun or alone.
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "coca/dist/mpi.h"
+#include "coca/eval/cli.h"
+#include "coca/eval/zeroshot.h"
+#include "coca/model/weights.h"
+
+namespace coca::eval {
+
+namespace po = boost::program_options;
+
+int zeroshot_main(int argc, char** argv) {
+  ZeroShotOptions o;
+  std::string model = "coca_tiny", model_config, weights, output;
+  po::options_description desc("coca-eval zeroshot options");
+  desc.add_options()("help,h", "print this help")("model", po::value(&model)->default_value("coca_tiny"),
+                                                  "config name in launch/configs/")(
+      "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
+      "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)")(
+      "data", po::value(&o.data)->required(), "classification shard set (labels, classnames)")(
+      "templates", po::value(&o.templates_file), "prompt templates, one per line, '{}' = class name")(
+      "classnames", po::value(&o.classnames_file), "class names, one per line (default: from the shards)")(
+      "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one the shard index names)")(
+      "batch-size", po::value(&o.batch_size)->default_value(64), "images per batch")(
+      "top-confused", po::value(&o.top_confused)->default_value(10), "how many confused pairs to list")(
+      "output", po::value(&output), "write the metrics as JSON here");
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: [mpirun -np N] coca-eval zeroshot --weights W.safetensors --data DIR [options]\n\n"
+                 "Class embeddings: the renormalised mean over templates of normalised text features.\n"
+                 "Ranks split the images; the metrics equal the single-process ones.\n\n"
+              << desc;
+    return 0;
+  }
+  po::notify(vm);
+  auto comm = dist::init(nullptr, nullptr);
+  try {
+  o.rank = comm->rank();
+  o.world = comm->size();
+  CoCa net(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
+  load_weights(net, weights);
+  ZeroShotResult r = zeroshot(net, o, mpi_reducer(*comm));
+  if (o.rank == 0) {
+    std::printf("zero-shot on %s (%lld images, %lld classes)\n", o.data.c_str(), (long long)r.images,
+                (long long)r.classes);
+    std::printf("  %-18s %7.2f %%\n  %-18s %7.2f %%\n  %-18s %7.2f %%\n", "top-1", 100 * r.top1, "top-5",
+                100 * r.top5, "mean per class", 100 * r.mean_per_class);
+    if (!r.confused.empty()) std::printf("  most confused (true -> predicted, count):\n");
+    for (auto& c : r.confused) std::printf("    %s -> %s (%lld)\n", c.truth.c_str(), c.predicted.c_str(), (long long)c.count);
+    if (!output.empty()) {
+      nlohmann::json j = {{"data", o.data}, {"weights", weights}, {"images", r.images}, {"classes", r.classes},
+                          {"top1", r.top1}, {"top5", r.top5}, {"mean_per_class", r.mean_per_class},
+                          {"confused", nlohmann::json::array()}};
+      for (auto& c : r.confused) j["confused"].push_back({{"true", c.truth}, {"predicted", c.predicted}, {"count", c.count}});
+      std::ofstream out(output);
+      out << j.dump(2) << "\n";
+      COCA_CHECK(out.good(), "cannot write ", output);
+    }
+  }
+  } catch (const std::exception& e) {
+    if (comm->size() > 1) dist::fatal(str_cat("coca-eval zeroshot: ", e.what()));  // no rank left waiting
+    throw;
+  }
+  dist::finalize();
+  return 0;
+}
+
+}  // namespace coca::eval

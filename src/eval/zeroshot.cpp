@@ -1,0 +1,176 @@
+#include "coca/eval/zeroshot.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "coca/data/loader.h"
+#include "coca/data/tokenizer.h"
+#include "coca/dist/check.h"
+#include "coca/dist/mpi.h"
+
+namespace coca::eval {
+
+namespace fs = std::filesystem;
+
+Reducer local_reducer() {
+  return {[](std::vector<double>&) {}, [](const std::vector<int64_t>& v) { return v; }};
+}
+
+Reducer mpi_reducer(const dist::MpiCommunicator& comm) {
+  MPI_Comm c = comm.comm();
+  const int world = comm.size();
+  Reducer r;
+  r.sum = [c](std::vector<double>& v) {
+    if (!v.empty()) COCA_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, c));
+  };
+  r.concat = [c, world](const std::vector<int64_t>& v) {
+    const int n = static_cast<int>(v.size());
+    std::vector<int> sizes(world), displs(world);
+    COCA_MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, c));
+    int total = 0;
+    for (int i = 0; i < world; ++i) displs[i] = total, total += sizes[i];
+    std::vector<int64_t> out(total);
+    COCA_MPI_CHECK(MPI_Allgatherv(v.data(), n, MPI_INT64_T, out.data(), sizes.data(), displs.data(), MPI_INT64_T, c));
+    return out;
+  };
+  return r;
+}
+
+std::vector<std::string> read_templates(const std::string& path) {
+  if (path.empty()) return {"a photo of a {}."};
+  std::ifstream in(path);
+  COCA_CHECK(in.good(), "templates file ", path, ": cannot open");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    COCA_CHECK(line.find("{}") != std::string::npos, "templates file ", path, ": line '", line,
+               "' has no '{}' for the class name");
+    out.push_back(line);
+  }
+  COCA_CHECK(!out.empty(), "templates file ", path, " holds no templates");
+  return out;
+}
+
+static std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  COCA_CHECK(in.good(), "class names file ", path, ": cannot open");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& classnames,
+                        const std::vector<std::string>& templates, const BpeTokenizer& tok) {
+  NoGradGuard no_grad;
+  const int L = static_cast<int>(model.config().text.context_length);
+  const int64_t C = static_cast<int64_t>(classnames.size()), T = static_cast<int64_t>(templates.size());
+  const int64_t E = model.config().embed_dim;
+  std::vector<std::string> prompts;
+  prompts.reserve(C * T);
+  for (const auto& name : classnames)
+    for (const auto& t : templates) {
+      std::string p = t;
+      p.replace(p.find("{}"), 2, name);
+      prompts.push_back(p);
+    }
+  Tensor feats = Tensor::empty({C * T, E});
+  const int64_t chunk = 256;
+  for (int64_t i = 0; i < C * T; i += chunk) {
+    const int64_t n = std::min(chunk, C * T - i);
+    std::vector<std::string> part(prompts.begin() + i, prompts.begin() + i + n);
+    Tensor tokens = tok.encode_batch(part, L);
+    Tensor f = model.text->forward(tokens).features;  // [n, E] normalised
+    feats.slice(0, i, i + n).copy_(f);
+  }
+  // Mean over templates of the normalised features, renormalised.
+  return l2_normalize(mean(feats.reshape({C, T, E}), {1}));
+}
+
+ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reducer& reduce) {
+  NoGradGuard no_grad;
+  EvalOptions eo;
+  eo.dir = o.data;
+  eo.batch_size = o.batch_size;
+  eo.image_size = static_cast<int>(model.config().vision.image_size);
+  eo.rank = o.rank;
+  eo.world = o.world;
+  EvalReader reader(eo);
+  std::vector<std::string> classnames = o.classnames_file.empty() ? reader.classnames() : read_lines(o.classnames_file);
+  COCA_CHECK(!classnames.empty(), "zero-shot data ", o.data, ": no class names (not a classification shard set?)");
+  std::string tok_path = o.tokenizer;
+  if (tok_path.empty() && reader.index().tokenizer.is_object() && reader.index().tokenizer.contains("file")) {
+    tok_path = reader.index().tokenizer["file"].get<std::string>();
+    if (!fs::exists(tok_path)) tok_path = (fs::path(o.data) / tok_path).string();
+  }
+  COCA_CHECK(!tok_path.empty(), "zero-shot: no tokenizer given and ", o.data, "/index.json names none");
+  BpeTokenizer tok = BpeTokenizer::load(tok_path);
+  COCA_CHECK(tok.vocab_size() == model.config().text.vocab_size, "zero-shot: tokenizer ", tok_path, " has ",
+             tok.vocab_size(), " tokens but the model's vocab_size is ", model.config().text.vocab_size);
+  const auto templates = read_templates(o.templates_file);
+  Tensor cls = class_embeddings(model, classnames, templates, tok);  // [C, E]
+  const int64_t C = static_cast<int64_t>(classnames.size());
+
+  std::vector<double> counts(3 + 2 * C, 0.0);  // top1, top5, n, per-class correct, per-class total
+  std::vector<int64_t> errors;                 // (truth, predicted) pairs
+  Batch b;
+  while (reader.next(b)) {
+    COCA_CHECK(b.labels.defined(), "zero-shot data ", o.data, ": shards have no labels");
+    Tensor img = model.visual->forward(b.images).features;   // [B, E]
+    auto sim = matmul(img, cls.t()).to_vector<float>();      // [B, C]
+    auto labels = b.labels.to_vector<int32_t>();
+    for (size_t i = 0; i < labels.size(); ++i) {
+      const int32_t y = labels[i];
+      COCA_CHECK(y >= 0 && y < C, "zero-shot data ", o.data, ": label ", y, " outside the ", C, " classes");
+      const float* row = sim.data() + i * C;
+      int64_t rank_of_truth = 0, best = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        if (row[c] > row[y] || (row[c] == row[y] && c < y)) ++rank_of_truth;
+        if (row[c] > row[best]) best = c;
+      }
+      counts[0] += rank_of_truth == 0;
+      counts[1] += rank_of_truth < 5;
+      counts[2] += 1;
+      counts[3 + y] += rank_of_truth == 0;
+      counts[3 + C + y] += 1;
+      if (rank_of_truth != 0) {
+        errors.push_back(y);
+        errors.push_back(best);
+      }
+    }
+  }
+  reduce.sum(counts);
+  errors = reduce.concat(errors);
+  ZeroShotResult r;
+  r.images = static_cast<int64_t>(counts[2]);
+  r.classes = C;
+  if (r.images > 0) {
+    r.top1 = counts[0] / counts[2];
+    r.top5 = counts[1] / counts[2];
+  }
+  double per_class = 0;
+  int64_t present = 0;
+  for (int64_t c = 0; c < C; ++c)
+    if (counts[3 + C + c] > 0) {
+      per_class += counts[3 + c] / counts[3 + C + c];
+      ++present;
+    }
+  r.mean_per_class = present ? per_class / present : 0.0;
+  std::map<std::pair<int64_t, int64_t>, int64_t> pairs;
+  for (size_t i = 0; i + 1 < errors.size(); i += 2) ++pairs[{errors[i], errors[i + 1]}];
+  std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> ranked;
+  for (auto& [k, v] : pairs) ranked.push_back({v, k});
+  std::sort(ranked.begin(), ranked.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  for (size_t i = 0; i < ranked.size() && static_cast<int>(i) < o.top_confused; ++i)
+    r.confused.push_back({classnames[ranked[i].second.first], classnames[ranked[i].second.second], ranked[i].first});
+  return r;
+}
+
+}  // namespace coca::eval

@@ -1,0 +1,140 @@
+#include "coca/train/options.h"
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "coca/model/config.h"
+#include "coca/tensor/error.h"
+
+namespace coca::train {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+nlohmann::json TrainOptions::to_json() const {
+  return {{"train_data", train_data}, {"val_data", val_data}, {"zeroshot_templates", zeroshot_templates},
+          {"tokenizer", tokenizer}, {"train_num_samples", train_num_samples},
+          {"dataset_resampled", dataset_resampled}, {"workers", workers}, {"model", model},
+          {"model_config", model_config}, {"pretrained", pretrained}, {"batch_size", batch_size},
+          {"epochs", epochs}, {"max_steps", max_steps}, {"max_minutes", max_minutes}, {"lr", lr},
+          {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}, {"wd", wd}, {"warmup", warmup},
+          {"lr_scheduler", lr_scheduler}, {"lr_cooldown_end", lr_cooldown_end},
+          {"epochs_cooldown", epochs_cooldown}, {"grad_clip_norm", grad_clip_norm}, {"accum_freq", accum_freq},
+          {"precision", precision}, {"seed", seed}, {"coca_caption_loss_weight", coca_caption_loss_weight},
+          {"coca_contrastive_loss_weight", coca_contrastive_loss_weight}, {"zero1", zero1},
+          {"bucket_mb", bucket_mb}, {"max_nonfinite", max_nonfinite}, {"threads", threads}, {"logs", logs},
+          {"name", name}, {"log_every_n_steps", log_every_n_steps}, {"save_frequency", save_frequency},
+          {"save_every_n_steps", save_every_n_steps}, {"keep_checkpoints", keep_checkpoints},
+          {"resume", resume}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line}};
+}
+
+bool parse_train_options(int argc, char** argv, TrainOptions& o) {
+  po::options_description data("Data");
+  data.add_options()("train-data", po::value(&o.train_data), "training shard directory (holds index.json)")(
+      "val-data", po::value(&o.val_data), "classification shard directory for zero-shot evaluation")(
+      "zeroshot-templates", po::value(&o.zeroshot_templates), "prompt templates, one per line, '{}' = class name")(
+      "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one named by the training index)")(
+      "train-num-samples", po::value(&o.train_num_samples), "samples per epoch over all ranks (default: all)")(
+      "dataset-resampled", po::bool_switch(&o.dataset_resampled), "draw shards with replacement, endlessly")(
+      "workers", po::value(&o.workers)->default_value(2), "decode/augment threads per rank")(
+      "skip-bad-shards", po::bool_switch(&o.skip_bad_shards), "warn and skip unreadable shards instead of failing");
+  po::options_description model("Model");
+  model.add_options()("model", po::value(&o.model)->default_value("coca_tiny"), "config name in launch/configs/")(
+      "model-config", po::value(&o.model_config), "model config JSON file (overrides --model)")(
+      "pretrained", po::value(&o.pretrained), "initial weights (safetensors, OpenCLIP names)");
+  po::options_description optim("Optimisation");
+  optim.add_options()("batch-size", po::value(&o.batch_size)->default_value(64), "samples per rank per micro-batch")(
+      "epochs", po::value(&o.epochs)->default_value(1), "passes over the data")(
+      "max-steps", po::value(&o.max_steps)->default_value(0), "stop after this many optimizer steps (0: no limit)")(
+      "max-minutes", po::value(&o.max_minutes)->default_value(0), "stop and save after this much time (0: no limit)")(
+      "lr", po::value(&o.lr)->default_value(5e-4), "peak learning rate")(
+      "beta1", po::value(&o.beta1)->default_value(0.9), "AdamW beta1")(
+      "beta2", po::value(&o.beta2)->default_value(0.98), "AdamW beta2")(
+      "eps", po::value(&o.eps)->default_value(1e-6), "AdamW epsilon")(
+      "wd", po::value(&o.wd)->default_value(0.2), "decoupled weight decay")(
+      "warmup", po::value(&o.warmup)->default_value(100), "linear warmup steps")(
+      "lr-scheduler", po::value(&o.lr_scheduler)->default_value("cosine"), "cosine, const or const-cooldown")(
+      "lr-cooldown-end", po::value(&o.lr_cooldown_end)->default_value(0.0), "final lr of const-cooldown")(
+      "epochs-cooldown", po::value(&o.epochs_cooldown)->default_value(0), "cooldown epochs of const-cooldown")(
+      "grad-clip-norm", po::value(&o.grad_clip_norm)->default_value(0.0), "global gradient-norm clip (0: off)")(
+      "accum-freq", po::value(&o.accum_freq)->default_value(1), "micro-batches per optimizer step")(
+      "precision", po::value(&o.precision)->default_value("fp32"), "fp32 (CPU), amp_bf16 (CUDA builds)")(
+      "seed", po::value(&o.seed)->default_value(0), "seed for initialisation and data order")(
+      "coca-caption-loss-weight", po::value(&o.coca_caption_loss_weight)->default_value(2.0), "caption loss weight")(
+      "coca-contrastive-loss-weight", po::value(&o.coca_contrastive_loss_weight)->default_value(1.0),
+      "contrastive loss weight")("zero1", po::bool_switch(&o.zero1), "shard AdamW state across ranks (ZeRO-1)")(
+      "bucket-mb", po::value(&o.bucket_mb)->default_value(25.0), "gradient all-reduce bucket size")(
+      "max-nonfinite", po::value(&o.max_nonfinite)->default_value(5), "stop after this many non-finite steps in a row")(
+      "threads", po::value(&o.threads)->default_value(0), "compute threads per rank (0: cores / ranks on the host)");
+  po::options_description logging("Logging and checkpoints");
+  logging.add_options()("logs", po::value(&o.logs)->default_value("./logs"), "where runs are written")(
+      "name", po::value(&o.name), "run name: <logs>/<name>/ (default: model-lr-batch-date)")(
+      "log-every-n-steps", po::value(&o.log_every_n_steps)->default_value(10), "progress/metrics interval")(
+      "save-frequency", po::value(&o.save_frequency)->default_value(1), "checkpoint every N epochs (0: never)")(
+      "save-every-n-steps", po::value(&o.save_every_n_steps)->default_value(0), "also checkpoint every N steps")(
+      "keep-checkpoints", po::value(&o.keep_checkpoints)->default_value(3), "keep the last K checkpoints")(
+      "resume", po::value(&o.resume), "checkpoint directory, or 'latest' for this run's newest")(
+      "zeroshot-frequency", po::value(&o.zeroshot_frequency)->default_value(0), "zero-shot eval every N epochs")(
+      "debug-nonfinite-step", po::value(&o.debug_nonfinite_step)->default_value(-1), "(tests) poison this step");
+  po::options_description generic("General");
+  std::string config_file;
+  generic.add_options()("help,h", "print this help")("config", po::value(&config_file),
+                                                     "file of 'key = value' lines with the same keys");
+  po::options_description all;
+  all.add(generic).add(data).add(model).add(optim).add(logging);
+
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: mpirun -np N coca-train --train-data DIR [options]\n\n"
+                 "Pretrains CoCa on HDF5 shards (see data_tools/README.md). Every rank reads its own\n"
+                 "shards; the contrastive loss sees the global batch.\n"
+              << all << "\n";
+    return false;
+  }
+  if (vm.count("config")) {
+    std::ifstream in(vm["config"].as<std::string>());
+    COCA_CHECK(in.good(), "--config: cannot open ", vm["config"].as<std::string>());
+    po::store(po::parse_config_file(in, all), vm);
+  }
+  po::notify(vm);
+  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+
+  COCA_CHECK(!o.train_data.empty(), "--train-data is required (a shard directory made by coca-shard)");
+  COCA_CHECK(fs::is_regular_file(fs::path(o.train_data) / "index.json"), "--train-data ", o.train_data,
+             ": no index.json there (make shards with data_tools/coca-shard)");
+  if (!o.val_data.empty())
+    COCA_CHECK(fs::is_regular_file(fs::path(o.val_data) / "index.json"), "--val-data ", o.val_data,
+               ": no index.json there");
+  COCA_CHECK(o.batch_size > 0, "--batch-size must be positive, got ", o.batch_size);
+  COCA_CHECK(o.epochs > 0, "--epochs must be positive, got ", o.epochs);
+  COCA_CHECK(o.accum_freq > 0, "--accum-freq must be positive, got ", o.accum_freq);
+  COCA_CHECK(o.lr >= 0 && o.wd >= 0 && o.eps > 0, "--lr, --wd must be >= 0 and --eps > 0");
+  COCA_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)");
+  COCA_CHECK(o.warmup >= 0, "--warmup must be >= 0");
+  COCA_CHECK(o.lr_scheduler == "cosine" || o.lr_scheduler == "const" || o.lr_scheduler == "const-cooldown",
+             "--lr-scheduler must be cosine, const or const-cooldown, got '", o.lr_scheduler, "'");
+  COCA_CHECK(o.precision == "fp32" || o.precision == "amp_bf16", "--precision must be fp32 or amp_bf16, got '",
+             o.precision, "'");
+  COCA_CHECK(o.precision == "fp32", "--precision ", o.precision,
+             " needs the CUDA backend; CPU training runs in fp32");
+  COCA_CHECK(o.workers > 0, "--workers must be positive");
+  COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive");
+  COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive");
+  COCA_CHECK(o.zeroshot_frequency == 0 || !o.val_data.empty(), "--zeroshot-frequency needs --val-data");
+  COCA_CHECK(o.bucket_mb > 0, "--bucket-mb must be positive");
+  if (!o.model_config.empty())
+    COCA_CHECK(fs::is_regular_file(o.model_config), "--model-config ", o.model_config, ": no such file");
+  else
+    find_model_config(o.model);  // throws naming the model
+  if (!o.pretrained.empty())
+    COCA_CHECK(fs::is_regular_file(o.pretrained), "--pretrained ", o.pretrained, ": no such file");
+  if (!o.zeroshot_templates.empty())
+    COCA_CHECK(fs::is_regular_file(o.zeroshot_templates), "--zeroshot-templates ", o.zeroshot_templates,
+               ": no such file");
+  return true;
+}
+
+}  // namespace coca::train

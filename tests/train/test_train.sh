@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# coca-train end to end under mpirun (label mpi):
+#   two ranks train and the loss goes down; stop + resume is bit-identical to an uninterrupted
+#   run; SIGTERM saves and exits 0; a corrupt shard is one clear error; an injected non-finite
+#   loss is skipped and counted; bad options exit non-zero with one line.
+# usage: test_train.sh BUILD_DIR
+set -u
+build=$1
+train="$build/coca-train"
+work=$(mktemp -d /tmp/coca-train-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export OMP_NUM_THREADS=1
+mpirun_=(mpirun --allow-run-as-root --oversubscribe -np 2)
+fail=0
+check() {  # check <description> <condition-command...>
+  local what=$1; shift
+  if "$@"; then echo "PASS $what"; else echo "FAIL $what"; fail=1; fi
+}
+
+"$build/tests/train/make_train_fixture" "$work/fx" >/dev/null || { echo "FAIL fixture"; exit 1; }
+common=(--model-config "$work/fx/model.json" --batch-size 8 --workers 1
+        --logs "$work/logs" --warmup 2 --lr 2e-3 --log-every-n-steps 1 --save-frequency 0)
+
+# 1. Two ranks, loss goes down (mean of the first 3 logged losses vs the last 3).
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name down --epochs 6 >"$work/down.log" 2>&1
+rc=$?
+check "two-rank training exits 0" test $rc -eq 0
+check "loss goes down" python3 - "$work/logs/down/metrics.jsonl" <<'PY'
+import json, sys
+losses = [r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+print("losses", [round(x, 3) for x in losses[:3]], "...", [round(x, 3) for x in losses[-3:]])
+sys.exit(0 if len(losses) >= 6 and sum(losses[-3:]) < 0.8 * sum(losses[:3]) else 1)
+PY
+
+# 2. Stop at step 4 and resume: bit-identical weights and the same losses as uninterrupted.
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name full --max-steps 8 --save-every-n-steps 4 >"$work/full.log" 2>&1
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name resumed --max-steps 8 \
+  --resume "$work/logs/full/checkpoints/step_000004" >"$work/resumed.log" 2>&1
+check "resumed run exits 0" test $? -eq 0
+check "resumed weights are bit-identical" cmp -s "$work/logs/full/checkpoints/step_000008/model.safetensors" \
+  "$work/logs/resumed/checkpoints/step_000008/model.safetensors"
+check "resumed optimizer state is bit-identical" cmp -s "$work/logs/full/checkpoints/step_000008/optimizer.safetensors" \
+  "$work/logs/resumed/checkpoints/step_000008/optimizer.safetensors"
+check "resumed losses equal uninterrupted ones" python3 - "$work/logs/full/metrics.jsonl" "$work/logs/resumed/metrics.jsonl" <<'PY'
+import json, sys
+a = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r}
+b = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[2])) if "loss" in r}
+steps = [s for s in range(5, 9)]
+print("full", [a.get(s) for s in steps], "resumed", [b.get(s) for s in steps])
+sys.exit(0 if all(s in a and s in b and a[s] == b[s] for s in steps) else 1)
+PY
+check "resume latest finds the newest checkpoint" grep -q "step_000008" "$work/logs/full/checkpoints/latest"
+
+# 3. SIGTERM (as Slurm sends it to every task): finish the step, save, exit 0.
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name term --epochs 1000 >"$work/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 120); do grep -q "^step 2/" "$work/term.log" 2>/dev/null && break; sleep 0.5; done
+pkill -TERM -P $pid || true  # the ranks, as Slurm signals every task
+wait $pid
+rc=$?
+check "SIGTERM exits 0" test $rc -eq 0
+check "SIGTERM saved a checkpoint" test -s "$work/logs/term/checkpoints/latest"
+check "SIGTERM says how to resume" grep -q "resume with --resume latest" "$work/term.log"
+
+# 4. A corrupt shard: one clear error naming the file, non-zero exit.
+cp -r "$work/fx/train" "$work/bad"
+truncate -s 3000 "$work/bad/shard-00001.h5"
+"${mpirun_[@]}" "$train" --train-data "$work/bad" "${common[@]}" --name bad --epochs 1 >"$work/bad.log" 2>&1
+rc=$?
+check "corrupt shard exits non-zero" test $rc -ne 0
+check "corrupt shard error names the file" grep -q "shard-00001.h5" "$work/bad.log"
+
+# 5. An injected non-finite loss is skipped and counted; training completes.
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name nan --max-steps 5 --debug-nonfinite-step 2 >"$work/nan.log" 2>&1
+rc=$?
+check "non-finite step: run completes" test $rc -eq 0
+check "non-finite step is reported" grep -q "non-finite" "$work/nan.log"
+check "non-finite step is counted" grep -q "1 non-finite steps skipped" "$work/nan.log"
+
+# 6. Bad options: one line, non-zero, before any work.
+for args in "--batch-size 0" "--lr-scheduler wiggly" "--no-such-option 1" "--model no_such_model"; do
+  out=$("$train" --train-data "$work/fx/train" --logs "$work/logs" $args 2>&1)
+  rc=$?
+  check "bad option '$args' exits non-zero with one line" test $rc -ne 0 -a "$(printf '%s\n' "$out" | wc -l)" -eq 1
+done
+out=$("$train" --train-data "$work/nonexistent" 2>&1)
+check "missing dataset is one line" test $? -ne 0 -a "$(printf '%s\n' "$out" | wc -l)" -eq 1
+
+if [ $fail -ne 0 ]; then
+  for f in "$work"/*.log; do echo "==== $f"; tail -5 "$f"; done
+fi
+exit $fail
