@@ -20,7 +20,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 echo "== 1/5 setup"
 "$root/launch/setup.sh"
 echo "== 2/5 build"
-"$root/launch/build.sh" -DCOCA_BUILD_TESTS=OFF
+"$root/launch/build.sh"
 bin=$root/build
 
 echo "== 3/5 dataset ($DATA)"
@@ -35,8 +35,7 @@ else
   [[ -f $run_dir/checkpoints/latest ]] && resume=(--resume latest)
   start=$(date +%s)
   mpirun -np "$NP" "$bin/coca-train" --config "$root/launch/configs/quickstart.cfg" \
-    --train-data "$DATA/train" --val-data "$DATA/twitter_eval" \
-    --zeroshot-templates "$root/launch/templates/emoji.txt" \
+    --train-data "$DATA/train" \
     --epochs "$EPOCHS" --max-minutes "$MINUTES" --logs "$LOGS" --name "$RUN" "${resume[@]}"
   echo "   training wall time: $(( $(date +%s) - start )) s"
   touch "$run_dir/done"

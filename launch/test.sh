@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/launch/setup.sh"
-"$root/launch/build.sh" "$@"
+"$root/launch/build.sh" -DCOCA_BUILD_TESTS=ON "$@"
 build=${COCA_BUILD_DIR:-$root/build}
 labels="cpu|mpi"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then

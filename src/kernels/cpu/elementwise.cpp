@@ -2,12 +2,19 @@
 
 #include <cmath>
 
+#include "coca/kernels/cpu/fast_math.h"
 #include "coca/kernels/cpu/strided.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 namespace {
+
+// GELU's erf and exp: the vectorisable float32 versions (fast_math.h), libm for float64.
+inline float erf_of(float x) { return fast_erf(x); }
+inline double erf_of(double x) { return std::erf(x); }
+inline float exp_of(float x) { return fast_exp(x); }
+inline double exp_of(double x) { return std::exp(x); }
 
 // Compute type: bf16 storage computes in float32.
 template <typename T> struct compute { using type = T; };
@@ -97,7 +104,7 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
       case UnaryOp::Rsqrt: unary_loop<T>(a, out, [](C x) { return C(1) / std::sqrt(x); }); break;
       case UnaryOp::Tanh: unary_loop<T>(a, out, [](C x) { return std::tanh(x); }); break;
       case UnaryOp::Gelu:
-        unary_loop<T>(a, out, [](C x) { return C(0.5) * x * (C(1) + std::erf(x * C(M_SQRT1_2))); });
+        unary_loop<T>(a, out, [](C x) { return C(0.5) * x * (C(1) + erf_of(x * C(M_SQRT1_2))); });
         break;
       case UnaryOp::AddScalar: unary_loop<T>(a, out, [c0](C x) { return x + c0; }); break;
       case UnaryOp::MulScalar: unary_loop<T>(a, out, [c0](C x) { return x * c0; }); break;
@@ -112,8 +119,8 @@ void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
     binary_loop<T>(x, grad_out, grad_in, [](C v, C g) {
-      const C cdf = C(0.5) * (C(1) + std::erf(v * C(M_SQRT1_2)));
-      const C pdf = std::exp(C(-0.5) * v * v) * C(0.3989422804014327);  // 1/sqrt(2 pi)
+      const C cdf = C(0.5) * (C(1) + erf_of(v * C(M_SQRT1_2)));
+      const C pdf = exp_of(C(-0.5) * v * v) * C(0.3989422804014327);  // 1/sqrt(2 pi)
       return g * (cdf + v * pdf);
     });
   });
