@@ -19,7 +19,8 @@ void attend_one_query(const float* q, int64_t q_stride, const float* kv, int64_t
                       const int64_t* kv_row, int64_t R, int64_t n, int64_t w, int64_t heads, float* out) {
   const int64_t D = w / heads;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-#pragma omp parallel for collapse(2) schedule(static)
+  // Threads only pay off beyond a few tens of thousands of multiply-adds (one row at batch 1).
+#pragma omp parallel for collapse(2) schedule(static) if (R * n * w >= (1 << 15))
   for (int64_t r = 0; r < R; ++r)
     for (int64_t h = 0; h < heads; ++h) {
       std::vector<float> p(n);
