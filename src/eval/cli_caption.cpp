@@ -27,7 +27,8 @@ namespace {
 struct CaptionRun {
   std::vector<std::vector<int32_t>> tokens;  // per image
   int64_t generated = 0;                     // tokens over all ranks, end-of-text included
-  double seconds = 0;                        // this rank's generation time
+  int64_t local_generated = 0;               // this rank's
+  double seconds = 0;                        // this rank's generation time (image tower included)
 };
 
 // This rank's images (those whose first row it reads), captioned, then gathered from all ranks
@@ -68,6 +69,7 @@ CaptionRun caption_images(const CoCa& model, const CaptionedSet& set, const std:
     }
   }
   records = reduce.concat(records);
+  run.local_generated = static_cast<int64_t>(generated);
   std::vector<double> total{generated};
   reduce.sum(total);
   run.generated = static_cast<int64_t>(total[0]);
@@ -166,7 +168,7 @@ int caption_main(int argc, char** argv) {
       }
       std::printf("captioned %lld images of %s (%s, %lld tokens, rank 0: %.1f tokens/s)\n", (long long)set.images(),
                   data.c_str(), method.c_str(), (long long)run.generated,
-                  run.seconds > 0 ? static_cast<double>(run.generated) / comm->size() / run.seconds : 0.0);
+                  run.seconds > 0 ? static_cast<double>(run.local_generated) / run.seconds : 0.0);
       if (!cands.empty()) {
         BleuScore bleu = corpus_bleu(cands, refs);
         CiderScore cider = cider_d(cands, refs);

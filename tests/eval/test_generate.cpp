@@ -80,9 +80,8 @@ TEST(CaptionDecoder, CachedLogitsEqualUncachedThroughReorders) {
   EXPECT_THROW(dec.step(std::vector<int32_t>(prefixes.size(), 1)), Error);  // past the context
 }
 
-TEST(CaptionDecoder, CachedStepsTouchOnlyOnePosition) {
-  // A token fed at position t must not change the logits computed for earlier positions: the
-  // second row's logits at position 1 do not depend on what the first row does.
+TEST(CaptionDecoder, RowsDoNotInteract) {
+  // A row's logits do not depend on the other rows of the batch (nor on their images).
   Fixture f;
   NoGradGuard no_grad;
   CaptionDecoder a(f.model), b(f.model);
