@@ -17,6 +17,10 @@ struct Subcommand {
 const Subcommand kSubcommands[] = {
     {"zeroshot", "zero-shot classification: top-1, top-5, mean per-class accuracy, confused pairs",
      coca::eval::zeroshot_main},
+    {"retrieval", "image-text retrieval: recall@1/5/10, mean and median rank (several captions per image)",
+     coca::eval::retrieval_main},
+    {"caption", "caption generation (greedy, beam, sampling) with BLEU-4 and CIDEr-D against references",
+     coca::eval::caption_main},
     {"embed", "image/text features, caption logits and losses of one batch (HDF5 in, HDF5 out)",
      coca::eval::embed_main},
 };

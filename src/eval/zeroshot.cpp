@@ -1,6 +1,7 @@
 #include "coca/eval/zeroshot.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,7 +16,25 @@ namespace coca::eval {
 namespace fs = std::filesystem;
 
 Reducer local_reducer() {
-  return {[](std::vector<double>&) {}, [](const std::vector<int64_t>& v) { return v; }};
+  return {[](std::vector<double>&) {}, [](const std::vector<int64_t>& v) { return v; },
+          [](const std::vector<float>& v) { return v; }};
+}
+
+// Every rank's `v`, concatenated in rank order (counts must fit an int, as MPI requires).
+template <typename T>
+static std::vector<T> all_gather_v(const std::vector<T>& v, MPI_Datatype type, MPI_Comm c, int world) {
+  COCA_CHECK(v.size() < static_cast<size_t>(INT32_MAX), "all-gather: ", v.size(), " elements exceed MPI's int count");
+  const int n = static_cast<int>(v.size());
+  std::vector<int> sizes(world), displs(world);
+  COCA_MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, c));
+  int64_t total = 0;
+  for (int i = 0; i < world; ++i) {
+    COCA_CHECK(total + sizes[i] < INT32_MAX, "all-gather: ", total + sizes[i], " elements exceed MPI's int count");
+    displs[i] = static_cast<int>(total), total += sizes[i];
+  }
+  std::vector<T> out(total);
+  COCA_MPI_CHECK(MPI_Allgatherv(v.data(), n, type, out.data(), sizes.data(), displs.data(), type, c));
+  return out;
 }
 
 Reducer mpi_reducer(const dist::MpiCommunicator& comm) {
@@ -25,16 +44,8 @@ Reducer mpi_reducer(const dist::MpiCommunicator& comm) {
   r.sum = [c](std::vector<double>& v) {
     if (!v.empty()) COCA_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, c));
   };
-  r.concat = [c, world](const std::vector<int64_t>& v) {
-    const int n = static_cast<int>(v.size());
-    std::vector<int> sizes(world), displs(world);
-    COCA_MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, c));
-    int total = 0;
-    for (int i = 0; i < world; ++i) displs[i] = total, total += sizes[i];
-    std::vector<int64_t> out(total);
-    COCA_MPI_CHECK(MPI_Allgatherv(v.data(), n, MPI_INT64_T, out.data(), sizes.data(), displs.data(), MPI_INT64_T, c));
-    return out;
-  };
+  r.concat = [c, world](const std::vector<int64_t>& v) { return all_gather_v(v, MPI_INT64_T, c, world); };
+  r.concat_f32 = [c, world](const std::vector<float>& v) { return all_gather_v(v, MPI_FLOAT, c, world); };
   return r;
 }
 

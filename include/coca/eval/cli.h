@@ -5,5 +5,7 @@ namespace coca::eval {
 
 int embed_main(int argc, char** argv);
 int zeroshot_main(int argc, char** argv);
+int retrieval_main(int argc, char** argv);
+int caption_main(int argc, char** argv);
 
 }  // namespace coca::eval

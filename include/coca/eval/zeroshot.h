@@ -22,6 +22,7 @@ namespace coca::eval {
 struct Reducer {
   std::function<void(std::vector<double>&)> sum;                                 // in place, over ranks
   std::function<std::vector<int64_t>(const std::vector<int64_t>&)> concat;      // every rank's, in rank order
+  std::function<std::vector<float>(const std::vector<float>&)> concat_f32;      // every rank's, in rank order
 };
 Reducer local_reducer();
 Reducer mpi_reducer(const dist::MpiCommunicator& comm);

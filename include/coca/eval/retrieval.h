@@ -1,0 +1,63 @@
+#pragma once
+// Image-text retrieval on a captioned shard set. Rows that share a `keys` value are captions of
+// one image: the image is encoded once (from the first row with that key), every row's caption
+// is a text. Image-to-text: the rank of the best-scored caption of the image among all
+// captions; text-to-image: the rank of its image among all images. Ranks are 1-based; a
+// candidate scoring the same as the correct one counts as ahead of it only when its index is
+// lower, so the results are deterministic. Recall@k = fraction of queries with rank <= k.
+// Ranks split the rows; features are all-gathered, each rank scores a slice of the queries
+// and the ranks are gathered, so the metrics equal the single-process ones.
+#include <string>
+#include <vector>
+
+#include "coca/eval/zeroshot.h"
+
+namespace coca {
+struct ShardIndex;
+}
+
+namespace coca::eval {
+
+// The rows of a captioned shard set, grouped into images by key.
+struct CaptionedSet {
+  std::vector<std::string> keys, captions;      // per row
+  std::vector<int64_t> row_image;               // image of each row (images in first-appearance order)
+  std::vector<int64_t> image_first_row;         // the row each image is encoded from
+  std::vector<std::vector<int64_t>> image_rows; // every row (caption) of each image
+  int64_t rows() const { return static_cast<int64_t>(keys.size()); }
+  int64_t images() const { return static_cast<int64_t>(image_first_row.size()); }
+};
+CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string> captions);
+// Reads every shard's keys and captions (not the images).
+CaptionedSet load_captioned_set(const std::string& dir);
+
+// The tokenizer to use: `given` if set, else the file the shard index names (absolute, or
+// relative to the shard directory); throws naming `what` when there is none.
+std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
+                              const char* what);
+
+// 1-based rank of the best-scored candidate among `correct` in `scores` [C].
+int64_t rank_of_best(const float* scores, int64_t C, const std::vector<int64_t>& correct);
+
+struct RecallMetrics {
+  double r1 = 0, r5 = 0, r10 = 0, mean_rank = 0, median_rank = 0;
+  int64_t queries = 0;
+};
+// Median as numpy's: the mean of the two middle ranks for an even count.
+RecallMetrics summarize_ranks(const std::vector<int64_t>& ranks);
+
+struct RetrievalOptions {
+  std::string data;       // captioned shard set
+  std::string tokenizer;  // only needed when the shards' tokens do not fit the model
+  int batch_size = 64;
+  int rank = 0, world = 1;
+};
+
+struct RetrievalResult {
+  RecallMetrics image_to_text, text_to_image;
+  int64_t images = 0, texts = 0;
+};
+
+RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& opts, const Reducer& reduce);
+
+}  // namespace coca::eval

@@ -1,0 +1,179 @@
+// Retrieval metrics (see the header for the definitions). Shapes: I images, T texts (rows),
+// E embed dim.
+#include "coca/eval/retrieval.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <unordered_map>
+
+#include "coca/data/loader.h"
+#include "coca/data/shard.h"
+#include "coca/data/shard_index.h"
+#include "coca/data/tokenizer.h"
+
+namespace coca::eval {
+
+namespace fs = std::filesystem;
+
+CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string> captions) {
+  COCA_CHECK(keys.size() == captions.size(), "captioned set: ", keys.size(), " keys but ", captions.size(),
+             " captions");
+  CaptionedSet s;
+  s.keys = std::move(keys);
+  s.captions = std::move(captions);
+  std::unordered_map<std::string, int64_t> image_of;
+  for (int64_t r = 0; r < s.rows(); ++r) {
+    auto [it, fresh] = image_of.emplace(s.keys[r], s.images());
+    if (fresh) {
+      s.image_first_row.push_back(r);
+      s.image_rows.emplace_back();
+    }
+    s.row_image.push_back(it->second);
+    s.image_rows[it->second].push_back(r);
+  }
+  return s;
+}
+
+CaptionedSet load_captioned_set(const std::string& dir) {
+  ShardIndex index = ShardIndex::load(dir);
+  std::vector<std::string> keys, captions;
+  for (size_t i = 0; i < index.shards.size(); ++i) {
+    ShardReader r(index.shard_path(dir, i));
+    COCA_CHECK(r.size() == index.shards[i].samples, "captioned set ", dir, ": shard ", r.path(), " holds ", r.size(),
+               " rows but index.json says ", index.shards[i].samples);
+    auto k = r.read_keys(0, r.size());
+    auto c = r.read_captions(0, r.size());
+    keys.insert(keys.end(), k.begin(), k.end());
+    captions.insert(captions.end(), c.begin(), c.end());
+  }
+  return group_by_key(std::move(keys), std::move(captions));
+}
+
+std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
+                              const char* what) {
+  if (!given.empty()) return given;
+  std::string path;
+  if (index.tokenizer.is_object() && index.tokenizer.contains("file")) {
+    path = index.tokenizer["file"].get<std::string>();
+    if (!fs::exists(path)) path = (fs::path(dir) / path).string();
+  }
+  COCA_CHECK(!path.empty(), what, ": no tokenizer given (--tokenizer) and ", dir, "/index.json names none");
+  return path;
+}
+
+int64_t rank_of_best(const float* scores, int64_t C, const std::vector<int64_t>& correct) {
+  COCA_CHECK(!correct.empty(), "retrieval: a query has no correct candidate");
+  int64_t best = correct[0];
+  for (int64_t c : correct) {
+    COCA_CHECK(c >= 0 && c < C, "retrieval: correct candidate ", c, " outside [0, ", C, ")");
+    if (scores[c] > scores[best] || (scores[c] == scores[best] && c < best)) best = c;
+  }
+  int64_t ahead = 0;
+  for (int64_t c = 0; c < C; ++c) ahead += scores[c] > scores[best] || (scores[c] == scores[best] && c < best);
+  return ahead + 1;
+}
+
+RecallMetrics summarize_ranks(const std::vector<int64_t>& ranks) {
+  RecallMetrics m;
+  m.queries = static_cast<int64_t>(ranks.size());
+  if (ranks.empty()) return m;
+  double sum = 0;
+  for (int64_t r : ranks) {
+    m.r1 += r <= 1;
+    m.r5 += r <= 5;
+    m.r10 += r <= 10;
+    sum += static_cast<double>(r);
+  }
+  const double n = static_cast<double>(ranks.size());
+  m.r1 /= n, m.r5 /= n, m.r10 /= n;
+  m.mean_rank = sum / n;
+  std::vector<int64_t> s = ranks;
+  std::sort(s.begin(), s.end());
+  const size_t h = s.size() / 2;
+  m.median_rank = s.size() % 2 ? static_cast<double>(s[h]) : 0.5 * static_cast<double>(s[h - 1] + s[h]);
+  return m;
+}
+
+namespace {
+
+// Ranks of queries [begin, end) of `queries` [Nq, E] against `candidates` [Nc, E], scored in
+// blocks so that memory stays O(block * Nc).
+std::vector<int64_t> rank_slice(const Tensor& queries, const Tensor& candidates, int64_t begin, int64_t end,
+                                const std::function<std::vector<int64_t>(int64_t)>& correct_of) {
+  std::vector<int64_t> out;
+  const int64_t C = candidates.size(0), block = 256;
+  Tensor ct = candidates.t();
+  for (int64_t q0 = begin; q0 < end; q0 += block) {
+    const int64_t q1 = std::min(end, q0 + block);
+    Tensor s = matmul(queries.slice(0, q0, q1), ct).contiguous();  // [q1 - q0, C]
+    const float* p = s.data<float>();
+    for (int64_t q = q0; q < q1; ++q) out.push_back(rank_of_best(p + (q - q0) * C, C, correct_of(q)));
+  }
+  return out;
+}
+
+Tensor to_matrix(const std::vector<float>& v, int64_t rows, int64_t E, const char* what) {
+  COCA_CHECK(static_cast<int64_t>(v.size()) == rows * E, "retrieval: gathered ", v.size() / std::max<int64_t>(E, 1),
+             " ", what, " features, expected ", rows);
+  return Tensor::from_vector(v, {rows, E});
+}
+
+}  // namespace
+
+RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Reducer& reduce) {
+  NoGradGuard no_grad;
+  const CaptionedSet set = load_captioned_set(o.data);
+  COCA_CHECK(set.rows() > 0, "retrieval data ", o.data, " holds no rows");
+  EvalOptions eo;
+  eo.dir = o.data;
+  eo.batch_size = o.batch_size;
+  eo.image_size = static_cast<int>(model.config().vision.image_size);
+  eo.rank = o.rank;
+  eo.world = o.world;
+  EvalReader reader(eo);
+  const int L = static_cast<int>(model.config().text.context_length);
+  const int64_t E = model.config().embed_dim;
+  std::unique_ptr<BpeTokenizer> tok;  // only when the shards' tokens cannot be used
+  if (reader.index().context_length != L) {
+    tok = std::make_unique<BpeTokenizer>(
+        BpeTokenizer::load(resolve_tokenizer(o.tokenizer, reader.index(), o.data, "retrieval")));
+    COCA_CHECK(tok->vocab_size() == model.config().text.vocab_size, "retrieval: tokenizer has ", tok->vocab_size(),
+               " tokens but the model's vocab_size is ", model.config().text.vocab_size);
+  }
+  std::vector<float> my_text, my_images;  // this rank's rows in order; its images' first rows in order
+  Batch b;
+  while (reader.next(b)) {
+    Tensor tokens = b.tokens;
+    if (tok) {
+      std::vector<std::string> caps;
+      for (int64_t r : b.indices) caps.push_back(set.captions[r]);
+      tokens = tok->encode_batch(caps, L);
+    }
+    auto t = model.text->forward(tokens).features.contiguous().to_vector<float>();
+    my_text.insert(my_text.end(), t.begin(), t.end());
+    std::vector<int64_t> owners;  // batch positions whose row is its image's first row
+    for (size_t i = 0; i < b.indices.size(); ++i)
+      if (set.image_first_row[set.row_image[b.indices[i]]] == b.indices[i]) owners.push_back(static_cast<int64_t>(i));
+    if (owners.empty()) continue;
+    std::vector<Tensor> imgs;
+    for (int64_t i : owners) imgs.push_back(b.images.slice(0, i, i + 1));
+    Tensor images = owners.size() == b.indices.size() ? b.images : concat(imgs, 0);
+    auto f = model.visual->forward(images).features.contiguous().to_vector<float>();
+    my_images.insert(my_images.end(), f.begin(), f.end());
+  }
+  const Tensor text = to_matrix(reduce.concat_f32(my_text), set.rows(), E, "text");
+  const Tensor image = to_matrix(reduce.concat_f32(my_images), set.images(), E, "image");
+  const int64_t I = set.images(), T = set.rows();
+  auto i2t = rank_slice(image, text, I * o.rank / o.world, I * (o.rank + 1) / o.world,
+                        [&](int64_t i) { return set.image_rows[i]; });
+  auto t2i = rank_slice(text, image, T * o.rank / o.world, T * (o.rank + 1) / o.world,
+                        [&](int64_t t) { return std::vector<int64_t>{set.row_image[t]}; });
+  RetrievalResult r;
+  r.image_to_text = summarize_ranks(reduce.concat(i2t));
+  r.text_to_image = summarize_ranks(reduce.concat(t2i));
+  r.images = I;
+  r.texts = T;
+  return r;
+}
+
+}  // namespace coca::eval
