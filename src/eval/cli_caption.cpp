@@ -14,6 +14,7 @@
 #include "coca/dist/mpi.h"
 #include "coca/eval/caption_metrics.h"
 #include "coca/eval/cli.h"
+#include "coca/eval/common.h"
 #include "coca/eval/generate.h"
 #include "coca/eval/retrieval.h"
 #include "coca/model/weights.h"
@@ -91,14 +92,14 @@ CaptionRun caption_images(const CoCa& model, const CaptionedSet& set, const std:
 }  // namespace
 
 int caption_main(int argc, char** argv) {
-  std::string model, model_config, weights, data, tokenizer, output, captions_out, method;
+  std::string data, tokenizer, output, captions_out, method;
   int batch_size = 16;
   GenerateOptions g;
   po::options_description desc("coca-eval caption options");
-  desc.add_options()("help,h", "print this help")("model", po::value(&model)->default_value("coca_tiny"),
-                                                  "config name in launch/configs/")(
-      "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
-      "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)")(
+  desc.add_options()("help,h", "print this help");
+  ModelArgs margs;
+  margs.add_to(desc);
+  desc.add_options()(
       "data", po::value(&data)->required(), "captioned shard set (rows sharing a key = one image)")(
       "tokenizer", po::value(&tokenizer), "BPE merges file (default: the one the shard index names)")(
       "batch-size", po::value(&batch_size)->default_value(16), "rows read per batch")(
@@ -129,8 +130,8 @@ int caption_main(int argc, char** argv) {
   g.method = parse_decode_method(method);
   auto comm = dist::init(nullptr, nullptr);
   try {
-    CoCa net(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
-    load_weights(net, weights);
+    std::unique_ptr<CoCa> model = margs.load();
+    const CoCa& net = *model;
     const CaptionedSet set = load_captioned_set(data);
     COCA_CHECK(set.rows() > 0, "caption data ", data, " holds no rows");
     const BpeTokenizer tok = BpeTokenizer::load(resolve_tokenizer(tokenizer, ShardIndex::load(data), data, "caption"));
@@ -154,7 +155,7 @@ int caption_main(int argc, char** argv) {
         cands.push_back(caption_words(generated.back()));
         refs.push_back(std::move(r));
       }
-      nlohmann::json j = {{"data", data}, {"weights", weights}, {"images", set.images()}, {"method", method},
+      nlohmann::json j = {{"data", data}, {"weights", margs.weights}, {"images", set.images()}, {"method", method},
                           {"scored_images", cands.size()}, {"generated_tokens", run.generated}};
       if (g.method == DecodeMethod::beam) {
         j["beams"] = g.beams;

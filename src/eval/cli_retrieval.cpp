@@ -7,6 +7,7 @@
 
 #include "coca/dist/mpi.h"
 #include "coca/eval/cli.h"
+#include "coca/eval/common.h"
 #include "coca/eval/retrieval.h"
 #include "coca/model/weights.h"
 
@@ -21,12 +22,12 @@ static nlohmann::json recall_json(const RecallMetrics& m) {
 
 int retrieval_main(int argc, char** argv) {
   RetrievalOptions o;
-  std::string model, model_config, weights, output;
+  std::string output;
   po::options_description desc("coca-eval retrieval options");
-  desc.add_options()("help,h", "print this help")("model", po::value(&model)->default_value("coca_tiny"),
-                                                  "config name in launch/configs/")(
-      "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
-      "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)")(
+  desc.add_options()("help,h", "print this help");
+  ModelArgs margs;
+  margs.add_to(desc);
+  desc.add_options()(
       "data", po::value(&o.data)->required(), "captioned shard set (rows sharing a key = one image)")(
       "tokenizer", po::value(&o.tokenizer),
       "BPE merges file, used when the shards' tokens do not match the model's context length "
@@ -48,8 +49,8 @@ int retrieval_main(int argc, char** argv) {
   try {
     o.rank = comm->rank();
     o.world = comm->size();
-    CoCa net(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
-    load_weights(net, weights);
+    std::unique_ptr<CoCa> model = margs.load();
+    const CoCa& net = *model;
     RetrievalResult r = retrieval(net, o, mpi_reducer(*comm));
     if (o.rank == 0) {
       std::printf("retrieval on %s (%lld images, %lld captions)\n", o.data.c_str(), (long long)r.images,
@@ -59,7 +60,7 @@ int retrieval_main(int argc, char** argv) {
         std::printf("  %-14s %6.2f%% %6.2f%% %6.2f%% %10.2f %10.1f\n", name, 100 * m->r1, 100 * m->r5, 100 * m->r10,
                     m->mean_rank, m->median_rank);
       if (!output.empty()) {
-        nlohmann::json j = {{"data", o.data},          {"weights", weights},
+        nlohmann::json j = {{"data", o.data},          {"weights", margs.weights},
                             {"images", r.images},      {"texts", r.texts},
                             {"image_to_text", recall_json(r.image_to_text)},
                             {"text_to_image", recall_json(r.text_to_image)}};

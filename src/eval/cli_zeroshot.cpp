@@ -6,6 +6,7 @@
 
 #include "coca/dist/mpi.h"
 #include "coca/eval/cli.h"
+#include "coca/eval/common.h"
 #include "coca/eval/zeroshot.h"
 #include "coca/model/weights.h"
 
@@ -15,12 +16,12 @@ namespace po = boost::program_options;
 
 int zeroshot_main(int argc, char** argv) {
   ZeroShotOptions o;
-  std::string model = "coca_tiny", model_config, weights, output;
+  std::string output;
   po::options_description desc("coca-eval zeroshot options");
-  desc.add_options()("help,h", "print this help")("model", po::value(&model)->default_value("coca_tiny"),
-                                                  "config name in launch/configs/")(
-      "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
-      "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)")(
+  desc.add_options()("help,h", "print this help");
+  ModelArgs margs;
+  margs.add_to(desc);
+  desc.add_options()(
       "data", po::value(&o.data)->required(), "classification shard set (labels, classnames)")(
       "templates", po::value(&o.templates_file), "prompt templates, one per line, '{}' = class name")(
       "classnames", po::value(&o.classnames_file), "class names, one per line (default: from the shards)")(
@@ -42,8 +43,8 @@ int zeroshot_main(int argc, char** argv) {
   try {
   o.rank = comm->rank();
   o.world = comm->size();
-  CoCa net(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
-  load_weights(net, weights);
+  std::unique_ptr<CoCa> model = margs.load();
+  const CoCa& net = *model;
   ZeroShotResult r = zeroshot(net, o, mpi_reducer(*comm));
   if (o.rank == 0) {
     std::printf("zero-shot on %s (%lld images, %lld classes)\n", o.data.c_str(), (long long)r.images,
@@ -53,7 +54,7 @@ int zeroshot_main(int argc, char** argv) {
     if (!r.confused.empty()) std::printf("  most confused (true -> predicted, count):\n");
     for (auto& c : r.confused) std::printf("    %s -> %s (%lld)\n", c.truth.c_str(), c.predicted.c_str(), (long long)c.count);
     if (!output.empty()) {
-      nlohmann::json j = {{"data", o.data}, {"weights", weights}, {"images", r.images}, {"classes", r.classes},
+      nlohmann::json j = {{"data", o.data}, {"weights", margs.weights}, {"images", r.images}, {"classes", r.classes},
                           {"top1", r.top1}, {"top5", r.top5}, {"mean_per_class", r.mean_per_class},
                           {"confused", nlohmann::json::array()}};
       for (auto& c : r.confused) j["confused"].push_back({{"true", c.truth}, {"predicted", c.predicted}, {"count", c.count}});

@@ -2,6 +2,8 @@
 // E embed dim.
 #include "coca/eval/retrieval.h"
 
+#include "coca/eval/common.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <unordered_map>
@@ -47,18 +49,6 @@ CaptionedSet load_captioned_set(const std::string& dir) {
     captions.insert(captions.end(), c.begin(), c.end());
   }
   return group_by_key(std::move(keys), std::move(captions));
-}
-
-std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
-                              const char* what) {
-  if (!given.empty()) return given;
-  std::string path;
-  if (index.tokenizer.is_object() && index.tokenizer.contains("file")) {
-    path = index.tokenizer["file"].get<std::string>();
-    if (!fs::exists(path)) path = (fs::path(dir) / path).string();
-  }
-  COCA_CHECK(!path.empty(), what, ": no tokenizer given (--tokenizer) and ", dir, "/index.json names none");
-  return path;
 }
 
 int64_t rank_of_best(const float* scores, int64_t C, const std::vector<int64_t>& correct) {
@@ -124,13 +114,7 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
   NoGradGuard no_grad;
   const CaptionedSet set = load_captioned_set(o.data);
   COCA_CHECK(set.rows() > 0, "retrieval data ", o.data, " holds no rows");
-  EvalOptions eo;
-  eo.dir = o.data;
-  eo.batch_size = o.batch_size;
-  eo.image_size = static_cast<int>(model.config().vision.image_size);
-  eo.rank = o.rank;
-  eo.world = o.world;
-  EvalReader reader(eo);
+  EvalReader reader(reader_options(model, o.data, o.batch_size, o.rank, o.world));
   const int L = static_cast<int>(model.config().text.context_length);
   const int64_t E = model.config().embed_dim;
   std::unique_ptr<BpeTokenizer> tok;  // only when the shards' tokens cannot be used

@@ -1,5 +1,7 @@
 #include "coca/eval/zeroshot.h"
 
+#include "coca/eval/common.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -107,21 +109,10 @@ Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& class
 
 ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reducer& reduce) {
   NoGradGuard no_grad;
-  EvalOptions eo;
-  eo.dir = o.data;
-  eo.batch_size = o.batch_size;
-  eo.image_size = static_cast<int>(model.config().vision.image_size);
-  eo.rank = o.rank;
-  eo.world = o.world;
-  EvalReader reader(eo);
+  EvalReader reader(reader_options(model, o.data, o.batch_size, o.rank, o.world));
   std::vector<std::string> classnames = o.classnames_file.empty() ? reader.classnames() : read_lines(o.classnames_file);
   COCA_CHECK(!classnames.empty(), "zero-shot data ", o.data, ": no class names (not a classification shard set?)");
-  std::string tok_path = o.tokenizer;
-  if (tok_path.empty() && reader.index().tokenizer.is_object() && reader.index().tokenizer.contains("file")) {
-    tok_path = reader.index().tokenizer["file"].get<std::string>();
-    if (!fs::exists(tok_path)) tok_path = (fs::path(o.data) / tok_path).string();
-  }
-  COCA_CHECK(!tok_path.empty(), "zero-shot: no tokenizer given and ", o.data, "/index.json names none");
+  const std::string tok_path = resolve_tokenizer(o.tokenizer, reader.index(), o.data, "zero-shot");
   BpeTokenizer tok = BpeTokenizer::load(tok_path);
   COCA_CHECK(tok.vocab_size() == model.config().text.vocab_size, "zero-shot: tokenizer ", tok_path, " has ",
              tok.vocab_size(), " tokens but the model's vocab_size is ", model.config().text.vocab_size);

@@ -20,6 +20,7 @@
 #include "coca/dist/check.h"
 #include "coca/dist/mpi.h"
 #include "coca/dist/zero.h"
+#include "coca/eval/common.h"
 #include "coca/eval/zeroshot.h"
 #include "coca/loss/coca_loss.h"
 #include "coca/model/flops.h"
@@ -248,11 +249,7 @@ int run_training(TrainOptions o) {
     eval::ZeroShotOptions zo;
     zo.data = o.val_data;
     zo.templates_file = o.zeroshot_templates;
-    zo.tokenizer = o.tokenizer;
-    if (zo.tokenizer.empty() && loader.index().tokenizer.is_object() && loader.index().tokenizer.contains("file")) {
-      zo.tokenizer = loader.index().tokenizer["file"].get<std::string>();
-      if (!fs::exists(zo.tokenizer)) zo.tokenizer = (fs::path(o.train_data) / zo.tokenizer).string();
-    }
+    zo.tokenizer = eval::resolve_tokenizer(o.tokenizer, loader.index(), o.train_data, "--val-data zero-shot");
     zo.rank = rank;
     zo.world = world;
     auto t0 = Clock::now();

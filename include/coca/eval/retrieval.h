@@ -31,11 +31,6 @@ CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string
 // Reads every shard's keys and captions (not the images).
 CaptionedSet load_captioned_set(const std::string& dir);
 
-// The tokenizer to use: `given` if set, else the file the shard index names (absolute, or
-// relative to the shard directory); throws naming `what` when there is none.
-std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
-                              const char* what);
-
 // 1-based rank of the best-scored candidate among `correct` in `scores` [C].
 int64_t rank_of_best(const float* scores, int64_t C, const std::vector<int64_t>& correct);
 

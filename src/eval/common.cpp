@@ -1,0 +1,47 @@
+#include "coca/eval/common.h"
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+
+#include "coca/model/weights.h"
+
+namespace coca::eval {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+void ModelArgs::add_to(po::options_description& desc) {
+  desc.add_options()("model", po::value(&model)->default_value("coca_tiny"), "config name in launch/configs/")(
+      "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
+      "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)");
+}
+
+std::unique_ptr<CoCa> ModelArgs::load() const {
+  auto net = std::make_unique<CoCa>(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
+  load_weights(*net, weights);
+  return net;
+}
+
+std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
+                              const char* what) {
+  if (!given.empty()) return given;
+  std::string path;
+  if (index.tokenizer.is_object() && index.tokenizer.contains("file")) {
+    path = index.tokenizer["file"].get<std::string>();
+    if (!fs::exists(path)) path = (fs::path(dir) / path).string();
+  }
+  COCA_CHECK(!path.empty(), what, ": no tokenizer given (--tokenizer) and ", dir, "/index.json names none");
+  return path;
+}
+
+EvalOptions reader_options(const CoCa& model, const std::string& dir, int batch_size, int rank, int world) {
+  EvalOptions eo;
+  eo.dir = dir;
+  eo.batch_size = batch_size;
+  eo.image_size = static_cast<int>(model.config().vision.image_size);
+  eo.rank = rank;
+  eo.world = world;
+  return eo;
+}
+
+}  // namespace coca::eval
