@@ -1,5 +1,8 @@
 // scaled_dot_product_attention: fused forward and backward (kernels/cpu/attention.cpp).
 #include "coca/kernels/cpu/attention.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/attention.h"
+#endif
 
 #include <cmath>
 
@@ -14,8 +17,8 @@ namespace {
 Tensor kernel_view(const Tensor& t) { return t.stride(-1) == 1 || t.size(-1) == 1 ? t.detach() : t.detach().contiguous(); }
 
 // [B, H, R, D] tensor stored as [B, R, H, D] (the layout the output projection wants).
-Tensor empty_bhrd(int64_t B, int64_t H, int64_t R, int64_t D, DType dt) {
-  return Tensor::empty({B, R, H, D}, dt).permute({0, 2, 1, 3});
+Tensor empty_bhrd(int64_t B, int64_t H, int64_t R, int64_t D, DType dt, Device dev) {
+  return Tensor::empty({B, R, H, D}, dt, dev).permute({0, 2, 1, 3});
 }
 
 }  // namespace
@@ -56,18 +59,19 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       for (size_t i = 0; i < vals.size(); ++i) kp.data<uint8_t>()[i] = vals[i] != 0.0;
       args.key_padding = kp;
     }
+    args.key_padding = args.key_padding.to(q.device());
   }
   Tensor qk = kernel_view(q), kk = kernel_view(k), vk = kernel_view(v);
-  Tensor out = empty_bhrd(B, H, T, D, q.dtype());
-  Tensor lse = Tensor::empty({B, H, T}, q.dtype());
-  if (out.numel() > 0) cpu::attention_forward(args, qk, kk, vk, out, lse);
+  Tensor out = empty_bhrd(B, H, T, D, q.dtype(), q.device());
+  Tensor lse = Tensor::empty({B, H, T}, q.dtype(), q.device());
+  if (out.numel() > 0) COCA_DISPATCH_DEVICE(q, attention_forward(args, qk, kk, vk, out, lse));
   const bool want = any_requires_grad({&q, &k, &v});
   record(out, op, {q, k, v}, [args, qk, kk, vk, o = want ? out.detach() : Tensor(), lse](const Tensor& g) {
     Tensor gk = g.stride(-1) == 1 ? g : g.contiguous();
-    Tensor dq = empty_bhrd(args.B, args.H, args.T, args.D, qk.dtype());
-    Tensor dk = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype());
-    Tensor dv = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype());
-    if (o.numel() > 0) cpu::attention_backward(args, qk, kk, vk, o, lse, gk, dq, dk, dv);
+    Tensor dq = empty_bhrd(args.B, args.H, args.T, args.D, qk.dtype(), qk.device());
+    Tensor dk = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype(), qk.device());
+    Tensor dv = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype(), qk.device());
+    if (o.numel() > 0) COCA_DISPATCH_DEVICE(qk, attention_backward(args, qk, kk, vk, o, lse, gk, dq, dk, dv));
     else { dk.fill_(0); dv.fill_(0); }
     return std::vector<Tensor>{dq, dk, dv};
   });
