@@ -77,14 +77,17 @@ void AdamW::zero_grad() {
 
 double global_grad_norm(const std::vector<Tensor>& params) {
   double total = 0;
+#ifdef COCA_WITH_CUDA
+  std::vector<Tensor> device_grads;  // summed with one synchronisation
+  for (const Tensor& p : params)
+    if (p.grad().defined() && p.grad().device() == Device::CUDA) device_grads.push_back(p.grad().contiguous());
+  total += cuda::sum_squares_many(device_grads);
+#endif
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
 #ifdef COCA_WITH_CUDA
-    if (g.device() == Device::CUDA) {
-      total += cuda::sum_squares(g.contiguous());
-      continue;
-    }
+    if (g.device() == Device::CUDA) continue;  // counted above
 #endif
     dispatch_float(g.dtype(), "grad_norm", [&](auto tag) {
       using T = typename decltype(tag)::type;

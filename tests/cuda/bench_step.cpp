@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     };
     for (int i = 0; i < 2; ++i) step();
     cuda::synchronize();
+    const auto warm_stats = cuda::allocator_stats();
     std::vector<double> times;
     for (int i = 0; i < steps; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -65,12 +66,48 @@ int main(int argc, char** argv) {
       cuda::synchronize();
       times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
+    // One more step with a synchronisation between phases: where the time goes.
+    {
+      using clk = std::chrono::steady_clock;
+      auto secs = [](clk::time_point a, clk::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+      const auto t0 = clk::now();
+      opt.zero_grad();
+      Tensor total = coca_loss(model.forward(images, tokens), tokens, 0).total;
+      cuda::synchronize();
+      const auto t1 = clk::now();
+      total.backward();
+      cuda::synchronize();
+      const auto t2 = clk::now();
+      clip_grad_norm(model.parameters(), 1.0);
+      cuda::synchronize();
+      const auto t3 = clk::now();
+      opt.step(o.lr);
+      model.clamp_logit_scale();
+      cuda::synchronize();
+      const auto t4 = clk::now();
+      std::printf("[bench] phases: forward+loss %.4f s, backward %.4f s, grad-norm clip %.4f s, AdamW %.4f s\n",
+                  secs(t0, t1), secs(t1, t2), secs(t2, t3), secs(t3, t4));
+    }
+    // And one with every backend entry point timed by CUDA events: GPU time per kernel family.
+    {
+      cuda::set_profiling(true);
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
+      cuda::synchronize();
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("[profile] profiled step wall time %.4f s\n", wall);
+      cuda::profile_report();
+      cuda::set_profiling(false);
+    }
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
     const double sps = static_cast<double>(B) / median;
     const double peak = 989e12;  // dense bf16, H100 SXM and H200 alike
     const double mfu = 3.0 * fwd_gflop * 1e9 * sps / peak;
     const auto st = cuda::allocator_stats();
+    std::printf("[bench] steady state: %lld cudaMalloc calls in %d timed steps (allocator cache hits %lld)\n",
+                static_cast<long long>(st.driver_allocs - warm_stats.driver_allocs), steps,
+                static_cast<long long>(st.cache_hits - warm_stats.cache_hits));
     std::printf("[bench] coca device=\"%s\" config=%s batch=%lld precision=%s step_median=%.4f s "
                 "samples/s=%.1f MFU=%.2f%% loss=%.4f allocator reserved=%.2f GiB driver_allocs=%lld\n",
                 cuda::device_name(), config.c_str(), static_cast<long long>(B), precision.c_str(), median, sps,

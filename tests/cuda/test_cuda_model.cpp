@@ -1,6 +1,7 @@
 // The whole CoCa model on the GPU against the CPU: loss and every parameter gradient after one
 // forward/backward, then 20 AdamW steps tracking the CPU run step by step.
 #include <cmath>
+#include <cstdlib>
 
 #include "../model/micro.h"
 #include "coca/loss/coca_loss.h"
@@ -81,7 +82,9 @@ TEST(CudaModel, MicroLossAndEveryGradient) {
 TEST(CudaModel, TinyLossAndEveryGradient) {
   COCA_SKIP_WITHOUT_GPU();
   cuda::set_matmul_precision(cuda::MatmulPrecision::Float32);
-  model_parity(CocaConfig::from_file(std::string(COCA_CONFIG_DIR) + "/coca_tiny.json"), 4, "tiny");
+  // The configs folder can move with a carried build (tests/gpu/run_on_device.sh sets it).
+  const char* dir = std::getenv("COCA_CONFIG_DIR");
+  model_parity(CocaConfig::from_file(std::string(dir ? dir : COCA_CONFIG_DIR) + "/coca_tiny.json"), 4, "tiny");
 }
 
 TEST(CudaModel, TwentyTrainingStepsTrackCpu) {

@@ -2,7 +2,9 @@
 // <= 1e-7; bf16 matmuls <= 1e-3), plus the tensor layer's device plumbing, the caching
 // allocator, AdamW and the gradient norm. Skips with a message where no GPU is present.
 #include <cmath>
+#include <cstdlib>
 
+#include "coca/kernels/cuda/nccl.h"
 #include "coca/kernels/cuda/runtime.h"
 #include "coca/optim/adamw.h"
 #include "parity.h"
@@ -73,6 +75,7 @@ TEST_F(CudaOps, RoundTripAndFactories) {
 }
 
 TEST_F(CudaOps, CachingAllocatorReusesBlocks) {
+  if (std::getenv("COCA_CUDA_NO_CACHE")) GTEST_SKIP() << "COCA_CUDA_NO_CACHE is set: the cache is off";
   { Tensor warm = Tensor::empty({1 << 20}, DType::f32, Device::CUDA); }
   const auto before = cuda::allocator_stats();
   for (int i = 0; i < 50; ++i) Tensor t = Tensor::empty({1 << 20}, DType::f32, Device::CUDA);
@@ -296,4 +299,21 @@ TEST_F(CudaOps, AdamWAndGradNorm) {
     std::printf("[parity] adamw param%zu nmse=%.2e %s\n", i, e, e <= kF32 ? "ok" : "FAIL");
     EXPECT_LE(e, kF32);
   }
+}
+
+// One rank: NCCL's all-reduce and all-gather must give the single-process result exactly
+// (what the MPI path gives at W=1).
+TEST_F(CudaOps, NcclSingleRankMatchesSingleProcess) {
+  cuda::NcclComm comm(0, 1, cuda::NcclComm::unique_id());
+  Tensor a = rn({1000, 3}, 1);
+  Tensor g = a.cuda();
+  comm.all_reduce_sum(g);
+  const double e1 = nmse(g, a);
+  Tensor gathered = Tensor::empty({1000, 3}, DType::f32, Device::CUDA);
+  comm.all_gather(a.cuda(), gathered);
+  const double e2 = nmse(gathered, a);
+  std::printf("[parity] nccl W=1 all_reduce nmse=%.2e all_gather nmse=%.2e %s\n", e1, e2,
+              e1 == 0 && e2 == 0 ? "ok" : "FAIL");
+  EXPECT_EQ(e1, 0.0);
+  EXPECT_EQ(e2, 0.0);
 }

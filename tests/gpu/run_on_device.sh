@@ -31,6 +31,7 @@ NCCL=$(find /usr /opt -name 'libnccl.so.2' 2>/dev/null | head -1)
 [ -n "$NCCL" ] && CUDA_LIBS="$CUDA_LIBS:$(dirname "$NCCL")"
 echo "[run] NCCL: ${NCCL:-not found}"
 export PATH=/usr/local/cuda/bin:$PATH
+export COCA_CONFIG_DIR=$ROOT/launch/configs
 run_bin() { LD_LIBRARY_PATH="$BIN/lib:$CUDA_LIBS:${LD_LIBRARY_PATH:-}" "$@"; }
 
 { nvidia-smi; nvcc --version; } > "$LOGS/device.txt" 2>&1
@@ -50,20 +51,31 @@ echo "[run] benchmark: PyTorch reference"
 PYTHONUNBUFFERED=1 timeout 90 python3 tests/gpu/bench_torch.py "$CONFIG" "$BATCH" amp_bf16 10 > "$LOGS/bench_torch.log" 2>&1
 echo "[run] torch bench exit $?"
 
+echo "[run] benchmark: other batch sizes and precisions"
+{
+  run_bin timeout 40 "$BIN/coca_bench_step" "$CONFIG" 16 amp_bf16 10
+  run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" 256 amp_bf16 6
+  run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" "$BATCH" fp32 5
+  run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" "$BATCH" tf32 5
+  PYTHONUNBUFFERED=1 timeout 60 python3 tests/gpu/bench_torch.py "$CONFIG" "$BATCH" fp32 5
+} > "$LOGS/bench_extra.log" 2>&1
+echo "[run] extra benches exit $?"
+
 echo "[run] compute-sanitizer memcheck on the op suite"
-run_bin timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/test_cuda_ops" \
-  > "$LOGS/memcheck.log" 2>&1
+COCA_CUDA_NO_CACHE=1 run_bin timeout 120 compute-sanitizer --tool memcheck --print-limit 30 --error-exitcode 3 "$BIN/test_cuda_ops" \
+  --gtest_filter=-*Nccl* > "$LOGS/memcheck.log" 2>&1
 echo "[run] memcheck exit $?"
 
 echo "================ summary ================"
 grep -h "^\[device\]" "$LOGS/parity_ops.log"
 grep -h "FAIL\|Failure\|error\|Error" "$LOGS"/parity_*.log | head -40
-grep -hc "^\[parity\].* ok$" "$LOGS"/parity_*.log
-grep -h "PASSED\|FAILED\|SKIPPED" "$LOGS"/parity_*.log | head -20
+grep -h "^\[parity\]" "$LOGS/parity_ops.log" | cut -c1-150
+grep -h "tests ran\|^\[  PASSED\|^\[  FAILED" "$LOGS"/parity_*.log | head -20
 grep -h "^\[parity\] model\|^\[parity\] micro\|^\[parity\] tiny\|^\[parity\] 20\|^\[train\]" "$LOGS/parity_model.log"
 grep -h "ERROR SUMMARY\|PASSED\|FAILED" "$LOGS/memcheck.log" | tail -5
 tail -3 "$LOGS/bench_coca.log"
 tail -3 "$LOGS/bench_torch.log"
+grep -h "^\[bench\]" "$LOGS/bench_extra.log"
 python3 - "$LOGS" <<'PY'
 import re, sys
 def sps(f):

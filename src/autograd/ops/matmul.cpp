@@ -106,18 +106,26 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor x2 = x.dim() == 2 ? x : x.detach().reshape({-1, in});  // [R, in]
   const int64_t R = x2.size(0);
   Tensor y = Tensor::empty({R, out_features}, x.dtype(), x.device());
-  double beta = 0.0;
-  if (bias.defined()) {
-    y.copy_(bias.detach().unsqueeze(0).expand({R, out_features}));
-    beta = 1.0;
-  }
   if (R > 0 && in > 0) {
     cpu::GemmOperand opx, opw;
     Tensor xa = as_operand(x2, opx);
     Tensor wt = as_operand(weight.detach().t(), opw);
-    COCA_DISPATCH_DEVICE(xa, gemm_batched(xa, opx, {0}, wt, opw, {0}, y, out_features, {0}, R, out_features, in,
-                                          1.0, beta));
-  } else if (!bias.defined()) {
+    bool bias_fused = false;  // the GPU adds the bias in the matmul's epilogue where it can
+#ifdef COCA_WITH_CUDA
+    if (bias.defined() && xa.device() == Device::CUDA)
+      bias_fused = cuda::gemm_bias(xa, opx, wt, opw, bias.detach().contiguous(), y, out_features, R, out_features, in);
+#endif
+    double beta = 0.0;
+    if (bias.defined() && !bias_fused) {
+      y.copy_(bias.detach().unsqueeze(0).expand({R, out_features}));
+      beta = 1.0;
+    }
+    if (!bias_fused)
+      COCA_DISPATCH_DEVICE(xa, gemm_batched(xa, opx, {0}, wt, opw, {0}, y, out_features, {0}, R, out_features, in,
+                                            1.0, beta));
+  } else if (bias.defined()) {
+    y.copy_(bias.detach().unsqueeze(0).expand({R, out_features}));
+  } else {
     y.fill_(0);
   }
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);

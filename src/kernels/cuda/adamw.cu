@@ -26,6 +26,7 @@ __global__ void adamw_kernel(T* p, T* m, T* v, const T* g, int64_t n, T b1, T b2
 
 void adamw_step(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, double beta1, double beta2, double eps,
                 double decay, double step_size, double bc2_sqrt) {
+  KernelTimer timer("adamw");
   const int64_t n = p.numel();
   if (n == 0) return;
   dispatch_float_dev(p.dtype(), "AdamW", [&](auto tag) {

@@ -307,6 +307,7 @@ void allow_smem(K kernel, size_t bytes) {
 
 void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse) {
+  KernelTimer timer("attention");
   if (a.B * a.H * a.T == 0) return;
   COCA_CHECK(a.H <= 65535 && a.B <= 65535, "scaled_dot_product_attention (CUDA): B ", a.B, " or H ", a.H,
              " exceeds 65535");
@@ -329,6 +330,7 @@ void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tenso
 void attention_backward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& o, const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk,
                         Tensor& dv) {
+  KernelTimer timer("attention_backward");
   dispatch_float_dev(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     AttnParams<T> p = make_params<T>(a, q, k, v);

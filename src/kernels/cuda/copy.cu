@@ -29,6 +29,7 @@ __global__ void fill_kernel(T* dst, T value, Geo<1> g) {
 }  // namespace
 
 void copy_strided(Tensor& dst, const Tensor& src) {
+  KernelTimer timer("copy");
   COCA_CHECK(dst.device() == Device::CUDA && src.device() == Device::CUDA, "copy (CUDA): given ", src.describe(),
              " -> ", dst.describe());
   if (dst.numel() == 0) return;
@@ -50,6 +51,7 @@ void copy_strided(Tensor& dst, const Tensor& src) {
 }
 
 void fill(Tensor& dst, double value) {
+  KernelTimer timer("fill");
   if (dst.numel() == 0) return;
   const Geo<1> g = make_geo<1>(dst.shape(), {dst.strides()}, "fill");
   dispatch_all_dev(dst.dtype(), [&](auto tag) {

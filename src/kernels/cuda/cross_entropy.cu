@@ -61,6 +61,7 @@ __global__ void ce_backward_kernel(const T* x, int64_t ld, const int32_t* t, int
 
 double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
                              Tensor& lse, int64_t& count) {
+  KernelTimer timer("cross_entropy");
   const int64_t N = logits.size(0), C = logits.size(1);
   count = 0;
   if (N == 0) return 0.0;
@@ -92,6 +93,7 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
 
 void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
                             const Tensor& lse, double scale, Tensor& dlogits) {
+  KernelTimer timer("cross_entropy_backward");
   const int64_t N = logits.size(0), C = logits.size(1);
   if (N == 0) return;
   dispatch_float_dev(logits.dtype(), "cross_entropy_backward", [&](auto tag) {

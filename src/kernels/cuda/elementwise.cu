@@ -89,10 +89,12 @@ void launch_binary(int kind, BinaryOp op, const Tensor& a, const Tensor& b, Tens
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  KernelTimer timer("binary");
   launch_binary(0, op, a, b, out, 0, 0, "binary");
 }
 
 void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
+  KernelTimer timer("unary");
   if (out.numel() == 0) return;
   const Geo<2> g = make_geo<2>(out.shape(), {out.strides(), a.strides()}, "unary");
   dispatch_float_dev<true>(out.dtype(), "unary", [&](auto tag) {
@@ -105,10 +107,12 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
 }
 
 void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
+  KernelTimer timer("gelu_backward");
   launch_binary(1, BinaryOp::Add, x, grad_out, grad_in, 0, 0, "gelu_backward");
 }
 
 void clamp_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in, double lo, double hi) {
+  KernelTimer timer("clamp_backward");
   launch_binary(2, BinaryOp::Add, x, grad_out, grad_in, lo, hi, "clamp_backward");
 }
 

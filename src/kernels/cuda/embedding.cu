@@ -34,6 +34,7 @@ __global__ void scatter_add_kernel(const T* g, const int32_t* idx, T* dw, int64_
 }  // namespace
 
 void embedding_forward(const Tensor& weight, const Tensor& idx, Tensor& out) {
+  KernelTimer timer("embedding");
   const int64_t V = weight.size(0), D = weight.size(1), n = idx.numel();
   if (n == 0 || D == 0) return;
   Scratch bad(sizeof(unsigned long long));
@@ -56,6 +57,7 @@ void embedding_forward(const Tensor& weight, const Tensor& idx, Tensor& out) {
 }
 
 void embedding_backward(const Tensor& g, const Tensor& idx, Tensor& dweight) {
+  KernelTimer timer("embedding_backward");
   const int64_t D = dweight.size(1), n = idx.numel();
   dispatch_float_dev(dweight.dtype(), "embedding_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -126,6 +126,7 @@ template <typename T> const T* opt_ptr(const Tensor& t) { return t.defined() ? d
 
 void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& y,
                         Tensor& mean, Tensor& rstd) {
+  KernelTimer timer("layer_norm");
   const int64_t C = x.size(-1), R = x.numel() / std::max<int64_t>(C, 1);
   if (R == 0 || C == 0) return;
   dispatch_float_dev(x.dtype(), "layer_norm", [&](auto tag) {
@@ -139,6 +140,7 @@ void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
 
 void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                          const Tensor& dy, Tensor& dx, Tensor& dweight, Tensor& dbias) {
+  KernelTimer timer("layer_norm_backward");
   const int64_t C = x.size(-1), R = x.numel() / std::max<int64_t>(C, 1);
   dispatch_float_dev(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -172,6 +174,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& me
 }
 
 void l2_normalize_forward(const Tensor& x, double eps, Tensor& y, Tensor& norm) {
+  KernelTimer timer("l2_normalize");
   const int64_t C = x.size(-1), R = x.numel() / std::max<int64_t>(C, 1);
   if (R == 0) return;
   dispatch_float_dev(x.dtype(), "l2_normalize", [&](auto tag) {
@@ -183,6 +186,7 @@ void l2_normalize_forward(const Tensor& x, double eps, Tensor& y, Tensor& norm) 
 }
 
 void l2_normalize_backward(const Tensor& y, const Tensor& norm, const Tensor& dy, double eps, Tensor& dx) {
+  KernelTimer timer("l2_normalize_backward");
   const int64_t C = y.size(-1), R = y.numel() / std::max<int64_t>(C, 1);
   if (R == 0) return;
   dispatch_float_dev(y.dtype(), "l2_normalize_backward", [&](auto tag) {

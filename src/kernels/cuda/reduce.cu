@@ -98,6 +98,7 @@ __global__ void scale_kernel(T* x, int64_t n, T s) {
 }  // namespace
 
 void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Tensor& out) {
+  KernelTimer timer("sum");
   dispatch_float_dev(in.dtype(), "sum", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* x = dptr<T>(in);
@@ -129,6 +130,7 @@ void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Ten
 }
 
 void max_last(const Tensor& in, int64_t rows, int64_t cols, Tensor& values, Tensor& index) {
+  KernelTimer timer("max");
   dispatch_float_dev(in.dtype(), "max", [&](auto tag) {
     using T = typename decltype(tag)::type;
     max_last_kernel<T><<<blocks_for(rows, 8), dim3(32, 8), 0, stream()>>>(dptr<T>(in), dptr<T>(values),
@@ -164,7 +166,33 @@ double sum_squares(const Tensor& t) {
   return s;
 }
 
+double sum_squares_many(const std::vector<Tensor>& ts) {
+  KernelTimer timer("grad_norm");
+  constexpr unsigned kBlocks = 64;  // partial sums per tensor, summed on the host in a fixed order
+  if (ts.empty()) return 0;
+  Scratch partial(sizeof(double) * kBlocks * ts.size());
+  COCA_CUDA_CHECK(cudaMemsetAsync(partial.as<void>(), 0, sizeof(double) * kBlocks * ts.size(), stream()));
+  for (size_t k = 0; k < ts.size(); ++k) {
+    const Tensor& t = ts[k];
+    COCA_CHECK(t.is_contiguous() && t.device() == Device::CUDA, "sum_squares (CUDA): ", t.describe(),
+               " is not a contiguous CUDA tensor");
+    if (t.numel() == 0) continue;
+    const unsigned blocks = std::min<unsigned>(grid_for(t.numel()), kBlocks);
+    dispatch_float_dev(t.dtype(), "sum_squares", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      sum_squares_kernel<T><<<blocks, 256, 0, stream()>>>(dptr<T>(t), t.numel(), partial.as<double>() + k * kBlocks);
+      COCA_CUDA_LAUNCH_CHECK();
+    });
+  }
+  std::vector<double> host(kBlocks * ts.size());
+  memcpy(host.data(), partial.as<double>(), sizeof(double) * host.size(), 1);
+  double s = 0;
+  for (double v : host) s += v;
+  return s;
+}
+
 void scale_(Tensor& t, double s) {
+  KernelTimer timer("scale_");
   const int64_t n = t.numel();
   if (n == 0) return;
   dispatch_float_dev(t.dtype(), "scale_", [&](auto tag) {

@@ -2,8 +2,13 @@
 // host staging for copies, and the storage hooks the tensor layer calls.
 #include <nccl.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <cstdio>
 #include <map>
+#include <string>
+#include <vector>
 #include <mutex>
 #include <unordered_map>
 
@@ -45,7 +50,18 @@ MatmulPrecision g_precision = MatmulPrecision::Float32;
 // sizes every step) makes no driver calls.
 class CachingAllocator {
  public:
+  // COCA_CUDA_NO_CACHE=1: exact-size cudaMalloc/cudaFree per tensor, so that compute-sanitizer
+  // sees every out-of-bounds access (a cached, rounded-up block would hide small overruns).
+  CachingAllocator() : no_cache_(std::getenv("COCA_CUDA_NO_CACHE") != nullptr) {}
+
   void* alloc(size_t nbytes, cudaStream_t s) {
+    if (no_cache_) {
+      void* p = nullptr;
+      COCA_CUDA_CHECK(cudaMalloc(&p, nbytes));
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.driver_allocs++;
+      return p;
+    }
     const size_t size = round(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
     auto& bins = free_[s];
@@ -72,6 +88,10 @@ class CachingAllocator {
   }
   void free(void* p) {
     if (!p) return;
+    if (no_cache_) {
+      cudaFree(p);  // in a destructor: never throws
+      return;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(p);
     if (it == live_.end()) return;
@@ -107,6 +127,7 @@ class CachingAllocator {
     size_t size;
     cudaStream_t stream;
   };
+  const bool no_cache_;
   std::mutex mu_;
   std::unordered_map<void*, Block> live_;  // every block we own, handed out or cached
   std::map<cudaStream_t, std::multimap<size_t, void*>> free_;
@@ -123,6 +144,15 @@ struct Staging {
   std::mutex mu;
   void* host = nullptr;
   size_t size = 0;
+  cudaEvent_t done = nullptr;  // recorded after the last copy that reads or writes the buffer
+  // Waits until no queued copy uses the buffer.
+  void wait() {
+    if (done) COCA_CUDA_CHECK(cudaEventSynchronize(done));
+  }
+  void mark(cudaStream_t s) {
+    if (!done) COCA_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    COCA_CUDA_CHECK(cudaEventRecord(done, s));
+  }
   void* get(size_t n) {
     if (n > size) {
       if (host) COCA_CUDA_CHECK(cudaFreeHost(host));
@@ -137,7 +167,67 @@ Staging& staging() {
   return *s;
 }
 
+// Event pairs recorded while profiling; reused across reports.
+struct Profile {
+  bool on = false;
+  std::mutex mu;
+  std::vector<std::pair<const char*, std::pair<cudaEvent_t, cudaEvent_t>>> records;
+  size_t used = 0;
+};
+Profile& profile() {
+  static auto* p = new Profile();
+  return *p;
+}
+
 }  // namespace
+
+KernelTimer::KernelTimer(const char* family) {
+  Profile& p = profile();
+  if (!p.on) return;
+  std::lock_guard<std::mutex> lock(p.mu);
+  if (p.used == p.records.size()) {
+    cudaEvent_t a, b;
+    COCA_CUDA_CHECK(cudaEventCreate(&a));
+    COCA_CUDA_CHECK(cudaEventCreate(&b));
+    p.records.push_back({family, {a, b}});
+  }
+  slot_ = static_cast<int>(p.used++);
+  p.records[slot_].first = family;
+  COCA_CUDA_CHECK(cudaEventRecord(p.records[slot_].second.first, stream()));
+}
+
+KernelTimer::~KernelTimer() {
+  if (slot_ < 0) return;
+  Profile& p = profile();
+  std::lock_guard<std::mutex> lock(p.mu);
+  cudaEventRecord(p.records[slot_].second.second, stream());  // in a destructor: never throws
+}
+
+void set_profiling(bool on) { profile().on = on; }
+
+void profile_report() {
+  Profile& p = profile();
+  COCA_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  std::lock_guard<std::mutex> lock(p.mu);
+  std::map<std::string, std::pair<double, int>> per_family;
+  double total = 0;
+  for (size_t i = 0; i < p.used; ++i) {
+    float ms = 0;
+    COCA_CUDA_CHECK(cudaEventElapsedTime(&ms, p.records[i].second.first, p.records[i].second.second));
+    auto& e = per_family[p.records[i].first];
+    e.first += ms;
+    e.second += 1;
+    total += ms;
+  }
+  std::vector<std::pair<double, std::string>> rows;
+  for (auto& [name, e] : per_family) rows.push_back({e.first, name});
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("[profile] %zu timed calls, %.2f ms of GPU time in backend entry points\n", p.used, total);
+  for (auto& [ms, name] : rows)
+    std::printf("[profile] %-28s %8.2f ms %6d calls %5.1f%%\n", name.c_str(), ms, per_family[name].second,
+                100 * ms / std::max(total, 1e-9));
+  p.used = 0;
+}
 
 cudaStream_t stream() { return state().stream; }
 cublasHandle_t cublas() { return state().blas; }
@@ -175,6 +265,7 @@ void synchronize() { COCA_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
 void memcpy(void* dst, const void* src, size_t nbytes, int kind) {
   if (nbytes == 0) return;
+  KernelTimer timer(kind == 0 ? "memcpy_h2d" : kind == 1 ? "memcpy_d2h" : "memcpy_d2d");
   cudaStream_t s = stream();
   if (kind == 2) {
     COCA_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, s));
@@ -184,12 +275,13 @@ void memcpy(void* dst, const void* src, size_t nbytes, int kind) {
   // pinned buffer makes the transfer run at full PCIe rate.
   Staging& st = staging();
   std::lock_guard<std::mutex> lock(st.mu);
+  st.wait();  // the previous staged copy has left the buffer
   void* pinned = st.get(nbytes);
   if (kind == 0) {
-    COCA_CUDA_CHECK(cudaStreamSynchronize(s));  // the previous staged copy has left the buffer
+    // Host -> device does not wait for the stream: the source is already in the pinned buffer.
     std::memcpy(pinned, src, nbytes);
     COCA_CUDA_CHECK(cudaMemcpyAsync(dst, pinned, nbytes, cudaMemcpyHostToDevice, s));
-    COCA_CUDA_CHECK(cudaStreamSynchronize(s));
+    st.mark(s);
   } else {
     COCA_CUDA_CHECK(cudaMemcpyAsync(pinned, src, nbytes, cudaMemcpyDeviceToHost, s));
     COCA_CUDA_CHECK(cudaStreamSynchronize(s));

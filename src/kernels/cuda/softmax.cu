@@ -47,6 +47,7 @@ __global__ void softmax_backward_kernel(const T* y, const T* g, T* dx, int64_t r
 }  // namespace
 
 void softmax_rows(const Tensor& x, Tensor& y, bool log) {
+  KernelTimer timer("softmax");
   const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
   if (rows == 0 || cols == 0) return;
   dispatch_float_dev(x.dtype(), log ? "log_softmax" : "softmax", [&](auto tag) {
@@ -58,6 +59,7 @@ void softmax_rows(const Tensor& x, Tensor& y, bool log) {
 }
 
 void softmax_rows_backward(const Tensor& y, const Tensor& g, Tensor& dx, bool log) {
+  KernelTimer timer("softmax_backward");
   const int64_t cols = y.size(-1), rows = y.numel() / std::max<int64_t>(cols, 1);
   if (rows == 0 || cols == 0) return;
   dispatch_float_dev(y.dtype(), "softmax_backward", [&](auto tag) {

@@ -34,6 +34,18 @@ class Scratch {
   void* p_;
 };
 
+// Times the kernels a backend entry point launches while profiling is on (set_profiling).
+class KernelTimer {
+ public:
+  explicit KernelTimer(const char* family);
+  ~KernelTimer();
+  KernelTimer(const KernelTimer&) = delete;
+  KernelTimer& operator=(const KernelTimer&) = delete;
+
+ private:
+  int slot_ = -1;
+};
+
 inline unsigned blocks_for(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(b < 1 ? 1 : (b > (1 << 30) ? (1 << 30) : b));

@@ -11,4 +11,10 @@ void gemm_batched(const Tensor& A, const cpu::GemmOperand& opa, const std::vecto
                   int64_t ldc, const std::vector<int64_t>& c_off, int64_t M, int64_t N, int64_t K,
                   double alpha, double beta);
 
+// C [M, N] (float32, row stride ldc) = op(A) op(B) + bias [N] on every row, the bias added in
+// cuBLASLt's epilogue (no separate pass over C). Returns false, having done nothing, when
+// cuBLASLt offers no algorithm for the case; the caller then adds the bias itself.
+bool gemm_bias(const Tensor& A, const cpu::GemmOperand& opa, const Tensor& B, const cpu::GemmOperand& opb,
+               const Tensor& bias, Tensor& C, int64_t ldc, int64_t M, int64_t N, int64_t K);
+
 }  // namespace coca::cuda

@@ -10,6 +10,8 @@ void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64
 
 // sum of squares of a contiguous float tensor, accumulated in float64 (for the grad norm).
 double sum_squares(const Tensor& t);
+// The same over many tensors with one host synchronisation (the global gradient norm).
+double sum_squares_many(const std::vector<Tensor>& ts);
 // t *= s in place (contiguous float tensor).
 void scale_(Tensor& t, double s);
 

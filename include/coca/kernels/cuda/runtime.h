@@ -33,4 +33,10 @@ enum class MatmulPrecision { Float32, Tf32, Bf16 };
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 
+// Kernel-family timing with CUDA events (for finding where a step's GPU time goes). While on,
+// every kernel entry point of the backend records a pair of events; profile_report()
+// synchronises and prints milliseconds per family, then clears.
+void set_profiling(bool on);
+void profile_report();
+
 }  // namespace coca::cuda
