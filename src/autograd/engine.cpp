@@ -92,7 +92,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   if (!seed.defined()) {
     COCA_CHECK(root.numel() == 1, "backward: tensor ", root.describe(),
                " is not a scalar; pass the gradient of the output");
-    seed = Tensor::ones(root.shape(), root.dtype());
+    seed = Tensor::ones(root.shape(), root.dtype(), root.device());
   }
   COCA_CHECK(seed.shape() == root.shape() && seed.dtype() == root.dtype(), "backward: gradient ", seed.describe(),
              " for output ", root.describe(), " (shape and dtype must match)");

@@ -15,7 +15,7 @@ Tensor contrastive_loss(const Tensor& image_features, const Tensor& text_feature
   Tensor logits_t2i = mul(matmul(text_features, all_images.t()), scale);  // [n, N]
   std::vector<int32_t> labels(n);
   for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>(ctx.rank * n + i);
-  Tensor target = Tensor::from_vector(labels, {n});
+  Tensor target = Tensor::from_vector(labels, {n}).to(image_features.device());
   return mul_scalar(add(cross_entropy(logits_i2t, target), cross_entropy(logits_t2i, target)), 0.5);
 }
 

@@ -96,7 +96,7 @@ Tensor TextTransformer::attention_mask(const Tensor& text) const {
     }
   }
   Tensor mask = Tensor::from_vector(m, {B, 1, n, n});
-  return mask.to(dtype);
+  return mask.to(dtype).to(text.device());
 }
 
 TextEncoding TextTransformer::forward(const Tensor& text) const {

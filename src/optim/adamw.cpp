@@ -3,6 +3,10 @@
 #include <cmath>
 
 #include "coca/autograd/node.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/adamw.h"
+#include "coca/kernels/cuda/reduce.h"
+#endif
 #include "coca/tensor/dispatch.h"
 
 namespace coca {
@@ -21,7 +25,7 @@ AdamW::AdamW(std::vector<std::pair<std::string, Tensor>> params, AdamWOptions op
              "AdamW: invalid options lr=", opts.lr, " betas=(", opts.beta1, ", ", opts.beta2, ") eps=", opts.eps,
              " wd=", opts.weight_decay);
   for (auto& [name, p] : params) {
-    Slot s{name, p, Tensor::zeros(p.shape(), p.dtype()), Tensor::zeros(p.shape(), p.dtype()),
+    Slot s{name, p, Tensor::zeros(p.shape(), p.dtype(), p.device()), Tensor::zeros(p.shape(), p.dtype(), p.device()),
            !excluded_from_weight_decay(name, p)};
     slots_.push_back(std::move(s));
   }
@@ -36,6 +40,15 @@ void AdamW::step(double lr) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
     COCA_CHECK(g.is_contiguous() && s.param.is_contiguous(), "AdamW: parameter ", s.name, " or its gradient is not contiguous");
+#ifdef COCA_WITH_CUDA
+    if (s.param.device() == Device::CUDA) {
+      COCA_CHECK(g.device() == Device::CUDA && s.m.device() == Device::CUDA, "AdamW: parameter ", s.name,
+                 " is on CUDA but its gradient or state is not");
+      cuda::adamw_step(s.param, s.m, s.v, g, opts_.beta1, opts_.beta2, opts_.eps,
+                       s.decay ? 1.0 - lr * opts_.weight_decay : 1.0, step_size, bc2_sqrt);
+      continue;
+    }
+#endif
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = typename decltype(tag)::type;
       T* p = s.param.data<T>();
@@ -64,9 +77,18 @@ void AdamW::zero_grad() {
 
 double global_grad_norm(const std::vector<Tensor>& params) {
   double total = 0;
+#ifdef COCA_WITH_CUDA
+  std::vector<Tensor> device_grads;  // summed with one synchronisation
+  for (const Tensor& p : params)
+    if (p.grad().defined() && p.grad().device() == Device::CUDA) device_grads.push_back(p.grad().contiguous());
+  total += cuda::sum_squares_many(device_grads);
+#endif
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
+#ifdef COCA_WITH_CUDA
+    if (g.device() == Device::CUDA) continue;  // counted above
+#endif
     dispatch_float(g.dtype(), "grad_norm", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* gp = g.contiguous().template data<T>();
@@ -85,6 +107,12 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const Tensor& p : params) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
+#ifdef COCA_WITH_CUDA
+      if (g.device() == Device::CUDA) {
+        cuda::scale_(g, scale);
+        continue;
+      }
+#endif
       dispatch_float(g.dtype(), "clip_grad_norm", [&](auto tag) {
         using T = typename decltype(tag)::type;
         T* gp = g.template data<T>();

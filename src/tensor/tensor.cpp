@@ -7,7 +7,11 @@
 
 #include "coca/autograd/node.h"
 #include "coca/kernels/cpu/copy.h"
+#include "coca/kernels/cuda/runtime.h"
 #include "coca/tensor/dispatch.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/copy.h"
+#endif
 
 namespace coca {
 
@@ -126,18 +130,15 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  COCA_CHECK(device == Device::CPU, "zeros: CUDA tensors are not supported yet");
-  std::memset(t.raw_data(), 0, t.numel() * dtype_size(dtype));
+  if (device == Device::CPU) std::memset(t.raw_data(), 0, t.numel() * dtype_size(dtype));
+  else t.fill_(0.0);
   return t;
 }
 
-Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
-  COCA_CHECK(device == Device::CPU, "ones: CUDA tensors are not supported yet");
-  return full(shape, 1.0, dtype);
-}
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
-Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
-  Tensor t = empty(shape, dtype);
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
   t.fill_(value);
   return t;
 }
@@ -228,7 +229,7 @@ void* Tensor::raw_data() const {
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  COCA_CHECK(device() == Device::CPU, "to_vector: tensor ", describe(), " is not on the CPU");
+  if (device() != Device::CPU) return detach().to(Device::CPU).to_vector<T>();
   Tensor c = Tensor::empty(shape(), dtype_of<T>::value);
   cpu::copy_strided(c, *this);
   const T* p = c.data<T>();
@@ -282,7 +283,13 @@ Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), impl
 void Tensor::backward(const Tensor& grad_output) const { run_backward(*this, grad_output); }
 
 Tensor& Tensor::fill_(double value) {
-  COCA_CHECK(device() == Device::CPU, "fill_: CUDA tensors are not supported yet");
+  if (device() == Device::CUDA) {
+#ifdef COCA_WITH_CUDA
+    Tensor self = *this;
+    cuda::fill(self, value);
+#endif
+    return *this;
+  }
   dispatch_all(dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T v = from_double<T>(value);
@@ -294,8 +301,36 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::copy_(const Tensor& src) {
   COCA_CHECK(src.shape() == shape(), "copy_: source ", src.describe(), " does not match destination ", describe());
-  cpu::copy_strided(*this, src);
+  if (device() == Device::CPU && src.device() == Device::CPU) {
+    cpu::copy_strided(*this, src);
+    return *this;
+  }
+#ifdef COCA_WITH_CUDA
+  if (device() == Device::CUDA && src.device() == Device::CUDA) {
+    cuda::copy_strided(*this, src);
+    return *this;
+  }
+  if (numel() == 0) return *this;
+  if (device() == Device::CUDA) {
+    // Host -> device: convert and pack on the host, one transfer, then scatter on the device
+    // when the destination is strided.
+    Tensor packed = Tensor::empty(shape(), dtype());
+    cpu::copy_strided(packed, src);
+    Tensor staged = is_contiguous() ? *this : Tensor::empty(shape(), dtype(), Device::CUDA);
+    cuda::memcpy(staged.raw_data(), packed.raw_data(), numel() * dtype_size(dtype()), 0);
+    if (!staged.same(*this)) cuda::copy_strided(*this, staged);
+  } else {
+    // Device -> host: pack on the device, one transfer, then convert on the host.
+    Tensor packed = src.is_contiguous() ? src : Tensor::empty(src.shape(), src.dtype(), Device::CUDA);
+    if (!packed.same(src)) cuda::copy_strided(packed, src);
+    Tensor host = Tensor::empty(shape(), src.dtype());
+    cuda::memcpy(host.raw_data(), packed.raw_data(), numel() * dtype_size(src.dtype()), 1);
+    cpu::copy_strided(*this, host);
+  }
   return *this;
+#else
+  throw Error(str_cat("copy_: ", src.describe(), " -> ", describe(), " needs a build with the CUDA backend"));
+#endif
 }
 
 }  // namespace coca

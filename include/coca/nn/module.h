@@ -23,6 +23,9 @@ class Module {
   std::vector<Tensor> parameters() const;
   int64_t parameter_count() const;
   void zero_grad();
+  // Moves every parameter to `device` in place (the Tensor handles held elsewhere follow);
+  // gradients are dropped.
+  void to(Device device);
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor value);

@@ -57,8 +57,10 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::CPU);
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::CPU);
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
-  static Tensor scalar(double value, DType dtype = DType::f32) { return full({}, value, dtype); }
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::CPU);
+  static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::CPU) {
+    return full({}, value, dtype, device);
+  }
   static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::f32, double mean = 0, double std = 1);
   static Tensor rand(const Shape& shape, Generator& gen, DType dtype = DType::f32, double lo = 0, double hi = 1);
   static Tensor arange(int64_t n, DType dtype = DType::i32);
@@ -81,17 +83,21 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool same(const Tensor& o) const { return impl_ == o.impl_; }
 
-  // ---- data access (CPU) ----
-  template <typename T> T* data() const;   // checks dtype and device; points at element 0
+  // ---- data access ----
+  // Checks the dtype; points at element 0 (a device pointer for CUDA tensors).
+  template <typename T> T* data() const;
   void* raw_data() const;                  // no dtype check
   double item() const;                     // one-element tensor as double
-  template <typename T> std::vector<T> to_vector() const;  // logical order, any strides
+  template <typename T> std::vector<T> to_vector() const;  // logical order, any strides, any device
   std::vector<double> to_double_vector() const;
 
   // ---- conversions (not differentiable unless noted) ----
   Tensor contiguous() const;      // differentiable; returns *this when already contiguous
   Tensor clone() const;           // differentiable copy
   Tensor to(DType dtype) const;   // differentiable between floating types
+  Tensor to(Device device) const; // differentiable; returns *this when already there
+  Tensor cuda() const { return to(Device::CUDA); }
+  Tensor cpu() const { return to(Device::CPU); }
 
   // ---- views (differentiable) ----
   Tensor reshape(const Shape& shape) const;  // a view when possible, else a copy; one -1 allowed
@@ -117,7 +123,7 @@ class Tensor {
 
   // ---- in-place, never recorded (optimizers, initialisers) ----
   Tensor& fill_(double value);
-  Tensor& copy_(const Tensor& src);  // same shape, any dtypes/strides
+  Tensor& copy_(const Tensor& src);  // same shape, any dtypes/strides/devices
 
  private:
   std::shared_ptr<TensorImpl> impl_;

@@ -1,5 +1,8 @@
 // scaled_dot_product_attention: fused forward and backward (kernels/cpu/attention.cpp).
 #include "coca/kernels/cpu/attention.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/attention.h"
+#endif
 
 #include <cmath>
 
@@ -25,8 +28,8 @@ Tensor kernel_view(const Tensor& t) {
 }
 
 // [B, H, R, D] tensor stored as [B, R, H, D] (the layout the output projection wants).
-Tensor empty_bhrd(int64_t B, int64_t H, int64_t R, int64_t D, DType dt) {
-  return Tensor::empty({B, R, H, D}, dt).permute({0, 2, 1, 3});
+Tensor empty_bhrd(int64_t B, int64_t H, int64_t R, int64_t D, DType dt, Device dev) {
+  return Tensor::empty({B, R, H, D}, dt, dev).permute({0, 2, 1, 3});
 }
 
 }  // namespace
@@ -78,19 +81,20 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       for (size_t i = 0; i < vals.size(); ++i) kp.data<uint8_t>()[i] = vals[i] != 0.0;
       args.key_padding = kp;
     }
+    args.key_padding = args.key_padding.to(q.device());
   }
   Tensor qk = kernel_view(q), kk = kernel_view(k), vk = kernel_view(v);
-  Tensor out = empty_bhrd(B, H, T, D, q.dtype());
-  Tensor lse = Tensor::empty({B, H, T}, q.dtype());
-  if (out.numel() > 0) cpu::attention_forward(args, qk, kk, vk, out, lse);  // S == 0: zeros
+  Tensor out = empty_bhrd(B, H, T, D, q.dtype(), q.device());
+  Tensor lse = Tensor::empty({B, H, T}, q.dtype(), q.device());
+  if (out.numel() > 0) COCA_DISPATCH_DEVICE(q, attention_forward(args, qk, kk, vk, out, lse));  // S == 0: zeros
   const bool want = any_requires_grad({&q, &k, &v});
   record(out, op, {q, k, v}, [args, qk, kk, vk, o = want ? out.detach() : Tensor(), lse](const Tensor& g) {
     Tensor gk = kernel_view(g);
-    Tensor dq = empty_bhrd(args.B, args.H, args.T, args.D, qk.dtype());
-    Tensor dk = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype());
-    Tensor dv = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype());
+    Tensor dq = empty_bhrd(args.B, args.H, args.T, args.D, qk.dtype(), qk.device());
+    Tensor dk = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype(), qk.device());
+    Tensor dv = empty_bhrd(args.B, args.H, args.S, args.D, qk.dtype(), qk.device());
     if (o.numel() > 0 && args.S > 0) {
-      cpu::attention_backward(args, qk, kk, vk, o, lse, gk, dq, dk, dv);
+      COCA_DISPATCH_DEVICE(qk, attention_backward(args, qk, kk, vk, o, lse, gk, dq, dk, dv));
     } else {  // no queries or no keys: nothing depends on the inputs
       dq.fill_(0);
       dk.fill_(0);

@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "coca/kernels/cpu/attention.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/attention.h"
+#endif
 #include "coca/kernels/cpu/strided.h"
 #include "common.h"
 
@@ -52,20 +55,20 @@ Tensor attention_from_projections(const Tensor& q_src_in, int64_t q_col, const T
   if (mask.key_padding.defined()) {
     COCA_CHECK(mask.key_padding.shape() == Shape({B, S}) && mask.key_padding.dtype() == DType::u8, op,
                ": key_padding ", mask.key_padding.describe(), " must be u8 [B, S] = ", shape_str({B, S}));
-    args.key_padding = mask.key_padding.contiguous();
+    args.key_padding = mask.key_padding.contiguous().to(q_src.device());
   }
-  Tensor out = Tensor::empty({B, T, W}, q_src.dtype());  // [B, T, H, D] in memory
-  Tensor lse = Tensor::empty({B, heads, T}, q_src.dtype());
+  Tensor out = Tensor::empty({B, T, W}, q_src.dtype(), q_src.device());  // [B, T, H, D] in memory
+  Tensor lse = Tensor::empty({B, heads, T}, q_src.dtype(), q_src.device());
   Tensor q = head_view(q_src, q_col, heads, D), k = head_view(kv_src, k_col, heads, D),
          v = head_view(kv_src, v_col, heads, D);
   Tensor o = head_view(out, 0, heads, D);
-  if (out.numel() > 0) cpu::attention_forward(args, q, k, v, o, lse);
+  if (out.numel() > 0) COCA_DISPATCH_DEVICE(q, attention_forward(args, q, k, v, o, lse));
 
   std::vector<Tensor> inputs = shared ? std::vector<Tensor>{q_src_in} : std::vector<Tensor>{q_src_in, kv_src_in};
   record(out, op, inputs, [=](const Tensor& g) {
     Tensor gc = g.contiguous();
-    Tensor dq_src = Tensor::empty(q_src.shape(), q_src.dtype());
-    Tensor dkv_src = shared ? dq_src : Tensor::empty(kv_src.shape(), kv_src.dtype());
+    Tensor dq_src = Tensor::empty(q_src.shape(), q_src.dtype(), q_src.device());
+    Tensor dkv_src = shared ? dq_src : Tensor::empty(kv_src.shape(), kv_src.dtype(), kv_src.device());
     // Columns no window covers get no gradient: zero them first.
     const bool q_covered = shared ? (Cq == 3 * W && q_col == 0) : (Cq == W);
     const bool kv_covered = shared ? q_covered : (Ckv == 2 * W && std::min(k_col, v_col) == 0);
@@ -74,7 +77,7 @@ Tensor attention_from_projections(const Tensor& q_src_in, int64_t q_col, const T
     Tensor dq = head_view(dq_src, q_col, heads, D), dk = head_view(dkv_src, k_col, heads, D),
            dv = head_view(dkv_src, v_col, heads, D);
     if (gc.numel() > 0) {
-      cpu::attention_backward(args, q, k, v, o, lse, head_view(gc, 0, heads, D), dq, dk, dv);
+      COCA_DISPATCH_DEVICE(q, attention_backward(args, q, k, v, o, lse, head_view(gc, 0, heads, D), dq, dk, dv));
     } else {
       dk.fill_(0);
       dv.fill_(0);

@@ -1,5 +1,8 @@
 // Fused cross-entropy with an ignore index: keeps one [N] log-sum-exp buffer for backward.
 #include "coca/kernels/cpu/cross_entropy.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/cross_entropy.h"
+#endif
 
 #include "common.h"
 
@@ -19,17 +22,22 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   if (x.stride(1) != 1 && x.size(1) > 1) x = x.contiguous();
   const int64_t ld = x.size(0) > 1 ? x.stride(0) : x.size(1);
   Tensor t = targets.contiguous();
-  Tensor lse = Tensor::empty({x.size(0)}, x.dtype());
+  Tensor lse = Tensor::empty({x.size(0)}, x.dtype(), x.device());
   int64_t count = 0;
+#ifdef COCA_WITH_CUDA
+  const double total = x.device() == Device::CUDA ? cuda::cross_entropy_forward(x, ld, t, ignore_index, lse, count)
+                                                  : cpu::cross_entropy_forward(x, ld, t, ignore_index, lse, count);
+#else
   const double total = cpu::cross_entropy_forward(x, ld, t, ignore_index, lse, count);
+#endif
   const double denom = normalizer > 0 ? normalizer : static_cast<double>(count);
   // With every target ignored the mean is 0 (not NaN) and so is the gradient.
   const double value = denom > 0 ? total / denom : 0.0;
-  Tensor out = Tensor::scalar(value, logits.dtype());
+  Tensor out = Tensor::scalar(value, logits.dtype(), logits.device());
   record(out, "cross_entropy", {logits}, [x, ld, t, lse, ignore_index, denom](const Tensor& g) {
-    Tensor d = Tensor::empty(x.shape(), x.dtype());
+    Tensor d = Tensor::empty(x.shape(), x.dtype(), x.device());
     const double scale = denom > 0 ? g.item() / denom : 0.0;
-    cpu::cross_entropy_backward(x, ld, t, ignore_index, lse, scale, d);
+    COCA_DISPATCH_DEVICE(x, cross_entropy_backward(x, ld, t, ignore_index, lse, scale, d));
     return std::vector<Tensor>{d};
   });
   return out;

@@ -1,5 +1,8 @@
 // Broadcasting binary ops, scalar ops and pointwise functions, each with its backward.
 #include "coca/kernels/cpu/elementwise.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/elementwise.h"
+#endif
 
 #include "common.h"
 #include "coca/kernels/cpu/strided.h"
@@ -18,15 +21,15 @@ Tensor binary_forward(cpu::BinaryOp kind, const char* op, const Tensor& a, const
   check_elementwise(op, a);
   check_elementwise(op, b);
   detail::check_same_dtype(op, a, b);
-  Tensor out = Tensor::empty(cpu::broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
-  cpu::binary(kind, a, b, out);
+  Tensor out = Tensor::empty(cpu::broadcast_shapes(a.shape(), b.shape(), op), a.dtype(), a.device());
+  COCA_DISPATCH_DEVICE(a, binary(kind, a, b, out));
   return out;
 }
 
 Tensor unary_forward(cpu::UnaryOp kind, const char* op, const Tensor& a, double s0 = 0, double s1 = 0) {
   check_elementwise(op, a);
-  Tensor out = Tensor::empty(a.shape(), a.dtype());
-  cpu::unary(kind, a, out, s0, s1);
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  COCA_DISPATCH_DEVICE(a, unary(kind, a, out, s0, s1));
   return out;
 }
 
@@ -139,8 +142,8 @@ Tensor tanh(const Tensor& a) {
 Tensor gelu(const Tensor& a) {
   Tensor out = unary_forward(cpu::UnaryOp::Gelu, "gelu", a);
   record(out, "gelu", {a}, [x = a.detach()](const Tensor& g) {
-    Tensor gi = Tensor::empty(x.shape(), x.dtype());
-    cpu::gelu_backward(x, g, gi);
+    Tensor gi = Tensor::empty(x.shape(), x.dtype(), x.device());
+    COCA_DISPATCH_DEVICE(x, gelu_backward(x, g, gi));
     return std::vector<Tensor>{gi};
   });
   return out;
@@ -150,8 +153,8 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
   COCA_CHECK(lo <= hi, "clamp: lower bound ", lo, " exceeds upper bound ", hi);
   Tensor out = unary_forward(cpu::UnaryOp::Clamp, "clamp", a, lo, hi);
   record(out, "clamp", {a}, [x = a.detach(), lo, hi](const Tensor& g) {
-    Tensor gi = Tensor::empty(x.shape(), x.dtype());
-    cpu::clamp_backward(x, g, gi, lo, hi);
+    Tensor gi = Tensor::empty(x.shape(), x.dtype(), x.device());
+    COCA_DISPATCH_DEVICE(x, clamp_backward(x, g, gi, lo, hi));
     return std::vector<Tensor>{gi};
   });
   return out;

@@ -1,5 +1,8 @@
 // Embedding lookup; its backward is a scatter-add into the weight.
 #include "coca/kernels/cpu/embedding.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/embedding.h"
+#endif
 
 #include "common.h"
 
@@ -15,11 +18,11 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   Tensor idx = indices.contiguous();
   Shape out_shape = indices.shape();
   out_shape.push_back(weight.size(1));
-  Tensor out = Tensor::empty(out_shape, weight.dtype());
-  cpu::embedding_forward(w, idx, out);
+  Tensor out = Tensor::empty(out_shape, weight.dtype(), weight.device());
+  COCA_DISPATCH_DEVICE(w, embedding_forward(w, idx, out));
   record(out, "embedding", {weight}, [idx, wshape = weight.shape()](const Tensor& g) {
-    Tensor dw = Tensor::empty(wshape, g.dtype());
-    cpu::embedding_backward(g.contiguous(), idx, dw);
+    Tensor dw = Tensor::empty(wshape, g.dtype(), g.device());
+    COCA_DISPATCH_DEVICE(g, embedding_backward(g.contiguous(), idx, dw));
     return std::vector<Tensor>{dw};
   });
   return out;

@@ -1,5 +1,8 @@
 // matmul (with broadcast batch dims and transposed views) and linear (x W^T + b).
 #include "coca/kernels/cpu/matmul.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/matmul.h"
+#endif
 
 #include "common.h"
 #include "coca/kernels/cpu/strided.h"
@@ -42,7 +45,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, a_in.dtype());
+  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
   if (out.numel() == 0) return out;
   if (K == 0) return out.fill_(0);
   cpu::GemmOperand opa, opb;
@@ -52,7 +55,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
   const auto b_off = batch_offsets(b, batch);
   std::vector<int64_t> c_off(a_off.size());
   for (size_t i = 0; i < c_off.size(); ++i) c_off[i] = static_cast<int64_t>(i) * M * N;
-  cpu::gemm_batched(a, opa, a_off, b, opb, b_off, out, N, c_off, M, N, K, 1.0, 0.0);
+  COCA_DISPATCH_DEVICE(a, gemm_batched(a, opa, a_off, b, opb, b_off, out, N, c_off, M, N, K, 1.0, 0.0));
   return out;
 }
 
@@ -108,18 +111,27 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
   Tensor x2 = x.dim() == 2 ? x : x.detach().reshape({-1, in});  // [R, in]
   const int64_t R = x2.size(0);
-  Tensor y = Tensor::empty({R, out_features}, x.dtype());
-  double beta = 0.0;
-  if (bias.defined()) {
-    y.copy_(bias.detach().unsqueeze(0).expand({R, out_features}));
-    beta = 1.0;
-  }
+  Tensor y = Tensor::empty({R, out_features}, x.dtype(), x.device());
   if (R > 0 && in > 0) {
     cpu::GemmOperand opx, opw;
     Tensor xa = as_operand(x2, opx);
     Tensor wt = as_operand(weight.detach().t(), opw);
-    cpu::gemm_batched(xa, opx, {0}, wt, opw, {0}, y, out_features, {0}, R, out_features, in, 1.0, beta);
-  } else if (!bias.defined()) {
+    bool bias_fused = false;  // the GPU adds the bias in the matmul's epilogue where it can
+#ifdef COCA_WITH_CUDA
+    if (bias.defined() && xa.device() == Device::CUDA)
+      bias_fused = cuda::gemm_bias(xa, opx, wt, opw, bias.detach().contiguous(), y, out_features, R, out_features, in);
+#endif
+    double beta = 0.0;
+    if (bias.defined() && !bias_fused) {
+      y.copy_(bias.detach().unsqueeze(0).expand({R, out_features}));
+      beta = 1.0;
+    }
+    if (!bias_fused)
+      COCA_DISPATCH_DEVICE(xa, gemm_batched(xa, opx, {0}, wt, opw, {0}, y, out_features, {0}, R, out_features, in,
+                                            1.0, beta));
+  } else if (bias.defined()) {
+    y.copy_(bias.detach().unsqueeze(0).expand({R, out_features}));
+  } else {
     y.fill_(0);
   }
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);

@@ -1,5 +1,8 @@
 // sum / mean / max over dimensions, and sum_to_shape (the adjoint of broadcasting).
 #include "coca/kernels/cpu/reduce.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/reduce.h"
+#endif
 
 #include <algorithm>
 
@@ -37,7 +40,7 @@ Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepd
 Tensor sum_forward(const Tensor& a, const std::vector<int64_t>& dims) {
   const int64_t nd = a.dim();
   Shape out_shape = reduced_shape(a.shape(), dims, false);
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
   if (a.numel() == 0) {
     out.fill_(0);
     return out;
@@ -50,7 +53,7 @@ Tensor sum_forward(const Tensor& a, const std::vector<int64_t>& dims) {
       else if (i <= dims.back()) red *= a.shape()[i];
       else inner *= a.shape()[i];
     }
-    cpu::sum_middle(a, outer, red, inner, out);
+    COCA_DISPATCH_DEVICE(a, sum_middle(a, outer, red, inner, out));
     return out;
   }
   // General case: kept dims first, reduced dims last, then one row-sum.
@@ -63,7 +66,7 @@ Tensor sum_forward(const Tensor& a, const std::vector<int64_t>& dims) {
     red *= a.shape()[d];
   }
   Tensor moved = a.detach().permute(perm).contiguous();
-  cpu::sum_middle(moved, out.numel(), red, 1, out);
+  COCA_DISPATCH_DEVICE(moved, sum_middle(moved, out.numel(), red, 1, out));
   return out;
 }
 
@@ -108,15 +111,15 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim) {
   for (int64_t i = 0; i < a.dim(); ++i) inverse[perm[i]] = i;
   Tensor moved = a.detach().permute(perm).contiguous();  // [..., cols]
   const int64_t rows = moved.numel() / cols;
-  Tensor values = Tensor::empty({rows}, a.dtype());
-  Tensor index = Tensor::empty({rows}, DType::i32);
-  cpu::max_last(moved, rows, cols, values, index);
+  Tensor values = Tensor::empty({rows}, a.dtype(), a.device());
+  Tensor index = Tensor::empty({rows}, DType::i32, a.device());
+  COCA_DISPATCH_DEVICE(moved, max_last(moved, rows, cols, values, index));
   Shape moved_shape = moved.shape();
   Shape out_shape = reduced_shape(a.shape(), {dim}, keepdim);
   Tensor out = values.reshape(out_shape);
   record(out, "max", {a}, [index, moved_shape, inverse, rows, cols](const Tensor& g) {
-    Tensor gm = Tensor::empty(moved_shape, g.dtype());
-    cpu::max_last_backward(g.contiguous(), index, rows, cols, gm);
+    Tensor gm = Tensor::empty(moved_shape, g.dtype(), g.device());
+    COCA_DISPATCH_DEVICE(g, max_last_backward(g.contiguous(), index, rows, cols, gm));
     return std::vector<Tensor>{gm.permute(inverse)};
   });
   return out;

@@ -19,7 +19,7 @@ Tensor concat(const std::vector<Tensor>& parts, int64_t dim) {
     COCA_CHECK(ok, "concat: ", p.describe(), " does not match ", first.describe(), " outside dimension ", dim);
     out_shape[dim] += p.shape()[dim];
   }
-  Tensor out = Tensor::empty(out_shape, first.dtype());
+  Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
   std::vector<int64_t> sizes;
   int64_t at = 0;
   for (const Tensor& p : parts) {

@@ -1,5 +1,8 @@
 // softmax and log_softmax over any dim (moved to the last position for the row kernel).
 #include "coca/kernels/cpu/softmax.h"
+#ifdef COCA_WITH_CUDA
+#include "coca/kernels/cuda/softmax.h"
+#endif
 
 #include "common.h"
 
@@ -14,15 +17,15 @@ static Tensor softmax_impl(const Tensor& a, int64_t dim, bool log) {
   dim = wrap_dim(dim, a, op);
   const bool last = dim == a.dim() - 1;
   Tensor x = last ? a.detach().contiguous() : a.detach().transpose(dim, -1).contiguous();
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  cpu::softmax_rows(x, y, log);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  COCA_DISPATCH_DEVICE(x, softmax_rows(x, y, log));
   Tensor out = last ? y : y.transpose(dim, -1);
   // Save a detached handle: when `out` is `y` itself, capturing `y` would make out's own
   // grad_fn hold out alive (a reference cycle that leaks every graph never backpropagated).
   record(out, op, {a}, [y = y.detach(), dim, last, log](const Tensor& g) {
     Tensor gl = (last ? g : g.transpose(dim, -1)).contiguous();
-    Tensor dx = Tensor::empty(y.shape(), y.dtype());
-    cpu::softmax_rows_backward(y, gl, dx, log);
+    Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+    COCA_DISPATCH_DEVICE(y, softmax_rows_backward(y, gl, dx, log));
     return std::vector<Tensor>{last ? dx : dx.transpose(dim, -1)};
   });
   return out;

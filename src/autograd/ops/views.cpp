@@ -30,6 +30,17 @@ Tensor Tensor::to(DType target) const {
   return out;
 }
 
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  Tensor out = Tensor::empty(shape(), dtype(), target);
+  out.copy_(*this);
+  if (is_floating(dtype())) {
+    const Device source = device();
+    record(out, "to_device", {*this}, [source](const Tensor& g) { return std::vector<Tensor>{g.to(source)}; });
+  }
+  return out;
+}
+
 Tensor Tensor::reshape(const Shape& requested) const {
   Shape target = requested;
   int64_t infer = -1, known = 1;
@@ -92,7 +103,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
   const Shape original = shape();
   const DType dt = dtype();
   record(out, "slice", {*this}, [original, dt, d, start, end](const Tensor& g) {
-    Tensor full = Tensor::zeros(original, dt);
+    Tensor full = Tensor::zeros(original, dt, g.device());
     Tensor window = full.slice(d, start, end);
     window.copy_(g);
     return std::vector<Tensor>{full};

@@ -1,9 +1,27 @@
 // CPU-only builds: the CUDA queries answer "none".
 #ifndef COCA_WITH_CUDA
+#include "coca/kernels/cuda/nccl.h"
 #include "coca/kernels/cuda/runtime.h"
+
+#include "coca/tensor/error.h"
 
 namespace coca::cuda {
 int device_count() { return 0; }
 bool built_with_cuda() { return false; }
+const char* device_name() { return "none"; }
+void memcpy(void*, const void*, size_t, int) { throw Error("CUDA copy in a build without the CUDA backend"); }
+void synchronize() {}
+AllocatorStats allocator_stats() { return {}; }
+void empty_cache() {}
+void set_matmul_precision(MatmulPrecision) {}
+MatmulPrecision matmul_precision() { return MatmulPrecision::Float32; }
+void set_profiling(bool) {}
+void profile_report() {}
+
+std::string NcclComm::unique_id() { throw Error("NCCL needs a build with the CUDA backend"); }
+NcclComm::NcclComm(int, int, const std::string&) { throw Error("NCCL needs a build with the CUDA backend"); }
+NcclComm::~NcclComm() = default;
+void NcclComm::all_reduce_sum(Tensor&) {}
+void NcclComm::all_gather(const Tensor&, Tensor&) {}
 }  // namespace coca::cuda
 #endif
