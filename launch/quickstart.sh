@@ -46,6 +46,6 @@ ckpt=$run_dir/checkpoints/$(cat "$run_dir/checkpoints/latest")
 mpirun -np "$NP" "$bin/coca-eval" zeroshot --model coca_tiny --weights "$ckpt/model.safetensors" \
   --data "$DATA/twitter_eval" --templates "$root/launch/templates/emoji.txt" \
   --output "$run_dir/zeroshot_twitter.json"
-python3 "$root/launch/plot_metrics.py" "$run_dir/metrics.jsonl" -o "$run_dir/metrics.png" || \
+/usr/bin/python3 "$root/launch/plot_metrics.py" "$run_dir/metrics.jsonl" -o "$run_dir/metrics.png" || \
   echo "   (plot skipped: python3-matplotlib missing?)"
 echo "results: $run_dir/zeroshot_twitter.json, plot: $run_dir/metrics.png"
