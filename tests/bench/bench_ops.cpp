@@ -152,22 +152,23 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       if (r.error_occurred) continue;
-      // Single runs are kept; with --benchmark_report_aggregates_only only the median comes.
-      const bool single = r.run_type == Run::RT_Iteration;
-      if (!single && r.aggregate_name != "median") continue;
       auto it = r.counters.find("FLOP/s");
-      if (it != r.counters.end()) gflops_[r.run_name.function_name].push_back(it->second.value * 1e-9);
+      if (it == r.counters.end()) continue;
+      // Every repetition is kept; with --benchmark_report_aggregates_only only the medians come.
+      if (r.run_type == Run::RT_Iteration) gflops_[r.run_name.function_name].push_back(it->second.value * 1e-9);
+      else if (r.aggregate_name == "median") medians_[r.run_name.function_name].push_back(it->second.value * 1e-9);
     }
   }
   void PrintRatios() const {
+    const auto& gflops = gflops_.empty() ? medians_ : gflops_;
     std::printf("\n%-22s %11s %11s %7s %7s\n", "matmul (MxNxK)", "ours GF/s", "sgemm GF/s", "ratio", "best");
-    for (const auto& [name, ours] : gflops_) {
+    for (const auto& [name, ours] : gflops) {
       const auto pos = name.find("/ours");
       if (pos == std::string::npos) continue;
       std::string raw = name;
       raw.replace(pos, 5, "/sgemm");
-      auto it = gflops_.find(raw);
-      if (it == gflops_.end()) continue;
+      auto it = gflops.find(raw);
+      if (it == gflops.end()) continue;
       const double o = median(ours), s = median(it->second);
       const double ob = *std::max_element(ours.begin(), ours.end());
       const double sb = *std::max_element(it->second.begin(), it->second.end());
@@ -180,7 +181,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
   }
-  std::map<std::string, std::vector<double>> gflops_;
+  std::map<std::string, std::vector<double>> gflops_, medians_;
 };
 
 }  // namespace
