@@ -59,7 +59,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "lr-cooldown-end", po::value(&o.lr_cooldown_end)->default_value(0.0), "final lr of const-cooldown")(
       "epochs-cooldown", po::value(&o.epochs_cooldown)->default_value(0), "cooldown epochs of const-cooldown")(
       "grad-clip-norm", po::value(&o.grad_clip_norm)->default_value(0.0), "global gradient-norm clip (0: off)")(
-      "accum-freq", po::value(&o.accum_freq)->default_value(1), "micro-batches per optimizer step")(
+      "accum-freq", po::value(&o.accum_freq)->default_value(1),
+      "micro-batches per optimizer step; gradients are averaged over them, and each micro-batch's "
+      "contrastive loss uses only its own global batch (W x batch-size) as negatives")(
       "precision", po::value(&o.precision)->default_value("fp32"), "fp32 (CPU), amp_bf16 (CUDA builds)")(
       "seed", po::value(&o.seed)->default_value(0), "seed for initialisation and data order")(
       "coca-caption-loss-weight", po::value(&o.coca_caption_loss_weight)->default_value(2.0), "caption loss weight")(
