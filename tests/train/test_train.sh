@@ -32,6 +32,30 @@ print("losses", [round(x, 3) for x in losses[:3]], "...", [round(x, 3) for x in 
 sys.exit(0 if len(losses) >= 6 and sum(losses[-3:]) < 0.8 * sum(losses[:3]) else 1)
 PY
 
+# 1b. Zero-shot on the fixture's labelled set with the model just trained: the classes are
+# colour+shape names the captions spell out, so a trained model must beat chance (1/8) by far;
+# and two ranks must give exactly the single-process metrics.
+printf 'a photo of a {} on a grey background\n' > "$work/templates.txt"
+ckpt="$work/logs/down/checkpoints/$(cat "$work/logs/down/checkpoints/latest")"
+zs=(zeroshot --model-config "$work/fx/model.json" --weights "$ckpt/model.safetensors" --data "$work/fx/eval"
+    --templates "$work/templates.txt" --batch-size 16)
+"$build/coca-eval" "${zs[@]}" --output "$work/zs1.json" >"$work/zs1.log" 2>&1
+check "zero-shot (1 process) exits 0" test $? -eq 0
+"${mpirun_[@]}" "$build/coca-eval" "${zs[@]}" --output "$work/zs2.json" >"$work/zs2.log" 2>&1
+check "zero-shot (2 ranks) exits 0" test $? -eq 0
+check "zero-shot accuracy far above chance on a learnable set" python3 - "$work/zs1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("zero-shot top1", r["top1"], "top5", r["top5"], "images", r["images"], "classes", r["classes"])
+sys.exit(0 if r["images"] == 64 and r["classes"] == 8 and r["top1"] >= 0.5 and r["top5"] >= r["top1"] else 1)
+PY
+check "zero-shot metrics equal across rank counts" python3 - "$work/zs1.json" "$work/zs2.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ["top1", "top5", "mean_per_class", "images", "confused"]
+sys.exit(0 if all(a[k] == b[k] for k in keys) else 1)
+PY
+
 # 2. Stop at step 4 and resume: bit-identical weights and the same losses as uninterrupted.
 "${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name full --max-steps 8 --save-every-n-steps 4 >"$work/full.log" 2>&1
 "${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name resumed --max-steps 8 \
