@@ -85,7 +85,8 @@ CaptionRun caption_images(const CoCa& model, const CaptionedSet& set, const std:
     run.tokens[img].assign(records.begin() + p + 2, records.begin() + p + 2 + n);
     p += 2 + n;
   }
-  for (int64_t i = 0; i < set.images(); ++i) COCA_CHECK(seen[i], "caption: no rank captioned image ", i, " (key ", set.keys[set.image_first_row[i]], ")");
+  for (int64_t i = 0; i < set.images(); ++i)
+    COCA_CHECK(seen[i], "caption: no rank captioned image ", i, " (key ", set.keys[set.image_first_row[i]], ")");
   return run;
 }
 
@@ -99,8 +100,7 @@ int caption_main(int argc, char** argv) {
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
   margs.add_to(desc);
-  desc.add_options()(
-      "data", po::value(&data)->required(), "captioned shard set (rows sharing a key = one image)")(
+  desc.add_options()("data", po::value(&data)->required(), "captioned shard set (rows sharing a key = one image)")(
       "tokenizer", po::value(&tokenizer), "BPE merges file (default: the one the shard index names)")(
       "batch-size", po::value(&batch_size)->default_value(16), "rows read per batch")(
       "method", po::value(&method)->default_value("greedy"), "greedy | beam | sample")(
@@ -115,21 +115,15 @@ int caption_main(int argc, char** argv) {
       "seed", po::value(&g.seed)->default_value(0), "sample: seed (each image draws from (seed, image))")(
       "captions", po::value(&captions_out), "write every image's key, caption and references here (JSON)")(
       "output", po::value(&output), "write the metrics as JSON here");
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: [mpirun -np N] coca-eval caption --weights W.safetensors --data DIR [options]\n\n"
-                 "Generates a caption per image (rows sharing a key = one image) with a key/value cache,\n"
-                 "and scores them against the rows' captions with BLEU-4 and CIDEr-D (pycocoevalcap's\n"
-                 "definitions; words: lower-cased, punctuation stripped, approximating PTBTokenizer).\n"
-                 "Ranks split the rows; the metrics equal the single-process ones.\n\n"
-              << desc;
+  if (!parse_subcommand(argc, argv, desc,
+                        "usage: [mpirun -np N] coca-eval caption --weights W.safetensors --data DIR [options]\n\n"
+                        "Generates a caption per image (rows sharing a key = one image) with a key/value cache,\n"
+                        "and scores them against the rows' captions with BLEU-4 and CIDEr-D (pycocoevalcap's\n"
+                        "definitions; words: lower-cased, punctuation stripped, approximating PTBTokenizer).\n"
+                        "Ranks split the rows; the metrics equal the single-process ones.\n\n"))
     return 0;
-  }
-  po::notify(vm);
   g.method = parse_decode_method(method);
-  auto comm = dist::init(nullptr, nullptr);
-  try {
+  return run_on_ranks("coca-eval caption", [&](dist::MpiCommunicator& comm) {
     std::unique_ptr<CoCa> model = margs.load();
     const CoCa& net = *model;
     const CaptionedSet set = load_captioned_set(data);
@@ -139,8 +133,8 @@ int caption_main(int argc, char** argv) {
                " tokens but the model's vocab_size is ", net.config().multimodal.vocab_size);
     g.sot = tok.sot();
     g.eot = tok.eot();
-    CaptionRun run = caption_images(net, set, data, batch_size, g, comm->rank(), comm->size(), mpi_reducer(*comm));
-    if (comm->rank() == 0) {
+    CaptionRun run = caption_images(net, set, data, batch_size, g, comm.rank(), comm.size(), mpi_reducer(comm));
+    if (comm.rank() == 0) {
       std::vector<std::string> generated;
       std::vector<Words> cands;
       std::vector<std::vector<Words>> refs;
@@ -155,8 +149,8 @@ int caption_main(int argc, char** argv) {
         cands.push_back(caption_words(generated.back()));
         refs.push_back(std::move(r));
       }
-      nlohmann::json j = {{"data", data}, {"weights", margs.weights}, {"images", set.images()}, {"method", method},
-                          {"scored_images", cands.size()}, {"generated_tokens", run.generated}};
+      nlohmann::json j = {{"data", data},     {"weights", margs.weights},      {"images", set.images()},
+                          {"method", method}, {"scored_images", cands.size()}, {"generated_tokens", run.generated}};
       if (g.method == DecodeMethod::beam) {
         j["beams"] = g.beams;
         j["length_penalty"] = g.length_penalty;
@@ -181,9 +175,7 @@ int caption_main(int argc, char** argv) {
         std::printf("  no reference captions: not scored\n");
       }
       if (!output.empty()) {
-        std::ofstream out(output);
-        out << j.dump(2) << "\n";
-        COCA_CHECK(out.good(), "cannot write ", output);
+        write_json_file(output, j, 2);
       }
       if (!captions_out.empty()) {
         nlohmann::json c = nlohmann::json::array();
@@ -192,17 +184,10 @@ int caption_main(int argc, char** argv) {
           for (int64_t row : set.image_rows[i]) r.push_back(set.captions[row]);
           c.push_back({{"key", set.keys[set.image_first_row[i]]}, {"caption", generated[i]}, {"references", r}});
         }
-        std::ofstream out(captions_out);
-        out << c.dump(1) << "\n";
-        COCA_CHECK(out.good(), "cannot write ", captions_out);
+        write_json_file(captions_out, c, 1);
       }
     }
-  } catch (const std::exception& e) {
-    if (comm->size() > 1) dist::fatal(str_cat("coca-eval caption: ", e.what()));  // no rank left waiting
-    throw;
-  }
-  dist::finalize();
-  return 0;
+  });
 }
 
 }  // namespace coca::eval

@@ -16,8 +16,9 @@ namespace coca::eval {
 namespace po = boost::program_options;
 
 static nlohmann::json recall_json(const RecallMetrics& m) {
-  return {{"R@1", m.r1}, {"R@5", m.r5}, {"R@10", m.r10}, {"mean_rank", m.mean_rank},
-          {"median_rank", m.median_rank}, {"queries", m.queries}};
+  return {
+      {"R@1", m.r1},         {"R@5", m.r5}, {"R@10", m.r10}, {"mean_rank", m.mean_rank}, {"median_rank", m.median_rank},
+      {"queries", m.queries}};
 }
 
 int retrieval_main(int argc, char** argv) {
@@ -27,31 +28,24 @@ int retrieval_main(int argc, char** argv) {
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
   margs.add_to(desc);
-  desc.add_options()(
-      "data", po::value(&o.data)->required(), "captioned shard set (rows sharing a key = one image)")(
+  desc.add_options()("data", po::value(&o.data)->required(), "captioned shard set (rows sharing a key = one image)")(
       "tokenizer", po::value(&o.tokenizer),
       "BPE merges file, used when the shards' tokens do not match the model's context length "
-      "(default: the one the shard index names)")(
-      "batch-size", po::value(&o.batch_size)->default_value(64), "rows per batch")(
-      "output", po::value(&output), "write the metrics as JSON here");
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: [mpirun -np N] coca-eval retrieval --weights W.safetensors --data DIR [options]\n\n"
-                 "Image-to-text: rank of the best-scored caption of each image among all captions;\n"
-                 "text-to-image: rank of each caption's image among all images (cosine similarity).\n"
-                 "Ranks split the rows; the metrics equal the single-process ones.\n\n"
-              << desc;
+      "(default: the one the shard index names)")("batch-size", po::value(&o.batch_size)->default_value(64),
+                                                  "rows per batch")("output", po::value(&output),
+                                                                    "write the metrics as JSON here");
+  if (!parse_subcommand(argc, argv, desc,
+                        "usage: [mpirun -np N] coca-eval retrieval --weights W.safetensors --data DIR [options]\n\n"
+                        "Image-to-text: rank of the best-scored caption of each image among all captions;\n"
+                        "text-to-image: rank of each caption's image among all images (cosine similarity).\n"
+                        "Ranks split the rows; the metrics equal the single-process ones.\n\n"))
     return 0;
-  }
-  po::notify(vm);
-  auto comm = dist::init(nullptr, nullptr);
-  try {
-    o.rank = comm->rank();
-    o.world = comm->size();
+  return run_on_ranks("coca-eval retrieval", [&](dist::MpiCommunicator& comm) {
+    o.rank = comm.rank();
+    o.world = comm.size();
     std::unique_ptr<CoCa> model = margs.load();
     const CoCa& net = *model;
-    RetrievalResult r = retrieval(net, o, mpi_reducer(*comm));
+    RetrievalResult r = retrieval(net, o, mpi_reducer(comm));
     if (o.rank == 0) {
       std::printf("retrieval on %s (%lld images, %lld captions)\n", o.data.c_str(), (long long)r.images,
                   (long long)r.texts);
@@ -60,21 +54,16 @@ int retrieval_main(int argc, char** argv) {
         std::printf("  %-14s %6.2f%% %6.2f%% %6.2f%% %10.2f %10.1f\n", name, 100 * m->r1, 100 * m->r5, 100 * m->r10,
                     m->mean_rank, m->median_rank);
       if (!output.empty()) {
-        nlohmann::json j = {{"data", o.data},          {"weights", margs.weights},
-                            {"images", r.images},      {"texts", r.texts},
+        nlohmann::json j = {{"data", o.data},
+                            {"weights", margs.weights},
+                            {"images", r.images},
+                            {"texts", r.texts},
                             {"image_to_text", recall_json(r.image_to_text)},
                             {"text_to_image", recall_json(r.text_to_image)}};
-        std::ofstream out(output);
-        out << j.dump(2) << "\n";
-        COCA_CHECK(out.good(), "cannot write ", output);
+        write_json_file(output, j, 2);
       }
     }
-  } catch (const std::exception& e) {
-    if (comm->size() > 1) dist::fatal(str_cat("coca-eval retrieval: ", e.what()));  // no rank left waiting
-    throw;
-  }
-  dist::finalize();
-  return 0;
+  });
 }
 
 }  // namespace coca::eval

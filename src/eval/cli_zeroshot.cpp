@@ -21,54 +21,47 @@ int zeroshot_main(int argc, char** argv) {
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
   margs.add_to(desc);
-  desc.add_options()(
-      "data", po::value(&o.data)->required(), "classification shard set (labels, classnames)")(
+  desc.add_options()("data", po::value(&o.data)->required(), "classification shard set (labels, classnames)")(
       "templates", po::value(&o.templates_file), "prompt templates, one per line, '{}' = class name")(
       "classnames", po::value(&o.classnames_file), "class names, one per line (default: from the shards)")(
       "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one the shard index names)")(
       "batch-size", po::value(&o.batch_size)->default_value(64), "images per batch")(
       "top-confused", po::value(&o.top_confused)->default_value(10), "how many confused pairs to list")(
       "output", po::value(&output), "write the metrics as JSON here");
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: [mpirun -np N] coca-eval zeroshot --weights W.safetensors --data DIR [options]\n\n"
-                 "Class embeddings: the renormalised mean over templates of normalised text features.\n"
-                 "Ranks split the images; the metrics equal the single-process ones.\n\n"
-              << desc;
+  if (!parse_subcommand(argc, argv, desc,
+                        "usage: [mpirun -np N] coca-eval zeroshot --weights W.safetensors --data DIR [options]\n\n"
+                        "Class embeddings: the renormalised mean over templates of normalised text features.\n"
+                        "Ranks split the images; the metrics equal the single-process ones.\n\n"))
     return 0;
-  }
-  po::notify(vm);
-  auto comm = dist::init(nullptr, nullptr);
-  try {
-  o.rank = comm->rank();
-  o.world = comm->size();
-  std::unique_ptr<CoCa> model = margs.load();
-  const CoCa& net = *model;
-  ZeroShotResult r = zeroshot(net, o, mpi_reducer(*comm));
-  if (o.rank == 0) {
-    std::printf("zero-shot on %s (%lld images, %lld classes)\n", o.data.c_str(), (long long)r.images,
-                (long long)r.classes);
-    std::printf("  %-18s %7.2f %%\n  %-18s %7.2f %%\n  %-18s %7.2f %%\n", "top-1", 100 * r.top1, "top-5",
-                100 * r.top5, "mean per class", 100 * r.mean_per_class);
-    if (!r.confused.empty()) std::printf("  most confused (true -> predicted, count):\n");
-    for (auto& c : r.confused) std::printf("    %s -> %s (%lld)\n", c.truth.c_str(), c.predicted.c_str(), (long long)c.count);
-    if (!output.empty()) {
-      nlohmann::json j = {{"data", o.data}, {"weights", margs.weights}, {"images", r.images}, {"classes", r.classes},
-                          {"top1", r.top1}, {"top5", r.top5}, {"mean_per_class", r.mean_per_class},
-                          {"confused", nlohmann::json::array()}};
-      for (auto& c : r.confused) j["confused"].push_back({{"true", c.truth}, {"predicted", c.predicted}, {"count", c.count}});
-      std::ofstream out(output);
-      out << j.dump(2) << "\n";
-      COCA_CHECK(out.good(), "cannot write ", output);
+  return run_on_ranks("coca-eval zeroshot", [&](dist::MpiCommunicator& comm) {
+    o.rank = comm.rank();
+    o.world = comm.size();
+    std::unique_ptr<CoCa> model = margs.load();
+    const CoCa& net = *model;
+    ZeroShotResult r = zeroshot(net, o, mpi_reducer(comm));
+    if (o.rank == 0) {
+      std::printf("zero-shot on %s (%lld images, %lld classes)\n", o.data.c_str(), (long long)r.images,
+                  (long long)r.classes);
+      std::printf("  %-18s %7.2f %%\n  %-18s %7.2f %%\n  %-18s %7.2f %%\n", "top-1", 100 * r.top1, "top-5",
+                  100 * r.top5, "mean per class", 100 * r.mean_per_class);
+      if (!r.confused.empty()) std::printf("  most confused (true -> predicted, count):\n");
+      for (auto& c : r.confused)
+        std::printf("    %s -> %s (%lld)\n", c.truth.c_str(), c.predicted.c_str(), (long long)c.count);
+      if (!output.empty()) {
+        nlohmann::json j = {{"data", o.data},
+                            {"weights", margs.weights},
+                            {"images", r.images},
+                            {"classes", r.classes},
+                            {"top1", r.top1},
+                            {"top5", r.top5},
+                            {"mean_per_class", r.mean_per_class},
+                            {"confused", nlohmann::json::array()}};
+        for (auto& c : r.confused)
+          j["confused"].push_back({{"true", c.truth}, {"predicted", c.predicted}, {"count", c.count}});
+        write_json_file(output, j, 2);
+      }
     }
-  }
-  } catch (const std::exception& e) {
-    if (comm->size() > 1) dist::fatal(str_cat("coca-eval zeroshot: ", e.what()));  // no rank left waiting
-    throw;
-  }
-  dist::finalize();
-  return 0;
+  });
 }
 
 }  // namespace coca::eval

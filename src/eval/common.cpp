@@ -2,6 +2,10 @@
 
 #include <boost/program_options.hpp>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "coca/dist/mpi.h"
 
 #include "coca/model/weights.h"
 
@@ -42,6 +46,35 @@ EvalOptions reader_options(const CoCa& model, const std::string& dir, int batch_
   eo.rank = rank;
   eo.world = world;
   return eo;
+}
+
+bool parse_subcommand(int argc, char** argv, const po::options_description& desc, const char* usage) {
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << usage << desc;
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+int run_on_ranks(const char* what, const std::function<void(dist::MpiCommunicator&)>& body) {
+  auto comm = dist::init(nullptr, nullptr);
+  try {
+    body(*comm);
+  } catch (const std::exception& e) {
+    if (comm->size() > 1) dist::fatal(str_cat(what, ": ", e.what()));
+    throw;
+  }
+  dist::finalize();
+  return 0;
+}
+
+void write_json_file(const std::string& path, const nlohmann::json& j, int indent) {
+  std::ofstream out(path);
+  out << j.dump(indent) << "\n";
+  COCA_CHECK(out.good(), "cannot write ", path);
 }
 
 }  // namespace coca::eval

@@ -2,13 +2,32 @@
 // Pieces every evaluation (and the trainer's zero-shot) shares: the model options of the
 // coca-eval subcommands, the tokenizer a shard set names, and the reader of an eval set.
 #include <boost/program_options/options_description.hpp>
+#include <functional>
 #include <memory>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "coca/data/loader.h"
 #include "coca/model/coca.h"
 
+namespace coca::dist {
+class MpiCommunicator;
+}
+
 namespace coca::eval {
+
+// Parses a subcommand's argv against `desc`. With --help: prints `usage`, then the options,
+// and returns false. Otherwise checks required options and returns true.
+bool parse_subcommand(int argc, char** argv, const boost::program_options::options_description& desc,
+                      const char* usage);
+
+// Runs `body` with MPI initialised (world size 1 without a launcher). An error on one rank of
+// several aborts the whole job naming the rank, so no peer is left waiting in a collective.
+int run_on_ranks(const char* what, const std::function<void(dist::MpiCommunicator&)>& body);
+
+// Writes `j` (indented) to `path`; throws naming the file when the write fails.
+void write_json_file(const std::string& path, const nlohmann::json& j, int indent = 2);
 
 // --model / --model-config / --weights, and the model they describe with its weights loaded.
 struct ModelArgs {
