@@ -260,6 +260,7 @@ void fatal(const std::string& cause, int exit_code) {
   MPI_Get_processor_name(host, &len);
   std::fprintf(stderr, "coca: rank %d of %d on %s failed: %s; aborting the job\n", rank, world, host, cause.c_str());
   std::fflush(stderr);
+  if (world == 1) std::_Exit(exit_code);  // no peer to stop: skip Open MPI's abort banner
   MPI_Abort(MPI_COMM_WORLD, exit_code);  // kills every rank; does not return
   std::_Exit(exit_code);
 }

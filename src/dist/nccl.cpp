@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "coca/kernels/cuda/check.h"
+#include "coca/kernels/cuda/context.h"
 #endif
 
 namespace coca::dist {
@@ -67,7 +68,9 @@ class NcclCommunicator : public Communicator {
     COCA_CHECK(mpi.local_rank() < gpus, "NCCL: rank ", rank_, " is local rank ", mpi.local_rank(), " on host ",
                mpi.host(), " which has ", gpus, " GPU(s); launch at most one rank per GPU");
     device_ = mpi.local_rank();
-    COCA_CUDA_CHECK(cudaSetDevice(device_));
+    cuda::set_device(device_);  // the backend's stream and handles live on this GPU
+    // By default collectives order against the stream every kernel of the backend runs on.
+    if (!compute_) compute_ = cuda::stream();
     ncclUniqueId id{};
     if (rank_ == 0) COCA_NCCL_CHECK(ncclGetUniqueId(&id));
     mpi.broadcast_bytes(&id, sizeof(id), 0);

@@ -27,7 +27,7 @@ int retrieval_main(int argc, char** argv) {
   po::options_description desc("coca-eval retrieval options");
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
-  margs.add_to(desc);
+  margs.add_to(desc, /*with_device=*/true);
   desc.add_options()("data", po::value(&o.data)->required(), "captioned shard set (rows sharing a key = one image)")(
       "tokenizer", po::value(&o.tokenizer),
       "BPE merges file, used when the shards' tokens do not match the model's context length "
@@ -43,7 +43,7 @@ int retrieval_main(int argc, char** argv) {
   return run_on_ranks("coca-eval retrieval", [&](dist::MpiCommunicator& comm) {
     o.rank = comm.rank();
     o.world = comm.size();
-    std::unique_ptr<CoCa> model = margs.load();
+    std::unique_ptr<CoCa> model = margs.load(comm.local_rank(), comm.local_size());
     const CoCa& net = *model;
     RetrievalResult r = retrieval(net, o, mpi_reducer(comm));
     if (o.rank == 0) {

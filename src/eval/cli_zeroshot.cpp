@@ -20,7 +20,7 @@ int zeroshot_main(int argc, char** argv) {
   po::options_description desc("coca-eval zeroshot options");
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
-  margs.add_to(desc);
+  margs.add_to(desc, /*with_device=*/true);
   desc.add_options()("data", po::value(&o.data)->required(), "classification shard set (labels, classnames)")(
       "templates", po::value(&o.templates_file), "prompt templates, one per line, '{}' = class name")(
       "classnames", po::value(&o.classnames_file), "class names, one per line (default: from the shards)")(
@@ -36,7 +36,7 @@ int zeroshot_main(int argc, char** argv) {
   return run_on_ranks("coca-eval zeroshot", [&](dist::MpiCommunicator& comm) {
     o.rank = comm.rank();
     o.world = comm.size();
-    std::unique_ptr<CoCa> model = margs.load();
+    std::unique_ptr<CoCa> model = margs.load(comm.local_rank(), comm.local_size());
     const CoCa& net = *model;
     ZeroShotResult r = zeroshot(net, o, mpi_reducer(comm));
     if (o.rank == 0) {

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "coca/dist/device.h"
 #include "coca/dist/mpi.h"
 
 #include "coca/model/weights.h"
@@ -14,15 +15,23 @@ namespace coca::eval {
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
-void ModelArgs::add_to(po::options_description& desc) {
+void ModelArgs::add_to(po::options_description& desc, bool with_device) {
   desc.add_options()("model", po::value(&model)->default_value("coca_tiny"), "config name in launch/configs/")(
       "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
       "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)");
+  if (with_device)
+    desc.add_options()("device", po::value(&device)->default_value("auto"),
+                       "cpu, cuda (GPU <local rank>) or auto (cuda when built with it and a GPU is there)")(
+        "precision", po::value(&precision)->default_value("auto"),
+        "auto (amp_bf16 on cuda, fp32 on cpu), fp32, tf32 or amp_bf16 (bf16 matmul operands)");
 }
 
-std::unique_ptr<CoCa> ModelArgs::load() const {
+std::unique_ptr<CoCa> ModelArgs::load(int local_rank, int local_size) const {
+  const Device dev = dist::select_device(device, local_rank, local_size);
+  dist::apply_precision(dev, precision);
   auto net = std::make_unique<CoCa>(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
   load_weights(*net, weights);
+  net->to(dev);
   return net;
 }
 

@@ -133,7 +133,7 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
       for (int64_t r : b.indices) caps.push_back(set.captions[r]);
       tokens = tok->encode_batch(caps, L);
     }
-    auto t = model.text->forward(tokens).features.contiguous().to_vector<float>();
+    auto t = model.text->forward(tokens.to(model.device())).features.contiguous().to_vector<float>();
     my_text.insert(my_text.end(), t.begin(), t.end());
     std::vector<int64_t> owners;  // batch positions whose row is its image's first row
     for (size_t i = 0; i < b.indices.size(); ++i)
@@ -142,7 +142,7 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
     std::vector<Tensor> imgs;
     for (int64_t i : owners) imgs.push_back(b.images.slice(0, i, i + 1));
     Tensor images = owners.size() == b.indices.size() ? b.images : concat(imgs, 0);
-    auto f = model.visual->forward(images).features.contiguous().to_vector<float>();
+    auto f = model.visual->forward(images.to(model.device())).features.contiguous().to_vector<float>();
     my_images.insert(my_images.end(), f.begin(), f.end());
   }
   const Tensor text = to_matrix(reduce.concat_f32(my_text), set.rows(), E, "text");

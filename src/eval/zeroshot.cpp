@@ -100,7 +100,7 @@ Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& class
     const int64_t n = std::min(chunk, C * T - i);
     std::vector<std::string> part(prompts.begin() + i, prompts.begin() + i + n);
     Tensor tokens = tok.encode_batch(part, L);
-    Tensor f = model.text->forward(tokens).features;  // [n, E] normalised
+    Tensor f = model.text->forward(tokens.to(model.device())).features;  // [n, E] normalised
     feats.slice(0, i, i + n).copy_(f);
   }
   // Mean over templates of the normalised features, renormalised.
@@ -117,7 +117,7 @@ ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reduc
   COCA_CHECK(tok.vocab_size() == model.config().text.vocab_size, "zero-shot: tokenizer ", tok_path, " has ",
              tok.vocab_size(), " tokens but the model's vocab_size is ", model.config().text.vocab_size);
   const auto templates = read_templates(o.templates_file);
-  Tensor cls = class_embeddings(model, classnames, templates, tok);  // [C, E]
+  Tensor cls = class_embeddings(model, classnames, templates, tok).to(model.device());  // [C, E]
   const int64_t C = static_cast<int64_t>(classnames.size());
 
   std::vector<double> counts(3 + 2 * C, 0.0);  // top1, top5, n, per-class correct, per-class total
@@ -125,8 +125,8 @@ ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reduc
   Batch b;
   while (reader.next(b)) {
     COCA_CHECK(b.labels.defined(), "zero-shot data ", o.data, ": shards have no labels");
-    Tensor img = model.visual->forward(b.images).features;   // [B, E]
-    auto sim = matmul(img, cls.t()).to_vector<float>();      // [B, C]
+    Tensor img = model.visual->forward(b.images.to(model.device())).features;  // [B, E]
+    auto sim = matmul(img, cls.t()).to_vector<float>();                          // [B, C]
     auto labels = b.labels.to_vector<int32_t>();
     for (size_t i = 0; i < labels.size(); ++i) {
       const int32_t y = labels[i];

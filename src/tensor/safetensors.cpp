@@ -58,7 +58,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   for (const auto& [name, t] : tensors) {
     COCA_CHECK(t.defined(), "save_safetensors ", path, ": tensor '", name, "' is undefined");
     COCA_CHECK(!header.contains(name), "save_safetensors ", path, ": duplicate tensor name '", name, "'");
-    Tensor c = t.detach().contiguous();
+    Tensor c = t.detach().to(Device::CPU).contiguous();  // device tensors are copied to the host
     const size_t bytes = c.numel() * dtype_size(c.dtype());
     header[name] = {{"dtype", st_dtype(c.dtype())}, {"shape", c.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;

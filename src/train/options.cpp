@@ -22,7 +22,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}, {"wd", wd}, {"warmup", warmup},
           {"lr_scheduler", lr_scheduler}, {"lr_cooldown_end", lr_cooldown_end},
           {"epochs_cooldown", epochs_cooldown}, {"grad_clip_norm", grad_clip_norm}, {"accum_freq", accum_freq},
-          {"precision", precision}, {"seed", seed}, {"coca_caption_loss_weight", coca_caption_loss_weight},
+          {"device", device}, {"precision", precision}, {"seed", seed}, {"coca_caption_loss_weight", coca_caption_loss_weight},
           {"coca_contrastive_loss_weight", coca_contrastive_loss_weight}, {"zero1", zero1},
           {"bucket_mb", bucket_mb}, {"max_nonfinite", max_nonfinite}, {"threads", threads}, {"logs", logs},
           {"name", name}, {"log_every_n_steps", log_every_n_steps}, {"save_frequency", save_frequency},
@@ -62,7 +62,11 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "accum-freq", po::value(&o.accum_freq)->default_value(1),
       "micro-batches per optimizer step; gradients are averaged over them, and each micro-batch's "
       "contrastive loss uses only its own global batch (W x batch-size) as negatives")(
-      "precision", po::value(&o.precision)->default_value("fp32"), "fp32 (CPU), amp_bf16 (CUDA builds)")(
+      "device", po::value(&o.device)->default_value("auto"),
+      "cpu, cuda (GPU <local rank>, NCCL between ranks) or auto (cuda when built with it and a GPU is there)")(
+      "precision", po::value(&o.precision)->default_value("auto"),
+      "auto (amp_bf16 on cuda, fp32 on cpu), fp32 (no TF32), tf32, or amp_bf16 (bf16 matmul operands, "
+      "float32 accumulation, weights, optimizer state, softmax, norms and losses)")(
       "seed", po::value(&o.seed)->default_value(0), "seed for initialisation and data order")(
       "coca-caption-loss-weight", po::value(&o.coca_caption_loss_weight)->default_value(2.0), "caption loss weight")(
       "coca-contrastive-loss-weight", po::value(&o.coca_contrastive_loss_weight)->default_value(1.0),
@@ -118,10 +122,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   COCA_CHECK(o.warmup >= 0, "--warmup must be >= 0");
   COCA_CHECK(o.lr_scheduler == "cosine" || o.lr_scheduler == "const" || o.lr_scheduler == "const-cooldown",
              "--lr-scheduler must be cosine, const or const-cooldown, got '", o.lr_scheduler, "'");
-  COCA_CHECK(o.precision == "fp32" || o.precision == "amp_bf16", "--precision must be fp32 or amp_bf16, got '",
-             o.precision, "'");
-  COCA_CHECK(o.precision == "fp32", "--precision ", o.precision,
-             " needs the CUDA backend; CPU training runs in fp32");
+  COCA_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda", "--device must be auto, cpu or cuda, got '",
+             o.device, "'");
+  COCA_CHECK(o.precision == "auto" || o.precision == "fp32" || o.precision == "tf32" || o.precision == "amp_bf16",
+             "--precision must be auto, fp32, tf32 or amp_bf16, got '", o.precision, "'");
+  COCA_CHECK(o.device != "cpu" || o.precision == "auto" || o.precision == "fp32", "--precision ", o.precision,
+             " needs --device cuda; CPU training runs in fp32");
   COCA_CHECK(o.workers > 0, "--workers must be positive");
   COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive");
   COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive");

@@ -18,10 +18,13 @@
 #include "coca/dist/autograd.h"
 #include "coca/dist/bucketer.h"
 #include "coca/dist/check.h"
+#include "coca/dist/device.h"
 #include "coca/dist/mpi.h"
+#include "coca/dist/nccl.h"
 #include "coca/dist/zero.h"
 #include "coca/eval/common.h"
 #include "coca/eval/zeroshot.h"
+#include "coca/kernels/cuda/runtime.h"
 #include "coca/loss/coca_loss.h"
 #include "coca/model/flops.h"
 #include "coca/model/weights.h"
@@ -116,23 +119,36 @@ int run_training(TrainOptions o) {
                                                       std::max(1, comm->local_size()));
   omp_set_num_threads(threads);
 
+  // ---- device: GPU <local rank> and NCCL for the tensors, or the CPU and MPI ------------
+  const Device dev = dist::select_device(o.device, comm->local_rank(), comm->local_size());
+  const double on_gpu = comm->sum(dev == Device::CUDA ? 1.0 : 0.0);
+  COCA_CHECK(on_gpu == 0 || on_gpu == world, "--device ", o.device, ": ", on_gpu, " of ", world,
+             " ranks found a GPU; every rank must compute on the same kind of device (pass --device cpu or cuda)");
+  const std::string precision = dist::apply_precision(dev, o.precision);
+  COCA_CHECK(!(o.zero1 && dev == Device::CUDA), "--zero1 runs on the CPU only for now; drop it with --device cuda");
+  std::shared_ptr<dist::Communicator> tensor_comm = comm;
+  if (dev == Device::CUDA) tensor_comm = dist::make_nccl_communicator(*comm);
+
   // ---- model ------------------------------------------------------------------------
   const std::string cfg_path = !o.model_config.empty() ? o.model_config : find_model_config(o.model);
   CocaConfig cfg = CocaConfig::from_file(cfg_path);
   CoCa model(cfg);
   model.initialize(o.seed);
   if (!o.pretrained.empty()) load_weights(model, o.pretrained);
+  model.to(dev);
   const auto named = model.named_parameters();
   std::vector<Tensor> params;
   for (auto& [n, p] : named) params.push_back(p);
-  dist::broadcast_parameters(*comm, model);
+  dist::broadcast_parameters(*tensor_comm, model);
 
   // ---- run directory -------------------------------------------------------------------
   if (o.name.empty()) o.name = broadcast_string(*comm, lead ? default_run_name(o, cfg.name) : "");
   const fs::path run_dir = fs::path(o.logs) / o.name, ckpt_dir = run_dir / "checkpoints";
   if (lead) {
     fs::create_directories(ckpt_dir);
-    nlohmann::json params_json = {{"options", o.to_json()}, {"model_config", cfg.to_json()}, {"world_size", world}};
+    nlohmann::json params_json = {{"options", o.to_json()},      {"model_config", cfg.to_json()}, {"world_size", world},
+                                  {"device", dist::device_name(dev)}, {"precision", precision}};
+    if (dev == Device::CUDA) params_json["gpu"] = cuda::device_name();
     write_json_atomic((run_dir / "params.json").string(), params_json);
   }
   comm->barrier();
@@ -157,12 +173,12 @@ int run_training(TrainOptions o) {
   dist::BucketOptions bo;
   bo.bucket_bytes = static_cast<size_t>(o.bucket_mb * (1 << 20));
   bo.shard = o.zero1;
-  dist::GradientBucketer grads(comm, named, bo);
+  dist::GradientBucketer grads(tensor_comm, named, bo);
   std::unique_ptr<AdamW> adamw;
   std::unique_ptr<dist::Zero1AdamW> zero;
   if (o.zero1) zero = std::make_unique<dist::Zero1AdamW>(grads, ao);
   else adamw = std::make_unique<AdamW>(named, ao);
-  const LossContext loss_ctx = dist::make_loss_context(comm);
+  const LossContext loss_ctx = dist::make_loss_context(tensor_comm, comm);
   const LossWeights weights{o.coca_contrastive_loss_weight, o.coca_caption_loss_weight};
   const LrSchedule schedule = parse_lr_schedule(o.lr_scheduler);
 
@@ -204,9 +220,12 @@ int run_training(TrainOptions o) {
     if (metrics_file) metrics_file->write(record);
   };
   if (lead)
-    std::printf("coca-train: %s, %lld parameters, %d rank(s) x %d threads, global batch %d, %lld steps (%lld per epoch)\n",
-                cfg.name.c_str(), (long long)model.parameter_count(), world, threads, o.batch_size * world * o.accum_freq,
-                (long long)total_steps, (long long)steps_per_epoch);
+    std::printf("coca-train: %s, %lld parameters, %d rank(s) on %s (%s), global batch %d, %lld steps (%lld per epoch)\n",
+                cfg.name.c_str(), (long long)model.parameter_count(), world,
+                dev == Device::CUDA ? str_cat("GPU ", cuda::device_name()).c_str()
+                                    : str_cat("CPU x ", threads, " threads").c_str(),
+                precision.c_str(), o.batch_size * world * o.accum_freq, (long long)total_steps,
+                (long long)steps_per_epoch);
   std::fflush(stdout);
 
   auto save = [&](const char* why) {
@@ -284,8 +303,9 @@ int run_training(TrainOptions o) {
       COCA_CHECK(batch.tokens.size(1) == cfg.text.context_length, "--train-data ", o.train_data, ": tokens of length ",
                  batch.tokens.size(1), " but the model's context_length is ", cfg.text.context_length);
       SuspendHooks quiet(params, k + 1 < o.accum_freq);
-      CocaOutput out = model.forward(batch.images, batch.tokens);
-      CocaLosses l = coca_loss(out, batch.tokens, cfg.text.pad_id, weights, loss_ctx);
+      const Tensor images = batch.images.to(dev), tokens = batch.tokens.to(dev);  // pinned staging on cuda
+      CocaOutput out = model.forward(images, tokens);
+      CocaLosses l = coca_loss(out, tokens, cfg.text.pad_id, weights, loss_ctx);
       Tensor loss = mul_scalar(l.total, 1.0 / o.accum_freq);
       if (step == o.debug_nonfinite_step) loss = mul_scalar(loss, std::nan(""));
       loss.backward();

@@ -102,11 +102,24 @@ check "non-finite step is reported" grep -q "non-finite" "$work/nan.log"
 check "non-finite step is counted" grep -q "1 non-finite steps skipped" "$work/nan.log"
 
 # 6. Bad options: one line, non-zero, before any work.
-for args in "--batch-size 0" "--lr-scheduler wiggly" "--no-such-option 1" "--model no_such_model"; do
+for args in "--batch-size 0" "--lr-scheduler wiggly" "--no-such-option 1" "--model no_such_model" "--device gpu" \
+            "--precision fp16" "--device cpu --precision amp_bf16"; do
   out=$("$train" --train-data "$work/fx/train" --logs "$work/logs" $args 2>&1)
   rc=$?
   check "bad option '$args' exits non-zero with one line" test $rc -ne 0 -a "$(printf '%s\n' "$out" | wc -l)" -eq 1
 done
+# --device cuda with no GPU visible (CPU-only build, or CUDA_VISIBLE_DEVICES hiding every GPU).
+out=$(CUDA_VISIBLE_DEVICES= "$train" --train-data "$work/fx/train" "${common[@]}" --name nogpu --max-steps 1 --device cuda 2>&1)
+rc=$?
+echo "$out"
+check "--device cuda without a GPU exits non-zero with one line naming it" \
+  test $rc -ne 0 -a "$(printf '%s\n' "$out" | wc -l)" -eq 1 -a -n "$(printf '%s' "$out" | grep -e '--device cuda')"
+check "the run records its device and precision" python3 - "$work/logs/down/params.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+print("device", p.get("device"), "precision", p.get("precision"))
+sys.exit(0 if p.get("device") == "cpu" and p.get("precision") == "fp32" else 1)
+PY
 out=$("$train" --train-data "$work/nonexistent" 2>&1)
 check "missing dataset is one line" test $? -ne 0 -a "$(printf '%s\n' "$out" | wc -l)" -eq 1
 

@@ -12,7 +12,8 @@ namespace coca::dist {
 
 struct NcclOptions {
   CommOptions comm = CommOptions::from_env();
-  // The stream the rest of the step runs on (a cudaStream_t; null = the legacy default stream).
+  // The stream the rest of the step runs on (a cudaStream_t; null = the CUDA backend's stream,
+  // on which every kernel and cuBLAS call of the library runs).
   // Collectives run on the communicator's own stream, ordered after this one with an event;
   // wait() makes this stream wait for the collective's completion event.
   void* compute_stream = nullptr;

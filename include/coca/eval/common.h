@@ -32,8 +32,11 @@ void write_json_file(const std::string& path, const nlohmann::json& j, int inden
 // --model / --model-config / --weights, and the model they describe with its weights loaded.
 struct ModelArgs {
   std::string model = "coca_tiny", model_config, weights;
-  void add_to(boost::program_options::options_description& desc);
-  std::unique_ptr<CoCa> load() const;
+  std::string device = "auto", precision = "auto";  // --device / --precision (see coca/dist/device.h)
+  // with_device: also offer --device and --precision (subcommands that run on a GPU).
+  void add_to(boost::program_options::options_description& desc, bool with_device = false);
+  // Reads the config and weights, then moves the model to --device (GPU <local_rank> for cuda).
+  std::unique_ptr<CoCa> load(int local_rank = 0, int local_size = 1) const;
 };
 
 // The tokenizer to use: `given` if set, else the file the shard index names (absolute, or

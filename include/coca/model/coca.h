@@ -88,6 +88,8 @@ class CoCa : public nn::Module {
   void initialize(uint64_t seed);
   // Keeps logit_scale in [0, ln 100]; the trainer calls it after every optimizer step.
   void clamp_logit_scale();
+  // Where the parameters live (Module::to moves them); inputs must be there too.
+  Device device() const { return logit_scale.device(); }
 
   std::shared_ptr<VisionTransformer> visual;
   std::shared_ptr<TextTransformer> text;

@@ -33,7 +33,8 @@ struct TrainOptions {
   int epochs_cooldown = 0;
   double grad_clip_norm = 0.0;     // 0: off
   int accum_freq = 1;
-  std::string precision = "fp32";
+  std::string device = "auto";     // auto, cpu or cuda
+  std::string precision = "auto";  // auto (amp_bf16 on cuda, fp32 on cpu), fp32, tf32, amp_bf16
   uint64_t seed = 0;
   double coca_caption_loss_weight = 2.0;
   double coca_contrastive_loss_weight = 1.0;

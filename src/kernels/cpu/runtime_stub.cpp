@@ -9,6 +9,8 @@ namespace coca::cuda {
 int device_count() { return 0; }
 bool built_with_cuda() { return false; }
 const char* device_name() { return "none"; }
+void set_device(int) { throw Error("CUDA: this build has no CUDA backend (configure with -DCOCA_CUDA=ON where CUDA is installed)"); }
+int current_device() { return -1; }
 void memcpy(void*, const void*, size_t, int) { throw Error("CUDA copy in a build without the CUDA backend"); }
 void synchronize() {}
 AllocatorStats allocator_stats() { return {}; }

@@ -11,6 +11,7 @@
 #include <vector>
 #include <mutex>
 #include <unordered_map>
+#include <atomic>
 
 #include "coca/kernels/cuda/context.h"
 
@@ -27,11 +28,17 @@ struct State {
   cublasLtHandle_t lt = nullptr;
   cudaDeviceProp prop{};
 };
+// The GPU this process uses (set_device before the first CUDA work; 0 otherwise).
+std::atomic<int> g_device{0};
+std::atomic<bool> g_state_made{false};
+
 State& state() {
   static State s;
   std::call_once(s.once, [] {
-    COCA_CUDA_CHECK(cudaSetDevice(0));
-    COCA_CUDA_CHECK(cudaGetDeviceProperties(&s.prop, 0));
+    const int dev = g_device.load();
+    COCA_CUDA_CHECK(cudaSetDevice(dev));
+    COCA_CUDA_CHECK(cudaGetDeviceProperties(&s.prop, dev));
+    g_state_made = true;
     COCA_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
     COCA_CUBLAS_CHECK(cublasCreate(&s.blas));
     COCA_CUBLAS_CHECK(cublasSetStream(s.blas, s.stream));
@@ -258,6 +265,17 @@ int device_count() {
 }
 
 bool built_with_cuda() { return true; }
+
+void set_device(int device) {
+  const int n = device_count();
+  COCA_CHECK(device >= 0 && device < n, "CUDA: GPU ", device, " asked for, but this host has ", n, " visible GPU(s)");
+  COCA_CHECK(!g_state_made.load() || g_device.load() == device, "CUDA: GPU ", device,
+             " asked for after the backend started on GPU ", g_device.load());
+  g_device = device;
+  COCA_CUDA_CHECK(cudaSetDevice(device));
+}
+
+int current_device() { return g_device.load(); }
 
 const char* device_name() { return device_count() > 0 ? state().prop.name : "none"; }
 

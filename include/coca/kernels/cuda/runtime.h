@@ -9,6 +9,10 @@ namespace coca::cuda {
 int device_count();
 // The library's build-time view: true when compiled with the CUDA backend.
 bool built_with_cuda();
+// Chooses the GPU this process runs on (cudaSetDevice); call before any other CUDA work
+// (throws when the backend already runs on another GPU, or `device` is not visible).
+void set_device(int device);
+int current_device();
 // "NVIDIA H100 80GB HBM3" (or "none").
 const char* device_name();
 
