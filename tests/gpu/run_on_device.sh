@@ -13,13 +13,17 @@ CONFIG=${COCA_BENCH_CONFIG:-$ROOT/launch/configs/coca_ViT-B-32.json}
 BATCH=${COCA_BENCH_BATCH:-128}
 
 BIN=${COCA_GPU_BIN:-$ROOT/gpu_bin}
+[ ! -d "$BIN" ] && [ -f "$ROOT/gpu_bin.tgz" ] && tar xzf "$ROOT/gpu_bin.tgz" -C "$ROOT"  # from pack_build.sh
+APPS=$BIN  # holds coca-train, coca-eval and tests/train/make_train_fixture
 if [ ! -x "$BIN/test_cuda_ops" ]; then
   echo "[run] no carried binaries: building"
-  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCOCA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCOCA_CUDA=ON -DCOCA_BUILD_TESTS=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     > "$LOGS/build.log" 2>&1 &&
-    cmake --build build-gpu -j16 --target test_cuda_ops test_cuda_model coca_bench_step >> "$LOGS/build.log" 2>&1 ||
+    cmake --build build-gpu -j16 --target test_cuda_ops test_cuda_model coca_bench_step coca-train coca-eval \
+      make_train_fixture >> "$LOGS/build.log" 2>&1 ||
     { echo "[run] build failed, see build.log"; tail -20 "$LOGS/build.log"; }
   BIN=$ROOT/build-gpu/tests/cuda
+  APPS=$ROOT/build-gpu
 fi
 
 # CUDA libraries from the toolkit, NCCL (and anything missing) from the Python wheels.
@@ -32,17 +36,30 @@ NCCL=$(find /usr /opt -name 'libnccl.so.2' 2>/dev/null | head -1)
 echo "[run] NCCL: ${NCCL:-not found}"
 export PATH=/usr/local/cuda/bin:$PATH
 export COCA_CONFIG_DIR=$ROOT/launch/configs
-run_bin() { LD_LIBRARY_PATH="$BIN/lib:$CUDA_LIBS:${LD_LIBRARY_PATH:-}" "$@"; }
+LIBS=$BIN/lib
+[ -d "$APPS/lib" ] && LIBS=$APPS/lib
+run_bin() { LD_LIBRARY_PATH="$LIBS:$CUDA_LIBS:${LD_LIBRARY_PATH:-}" "$@"; }
+# Carried Open MPI (pack_build.sh): plugins and help files from gpu_bin/ompi; a process started
+# without mpirun initialises as a singleton without a helper daemon.
+if [ -d "$APPS/ompi/plugins" ]; then
+  export OPAL_PKGLIBDIR=$APPS/ompi/plugins OMPI_MCA_mca_base_component_path=$APPS/ompi/plugins
+  export OPAL_PKGDATADIR=$APPS/ompi/share OMPI_MCA_ess_singleton_isolated=1
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 { nvidia-smi; nvcc --version; } > "$LOGS/device.txt" 2>&1
 head -12 "$LOGS/device.txt"
 
 echo "[run] op parity"
-run_bin timeout 70 "$BIN/test_cuda_ops" > "$LOGS/parity_ops.log" 2>&1
+run_bin timeout 150 "$BIN/test_cuda_ops" > "$LOGS/parity_ops.log" 2>&1
 echo "[run] op parity exit $?"
 echo "[run] model parity and 20 training steps"
 run_bin timeout 100 "$BIN/test_cuda_model" > "$LOGS/parity_model.log" 2>&1
 echo "[run] model parity exit $?"
+
+echo "[run] coca-train and coca-eval on the GPU (tests/train/test_train_cuda.sh)"
+run_bin timeout 150 bash tests/train/test_train_cuda.sh "$APPS" > "$LOGS/train_cuda.log" 2>&1
+echo "[run] train_cuda exit $?"
 
 echo "[run] benchmark: coca"
 run_bin timeout 75 "$BIN/coca_bench_step" "$CONFIG" "$BATCH" amp_bf16 10 > "$LOGS/bench_coca.log" 2>&1
@@ -73,6 +90,7 @@ grep -h "^\[parity\]" "$LOGS/parity_ops.log" | cut -c1-150
 grep -h "tests ran\|^\[  PASSED\|^\[  FAILED" "$LOGS"/parity_*.log | head -20
 grep -h "^\[parity\] model\|^\[parity\] micro\|^\[parity\] tiny\|^\[parity\] 20\|^\[train\]" "$LOGS/parity_model.log"
 grep -h "ERROR SUMMARY\|PASSED\|FAILED" "$LOGS/memcheck.log" | tail -5
+grep -h "^PASS\|^FAIL\|^SKIP\|worst\|top1" "$LOGS/train_cuda.log"
 tail -3 "$LOGS/bench_coca.log"
 tail -3 "$LOGS/bench_torch.log"
 grep -h "^\[bench\]" "$LOGS/bench_extra.log"

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# coca-train and coca-eval on the GPU, end to end (label cuda). Exits 77 (skipped) where this
+# build has no CUDA backend or the host no GPU. Checks: --device cuda --precision fp32 tracks
+# the CPU run step by step and ends at the same weights; amp_bf16 trains (loss goes down,
+# everything finite); a GPU checkpoint resumes on the GPU with the uninterrupted losses;
+# zero-shot on the GPU agrees with the CPU; params.json records the device.
+# usage: test_train_cuda.sh BUILD_DIR   (BUILD_DIR/coca-train, coca-eval, tests/train/make_train_fixture)
+set -u
+build=$1
+train="$build/coca-train"
+work=$(mktemp -d /tmp/coca-train-cuda.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+fail=0
+check() {  # check <description> <condition-command...>
+  local what=$1; shift
+  if "$@"; then echo "PASS $what"; else echo "FAIL $what"; fail=1; fi
+}
+
+"$build/tests/train/make_train_fixture" "$work/fx" >/dev/null || { echo "FAIL fixture"; exit 1; }
+common=(--train-data "$work/fx/train" --model-config "$work/fx/model.json" --batch-size 8 --workers 1
+        --logs "$work/logs" --warmup 2 --lr 2e-3 --log-every-n-steps 1 --save-frequency 0 --seed 3)
+
+probe=$("$train" "${common[@]}" --name probe --max-steps 1 --device cuda 2>&1)
+if [ $? -ne 0 ]; then
+  if printf '%s' "$probe" | grep -q "no CUDA device is visible\|no CUDA backend"; then
+    echo "SKIP: $(printf '%s' "$probe" | head -1)"
+    exit 77
+  fi
+  echo "FAIL the one-step GPU run: $probe"
+  exit 1
+fi
+
+# 1. fp32 (TF32 off) on the GPU tracks the CPU: every step's loss and the final weights.
+"$train" "${common[@]}" --name cpu --max-steps 12 --device cpu >"$work/cpu.log" 2>&1
+check "CPU run exits 0" test $? -eq 0
+"$train" "${common[@]}" --name gpu --max-steps 12 --device cuda --precision fp32 >"$work/gpu.log" 2>&1
+check "GPU fp32 run exits 0" test $? -eq 0
+cat > "$work/st.py" <<'PY'
+import json, struct, sys
+from array import array
+def load(path):  # float32 tensors of a safetensors file, by name
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, d in header.items():
+        if name == "__metadata__" or d["dtype"] != "F32":
+            continue
+        a = array("f")
+        a.frombytes(data[d["data_offsets"][0]:d["data_offsets"][1]])
+        out[name] = a
+    return out
+def losses(path):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if "loss" in r}
+PY
+check "GPU fp32 losses track the CPU's (relative gap <= 1e-4 every step)" python3 - "$work" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); from st import losses
+a, b = losses(sys.argv[1] + "/logs/cpu/metrics.jsonl"), losses(sys.argv[1] + "/logs/gpu/metrics.jsonl")
+gaps = [abs(a[s] - b[s]) / max(1.0, abs(a[s])) for s in a if s in b]
+print("steps", len(gaps), "worst relative loss gap %.2e" % max(gaps), "cpu", round(a[12], 6), "gpu", round(b[12], 6))
+sys.exit(0 if len(gaps) == 12 and max(gaps) <= 1e-4 else 1)
+PY
+check "GPU fp32 final weights equal the CPU's (NMSE <= 1e-6 per tensor)" python3 - "$work" <<'PY'
+import glob, sys; sys.path.insert(0, sys.argv[1]); from st import load
+w = sys.argv[1] + "/logs/%s/checkpoints/step_000012/model.safetensors"
+a, b = load(w % "cpu"), load(w % "gpu")
+worst, name = 0.0, ""
+for k in a:
+    num = sum((x - y) ** 2 for x, y in zip(a[k], b[k])); den = sum(y * y for y in a[k])
+    e = num / den if den else num
+    if e > worst: worst, name = e, k
+print("tensors", len(a), "worst weight nmse %.2e (%s)" % (worst, name))
+sys.exit(0 if len(a) == len(b) and len(a) > 0 and worst <= 1e-6 else 1)
+PY
+check "params.json records cuda and fp32" python3 -c "
+import json,sys; p=json.load(open('$work/logs/gpu/params.json')); print(p.get('device'), p.get('precision'), p.get('gpu'))
+sys.exit(0 if p.get('device') == 'cuda' and p.get('precision') == 'fp32' else 1)"
+
+# 2. amp_bf16 (the default on cuda) trains: loss goes down, nothing non-finite.
+"$train" "${common[@]}" --name amp --epochs 6 --device cuda >"$work/amp.log" 2>&1
+check "GPU amp_bf16 run exits 0" test $? -eq 0
+check "amp_bf16 loss goes down" python3 - "$work" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); from st import losses
+l = [v for _, v in sorted(losses(sys.argv[1] + "/logs/amp/metrics.jsonl").items())]
+print("losses", [round(x, 3) for x in l[:3]], "...", [round(x, 3) for x in l[-3:]])
+sys.exit(0 if len(l) >= 6 and sum(l[-3:]) < 0.8 * sum(l[:3]) else 1)
+PY
+check "amp_bf16 skipped no step" test -z "$(grep -l "has a non-finite" "$work/amp.log")"
+
+# 3. A GPU checkpoint resumes on the GPU with the uninterrupted run's losses.
+"$train" "${common[@]}" --name full --max-steps 8 --save-every-n-steps 4 --device cuda --precision fp32 >"$work/full.log" 2>&1
+"$train" "${common[@]}" --name resumed --max-steps 8 --device cuda --precision fp32 \
+  --resume "$work/logs/full/checkpoints/step_000004" >"$work/resumed.log" 2>&1
+check "GPU resume exits 0" test $? -eq 0
+check "GPU resumed losses equal uninterrupted ones (relative 1e-5)" python3 - "$work" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); from st import losses
+a, b = losses(sys.argv[1] + "/logs/full/metrics.jsonl"), losses(sys.argv[1] + "/logs/resumed/metrics.jsonl")
+steps = range(5, 9)
+print("full", [a.get(s) for s in steps], "resumed", [b.get(s) for s in steps])
+sys.exit(0 if all(s in a and s in b and abs(a[s] - b[s]) <= 1e-5 * max(1.0, abs(a[s])) for s in steps) else 1)
+PY
+
+# 4. Zero-shot with the CPU-trained weights: GPU and CPU agree.
+printf 'a photo of a {} on a grey background\n' > "$work/templates.txt"
+zs=(zeroshot --model-config "$work/fx/model.json" --weights "$work/logs/cpu/checkpoints/step_000012/model.safetensors"
+    --data "$work/fx/eval" --templates "$work/templates.txt" --batch-size 16)
+"$build/coca-eval" "${zs[@]}" --device cpu --output "$work/zs_cpu.json" >"$work/zs_cpu.log" 2>&1
+"$build/coca-eval" "${zs[@]}" --device cuda --precision fp32 --output "$work/zs_gpu.json" >"$work/zs_gpu.log" 2>&1
+check "GPU zero-shot exits 0" test $? -eq 0
+check "GPU zero-shot equals CPU zero-shot (within one image)" python3 - "$work/zs_cpu.json" "$work/zs_gpu.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+print("cpu top1", a["top1"], "gpu top1", b["top1"], "images", a["images"])
+sys.exit(0 if a["images"] == b["images"] and abs(a["top1"] - b["top1"]) <= 1.0 / a["images"] + 1e-12 else 1)
+PY
+
+if [ $fail -ne 0 ]; then
+  for f in "$work"/*.log; do echo "==== $f"; tail -5 "$f"; done
+fi
+exit $fail
