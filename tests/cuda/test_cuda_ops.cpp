@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "coca/kernels/cuda/attention.h"
 #include "coca/kernels/cuda/nccl.h"
 #include "coca/kernels/cuda/runtime.h"
 #include "coca/optim/adamw.h"
@@ -42,6 +43,7 @@ class CudaOps : public ::testing::Test {
   void SetUp() override {
     COCA_SKIP_WITHOUT_GPU();
     cuda::set_matmul_precision(cuda::MatmulPrecision::Float32);
+    cuda::set_attention_impl(cuda::AttentionImpl::Auto);
   }
 };
 
@@ -206,10 +208,34 @@ TEST_F(CudaOps, MatmulBf16) {
 
 namespace {
 
+// Puts back the default attention implementation and float32 matmuls, also when a check throws.
+struct AttentionImplGuard {
+  ~AttentionImplGuard() {
+    try {
+      cuda::set_attention_impl(cuda::AttentionImpl::Auto);
+      cuda::set_matmul_precision(cuda::MatmulPrecision::Float32);
+    } catch (...) {
+    }
+  }
+};
+
+// body(suffix, tolerance) under each CUDA attention implementation: the tiled kernels, the
+// cuBLAS GEMM path (which falls back to tiled for S > 512), and the GEMM path with bf16 matmuls.
+void for_each_attention_impl(const std::function<void(const std::string&, double)>& body) {
+  AttentionImplGuard guard;
+  cuda::set_attention_impl(cuda::AttentionImpl::Tiled);
+  body("/tiled", kF32);
+  cuda::set_attention_impl(cuda::AttentionImpl::Gemm);
+  body("/gemm", kF32);
+  cuda::set_matmul_precision(cuda::MatmulPrecision::Bf16);
+  body("/gemm_bf16", kBf16);
+}
+
+// qkv_grad: which of q, k, v get (and have compared) gradients.
 void check_attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, bool causal,
-                     bool additive, bool padding, uint64_t seed) {
+                     bool additive, bool padding, uint64_t seed, std::vector<bool> qkv_grad = {true, true, true}) {
   std::vector<Tensor> in = {rn({B, H, T, D}, seed), rn({B, H, S, D}, seed + 1), rn({B, H, S, D}, seed + 2)};
-  std::vector<bool> grad = {true, true, true};
+  std::vector<bool> grad = qkv_grad;
   in.push_back(additive ? rn({B, 1, T, S}, seed + 3) : Tensor());
   grad.push_back(false);
   if (padding) {
@@ -222,13 +248,23 @@ void check_attention(const std::string& name, int64_t B, int64_t H, int64_t T, i
     in.push_back(Tensor());
   }
   grad.push_back(false);
-  check(name, in, grad, [causal](const std::vector<Tensor>& x) {
-    AttentionMask m;
-    m.causal = causal;
-    m.additive = x[3];
-    m.key_padding = x[4];
-    return scaled_dot_product_attention(x[0], x[1], x[2], m);
+  for_each_attention_impl([&](const std::string& impl, double tol) {
+    check(name + impl, in, grad, [causal](const std::vector<Tensor>& x) {
+      AttentionMask m;
+      m.causal = causal;
+      m.additive = x[3];
+      m.key_padding = x[4];
+      return scaled_dot_product_attention(x[0], x[1], x[2], m);
+    }, tol);
   });
+}
+
+// Key padding u8 [B, S] with a few keys masked per batch (none fully).
+Tensor some_padding(int64_t B, int64_t S) {
+  std::vector<uint8_t> kp(B * S, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) kp[b * S + s] = (s * 3 + b) % 7 == 0;
+  return Tensor::from_vector(kp, {B, S});
 }
 
 }  // namespace
@@ -240,14 +276,51 @@ TEST_F(CudaOps, Attention) {
   check_attention("attention_causal_offset", 1, 2, 20, 45, 32, true, false, false, 4);
   check_attention("attention_additive", 2, 2, 40, 40, 16, false, true, false, 5);
   check_attention("attention_padding", 3, 2, 17, 33, 24, false, false, true, 6);
-  check_attention("attention_long", 1, 2, 600, 600, 64, true, false, false, 7);
+  check_attention("attention_long", 1, 2, 600, 600, 64, true, false, false, 7);  // tiled only (S > 512)
   check_attention("attention_d128", 1, 2, 70, 70, 128, false, false, false, 8);
+  // Key padding and causal together (batch 0 fully masked as well).
+  check_attention("attention_padding_causal", 3, 2, 33, 33, 32, true, false, true, 10);
+  // CoCa's cross-attention shape: 76 text queries over 50 image tokens, T != S.
+  check_attention("attention_cross_76x50", 2, 3, 76, 50, 64, false, false, true, 11);
+  // Causal with T > S: the first T - S queries precede every key, so their rows are fully
+  // masked (zeros, lse -inf, zero gradients), as the CPU kernel defines.
+  check_attention("attention_fully_masked_rows", 2, 2, 40, 25, 16, true, true, false, 12);
+  // Edge sizes of the GEMM path: the longest key length it takes, one key, one query.
+  check_attention("attention_s512", 1, 2, 64, 512, 64, false, false, true, 13);
+  // With one key P = 1, so dq and dk are 0 up to rounding noise (no meaningful NMSE): only dv is compared.
+  check_attention("attention_one_key", 2, 2, 5, 1, 8, false, false, true, 14, {false, false, true});
+  check_attention("attention_one_query", 2, 2, 1, 50, 64, true, false, false, 15);
   // A head view straight out of a packed projection (strided q/k/v, no copy).
-  check("attention_packed_views", {rn({2, 30, 3, 4, 32}, 9)}, {true}, [](const std::vector<Tensor>& x) {
-    Tensor q = x[0].select(2, 0).permute({0, 2, 1, 3});
-    Tensor k = x[0].select(2, 1).permute({0, 2, 1, 3});
-    Tensor v = x[0].select(2, 2).permute({0, 2, 1, 3});
-    return scaled_dot_product_attention(q, k, v, {});
+  for_each_attention_impl([](const std::string& impl, double tol) {
+    check("attention_packed_views" + impl, {rn({2, 30, 3, 4, 32}, 9)}, {true}, [](const std::vector<Tensor>& x) {
+      Tensor q = x[0].select(2, 0).permute({0, 2, 1, 3});
+      Tensor k = x[0].select(2, 1).permute({0, 2, 1, 3});
+      Tensor v = x[0].select(2, 2).permute({0, 2, 1, 3});
+      return scaled_dot_product_attention(q, k, v, {});
+    }, tol);
+  });
+}
+
+// attention_from_projections: q/k/v are column windows of the projection outputs and dq/dk/dv
+// are written into windows of one gradient buffer (row stride 3*H*D for a packed qkv source).
+TEST_F(CudaOps, AttentionFromProjections) {
+  const Tensor pad77 = some_padding(2, 77), pad50 = some_padding(2, 50);
+  for_each_attention_impl([&](const std::string& impl, double tol) {
+    // Packed causal self-attention, text-like: [B, T, 3W], W = 4 heads x 16.
+    check("attention_proj_packed_self" + impl, {rn({2, 77, 3 * 64}, 20), pad77}, {true, false},
+          [](const std::vector<Tensor>& x) {
+            AttentionMask m;
+            m.causal = true;
+            m.key_padding = x[1];
+            return attention_from_projections(x[0], 0, x[0], 64, 128, 64, 4, m);
+          }, tol);
+    // Cross-attention: q from [B, T, W], k and v from a packed [B, S, 2W] source.
+    check("attention_proj_cross" + impl, {rn({2, 76, 64}, 21), rn({2, 50, 128}, 22), pad50}, {true, true, false},
+          [](const std::vector<Tensor>& x) {
+            AttentionMask m;
+            m.key_padding = x[2];
+            return attention_from_projections(x[0], 0, x[1], 0, 64, 64, 2, m);
+          }, tol);
   });
 }
 

@@ -1,5 +1,6 @@
 // CPU-only builds: the CUDA queries answer "none".
 #ifndef COCA_WITH_CUDA
+#include "coca/kernels/cuda/attention.h"
 #include "coca/kernels/cuda/nccl.h"
 #include "coca/kernels/cuda/runtime.h"
 
@@ -17,6 +18,8 @@ AllocatorStats allocator_stats() { return {}; }
 void empty_cache() {}
 void set_matmul_precision(MatmulPrecision) {}
 MatmulPrecision matmul_precision() { return MatmulPrecision::Float32; }
+void set_attention_impl(AttentionImpl) {}
+AttentionImpl attention_impl() { return AttentionImpl::Auto; }
 void set_profiling(bool) {}
 void profile_report() {}
 

@@ -4,8 +4,15 @@
 // the current 32-wide tile held in shared memory; each lane accumulates D/32 output columns.
 // The backward recomputes probabilities from the forward's log-sum-exp (FlashAttention-2's
 // scheme, split into a dQ pass and a dK/dV pass so that no atomics are needed).
+// attention_forward / attention_backward send short key lengths to the cuBLAS implementation
+// in attention_gemm.cu instead (the dispatch rule is at the end of this file).
 #include "coca/kernels/cuda/attention.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "attention_gemm.h"
 #include "common.cuh"
 
 namespace coca::cuda {
@@ -303,10 +310,42 @@ void allow_smem(K kernel, size_t bytes) {
                                          static_cast<int>(bytes)));
 }
 
+std::atomic<AttentionImpl> g_impl{AttentionImpl::Auto};
+
+// COCA_CUDA_ATTENTION=tiled|gemm, read once; anything else (or unset) is Auto.
+AttentionImpl env_impl() {
+  static const AttentionImpl impl = [] {
+    const char* e = std::getenv("COCA_CUDA_ATTENTION");
+    if (e && std::strcmp(e, "tiled") == 0) return AttentionImpl::Tiled;
+    if (e && std::strcmp(e, "gemm") == 0) return AttentionImpl::Gemm;
+    return AttentionImpl::Auto;
+  }();
+  return impl;
+}
+
+// The GEMM path when it is forced (set_attention_impl, else the environment) or, under Auto,
+// when S <= 512 and the backward's [B*H, T, S] scratch is under 1 GiB; the tiled kernels when
+// forced or when the GEMM path cannot run the call. Forward and backward of one call decide
+// alike (the size rule uses the backward's scratch for both; only a gradient operand with
+// strides cuBLAS cannot take would split them), so the backward recomputes P from the same
+// kind of scores the forward's lse came from (this matters under bf16 precision).
+bool use_gemm(const cpu::AttentionArgs& a, DType dt, std::initializer_list<const Tensor*> q_like,
+              std::initializer_list<const Tensor*> k_like) {
+  AttentionImpl impl = g_impl.load(std::memory_order_relaxed);
+  if (impl == AttentionImpl::Auto) impl = env_impl();
+  if (impl == AttentionImpl::Tiled) return false;
+  if (!detail::attention_gemm_supported(a, q_like, k_like)) return false;
+  return impl == AttentionImpl::Gemm || detail::attention_gemm_scratch_bytes(a, dt) < (int64_t{1} << 30);
+}
+
 }  // namespace
+
+void set_attention_impl(AttentionImpl impl) { g_impl.store(impl, std::memory_order_relaxed); }
+AttentionImpl attention_impl() { return g_impl.load(std::memory_order_relaxed); }
 
 void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse) {
+  if (use_gemm(a, q.dtype(), {&q, &o}, {&k, &v})) return detail::attention_gemm_forward(a, q, k, v, o, lse);
   KernelTimer timer("attention");
   if (a.B * a.H * a.T == 0) return;
   COCA_CHECK(a.H <= 65535 && a.B <= 65535, "scaled_dot_product_attention (CUDA): B ", a.B, " or H ", a.H,
@@ -330,6 +369,8 @@ void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tenso
 void attention_backward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& o, const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk,
                         Tensor& dv) {
+  if (use_gemm(a, q.dtype(), {&q, &o, &dout, &dq}, {&k, &v, &dk, &dv}))
+    return detail::attention_gemm_backward(a, q, k, v, o, lse, dout, dq, dk, dv);
   KernelTimer timer("attention_backward");
   dispatch_float_dev(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
