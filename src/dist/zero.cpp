@@ -1,6 +1,7 @@
 #include "coca/dist/zero.h"
 
 #include <cmath>
+#include <map>
 
 #include "device_copy.h"
 
@@ -22,7 +23,7 @@ Zero1AdamW::Zero1AdamW(GradientBucketer& grads, AdamWOptions opts) : grads_(grad
     for (auto& e : b.entries) {
       const int64_t a = std::max(lo, e.offset), z = std::min(hi, e.offset + e.param.numel());
       if (a >= z) continue;
-      segments_.push_back(Segment{bi, e.param, a - e.offset, a - lo, z - a});
+      segments_.push_back(Segment{bi, e.name, e.param, a - e.offset, a - lo, z - a});
       segment_params_.push_back(make_view(param_shards_[bi], {z - a}, {1}, a - lo));
       segment_grads_.push_back(make_view(b.shard, {z - a}, {1}, a - lo));
       named.emplace_back(str_cat(e.name, "[", a - e.offset, ":", z - e.offset, "]"), segment_params_.back());
@@ -70,6 +71,68 @@ double Zero1AdamW::clip_grad_norm(double max_norm) {
     }
   }
   return norm;
+}
+
+NamedTensors Zero1AdamW::state_dict(const std::vector<std::pair<std::string, Tensor>>& named) {
+  auto& buckets = grads_.buckets();
+  const auto& slots = adamw_->slots();
+  std::map<std::string, Tensor> full;  // <name>.exp_avg / .exp_avg_sq -> whole tensor
+  for (size_t bi = 0; bi < buckets.size(); ++bi) {
+    auto& b = buckets[bi];
+    const int64_t S = b.shard.numel();
+    for (int which = 0; which < 2; ++which) {
+      Tensor mine = Tensor::zeros({S}, b.dtype, b.flat.device());
+      for (size_t i = 0; i < segments_.size(); ++i) {
+        const Segment& sg = segments_[i];
+        if (sg.bucket != bi) continue;
+        mine.slice(0, sg.shard_offset, sg.shard_offset + sg.numel).copy_(which == 0 ? slots[i].m : slots[i].v);
+      }
+      Tensor all = Tensor::empty({b.padded}, b.dtype, b.flat.device());
+      grads_.comm().all_gather(mine, all);
+      for (auto& e : b.entries)
+        full[e.name + (which == 0 ? ".exp_avg" : ".exp_avg_sq")] =
+            all.slice(0, e.offset, e.offset + e.param.numel()).reshape(e.param.shape());
+    }
+  }
+  NamedTensors out;
+  for (auto& [name, p] : named) {
+    for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
+      auto it = full.find(name + suffix);
+      COCA_CHECK(it != full.end(), "Zero1AdamW::state_dict: parameter ", name, " is not in the gradient buckets");
+      out.emplace_back(it->first, it->second);
+    }
+  }
+  out.emplace_back("step", Tensor::full({}, static_cast<double>(adamw_->steps()), DType::f64));
+  return out;
+}
+
+void Zero1AdamW::load_state_dict(const NamedTensors& state, const std::string& source) {
+  std::map<std::string, Tensor> byname(state.begin(), state.end());
+  std::vector<std::string> problems;
+  auto& slots = adamw_->slots();
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const Segment& sg = segments_[i];
+    const std::string& pname = sg.name;
+    for (auto [suffix, dst] : {std::pair<const char*, Tensor*>{".exp_avg", &slots[i].m}, {".exp_avg_sq", &slots[i].v}}) {
+      auto it = byname.find(pname + suffix);
+      if (it == byname.end()) {
+        problems.push_back(pname + suffix + " missing");
+      } else if (it->second.shape() != sg.param.shape()) {
+        problems.push_back(pname + suffix + " wrongly shaped");
+      } else {
+        Tensor flat = it->second.contiguous().reshape({sg.param.numel()});
+        dst->copy_(flat.slice(0, sg.param_offset, sg.param_offset + sg.numel));
+      }
+    }
+  }
+  auto step = byname.find("step");
+  if (step == byname.end()) problems.push_back("step missing");
+  else adamw_->set_steps(static_cast<int64_t>(step->second.item()));
+  if (!problems.empty()) {
+    std::string msg = str_cat("optimizer state ", source, " does not match the model:");
+    for (auto& p : problems) msg += " " + p + ";";
+    throw Error(msg);
+  }
 }
 
 void Zero1AdamW::step(double lr) {

@@ -70,7 +70,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "seed", po::value(&o.seed)->default_value(0), "seed for initialisation and data order")(
       "coca-caption-loss-weight", po::value(&o.coca_caption_loss_weight)->default_value(2.0), "caption loss weight")(
       "coca-contrastive-loss-weight", po::value(&o.coca_contrastive_loss_weight)->default_value(1.0),
-      "contrastive loss weight")("zero1", po::bool_switch(&o.zero1), "shard AdamW state across ranks (ZeRO-1)")(
+      "contrastive loss weight")("zero1", po::bool_switch(&o.zero1),
+                                     "shard AdamW state across ranks (ZeRO-1, CPU); checkpoints keep the full state "
+                                     "and resume with or without it")(
       "bucket-mb", po::value(&o.bucket_mb)->default_value(25.0), "gradient all-reduce bucket size")(
       "max-nonfinite", po::value(&o.max_nonfinite)->default_value(5), "stop after this many non-finite steps in a row")(
       "threads", po::value(&o.threads)->default_value(0), "compute threads per rank (0: cores / ranks on the host)");

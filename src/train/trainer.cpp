@@ -200,10 +200,9 @@ int run_training(TrainOptions o) {
     COCA_CHECK(st.at("world_size").get<int>() == world, "--resume ", dir, ": saved with ", st.at("world_size").get<int>(),
                " ranks, resumed with ", world, " (the data order depends on the world size)");
     load_weights(model, dir + "/model.safetensors");
-    if (zero) {
-      throw Error("--resume with --zero1 is not supported yet: start without --zero1 or from scratch");
-    }
-    restore_optimizer(*adamw, load_safetensors(dir + "/optimizer.safetensors"), dir + "/optimizer.safetensors");
+    const std::string opt_file = dir + "/optimizer.safetensors";
+    if (zero) zero->load_state_dict(load_safetensors(opt_file), opt_file);  // this rank's slices
+    else restore_optimizer(*adamw, load_safetensors(opt_file), opt_file);
     step = st.at("step").get<int64_t>();
     epoch = st.at("epoch").get<int64_t>();
     samples_seen = st.at("samples_seen").get<int64_t>();
@@ -236,9 +235,12 @@ int run_training(TrainOptions o) {
     LoaderState ls = loader.state();
     nlohmann::json mine = {{"rank", rank}, {"loader", ls.to_json()}};
     auto all = gather_strings(*comm, mine.dump());
+    // ZeRO-1 assembles the whole state on every rank (a collective); either way the file has
+    // AdamW's layout, so a checkpoint resumes with or without --zero1.
+    NamedTensors opt_state = zero ? zero->state_dict(named) : lead ? optimizer_tensors(*adamw) : NamedTensors{};
     if (lead) {
       save_weights(model, (tmp / "model.safetensors").string());
-      save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_tensors(*adamw));
+      save_safetensors((tmp / "optimizer.safetensors").string(), opt_state);
       nlohmann::json st = {{"format", 1},
                            {"step", step},
                            {"epoch", epoch},
@@ -257,11 +259,6 @@ int run_training(TrainOptions o) {
     }
     comm->barrier();
   };
-  if (zero && (o.save_frequency > 0 || o.save_every_n_steps > 0)) {
-    if (lead) std::fprintf(stderr, "warning: --zero1 checkpoints are not supported yet; no checkpoints will be saved\n");
-    o.save_frequency = 0;
-    o.save_every_n_steps = 0;
-  }
 
   auto evaluate = [&]() {
     if (o.val_data.empty()) return;

@@ -8,6 +8,7 @@
 
 #include "coca/dist/bucketer.h"
 #include "coca/optim/adamw.h"
+#include "coca/tensor/safetensors.h"
 
 namespace coca::dist {
 
@@ -22,11 +23,21 @@ class Zero1AdamW {
   // step, so in-place edits between steps (clamp_logit_scale) are kept.
   void step(double lr);
   int64_t steps() const { return adamw_->steps(); }
+
+  // The whole optimizer state in AdamW's checkpoint layout (<name>.exp_avg, <name>.exp_avg_sq
+  // for every parameter of `named`, in that order, then "step"), assembled with one all-gather
+  // per bucket: a collective, every rank must call it; every rank gets the full state. A
+  // checkpoint saved from it resumes with or without --zero1.
+  NamedTensors state_dict(const std::vector<std::pair<std::string, Tensor>>& named);
+  // Takes this rank's slices from a full state (as state_dict writes it, or AdamW's
+  // optimizer_tensors). Throws one line naming `source` and every missing or mis-shaped entry.
+  void load_state_dict(const NamedTensors& state, const std::string& source);
   int64_t state_numel() const;  // elements of m (= of v) held by this rank
 
  private:
   struct Segment {
     size_t bucket;
+    std::string name;      // the parameter's
     Tensor param;          // the whole parameter
     int64_t param_offset;  // first element of the parameter in this rank's slice
     int64_t shard_offset;  // where it lands in the bucket's shard
