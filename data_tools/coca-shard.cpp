@@ -14,6 +14,7 @@
 #include "coca/data/shard_build.h"
 #include "coca/data/shard_index.h"
 #include "coca/data/sha256.h"
+#include "coca/tensor/random.h"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
@@ -53,7 +54,7 @@ int run(int argc, char** argv, int rank, int world) {
   std::string csv_sep = "\\t", csv_img = "filepath", csv_cap = "title", filter_name = "bicubic";
   std::vector<std::string> extra_inputs;
   int image_size = 256, chunk_images = 16, threads = 1, context_length = 77, gzip_level = 4;
-  int64_t samples_per_shard = 1000, max_items = -1;
+  int64_t samples_per_shard = 1000, max_items = -1, shuffle_seed = -1;
   bool overwrite = false, quiet = false;
   po::options_description desc(
       "coca-shard: build HDF5 training shards from captioned images.\n"
@@ -81,6 +82,9 @@ int run(int argc, char** argv, int rank, int world) {
       ("csv-caption-key", po::value(&csv_cap), "caption column (title)")
       ("classnames", po::value(&classnames_file), "folder: class names, one per line in sorted folder order, "
        "or folder<TAB>name lines (default: folder names, '_' as space)")
+      ("shuffle-seed", po::value(&shuffle_seed), "shuffle the listed items with this seed before sharding "
+                                                 "(training sets listed in a sorted order: the loader's shuffle "
+                                                 "buffer only mixes nearby samples); default: input order")
       ("max-items", po::value(&max_items), "use only the first N listed items (testing)")
       ("overwrite", po::bool_switch(&overwrite), "replace a previous output in --output")
       ("quiet", po::bool_switch(&quiet), "no progress lines");
@@ -130,6 +134,11 @@ int run(int argc, char** argv, int rank, int world) {
     listing = list_image_folder(input, classnames_file);
   } else {
     throw Error(str_cat("unknown --format '", format, "' (csv, coco, wds, folder)"));
+  }
+  if (shuffle_seed >= 0) {  // Fisher-Yates with our seeded generator: the same order on every platform
+    Generator gen(static_cast<uint64_t>(shuffle_seed));
+    auto& items = listing.items;
+    for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[gen.below(i)]);
   }
   if (max_items >= 0 && static_cast<int64_t>(listing.items.size()) > max_items) listing.items.resize(max_items);
   const int64_t n_items = static_cast<int64_t>(listing.items.size());
@@ -194,6 +203,7 @@ int run(int argc, char** argv, int rank, int world) {
                          {"pad", BpeTokenizer::pad()}, {"kind", "clip-bpe"}};
     index.source = {{"format", format}, {"path", fs::absolute(input).string()}, {"items", n_items}};
     if (!images_root.empty()) index.source["images_root"] = fs::absolute(images_root).string();
+    if (shuffle_seed >= 0) index.source["shuffle_seed"] = shuffle_seed;
     std::string cmd;
     for (int i = 0; i < argc; ++i) {  // shell-quoted where needed, so it can be re-run
       const std::string a = argv[i];

@@ -49,9 +49,12 @@ fi
 # 4. Shards. NP > 1 runs coca-shard under mpirun.
 launch=()
 if [[ ${NP:-1} -gt 1 ]]; then launch=(mpirun --allow-run-as-root --oversubscribe -np "$NP"); fi
-if [[ $force == 1 || ! -f $out/train/index.json ]]; then
+# train.tsv lists the emoji by vendor and category; the shards hold them shuffled (seed 0), so
+# that every batch mixes vendors and categories (the loader's buffer mixes only ~2 shards).
+# Sets made before the shuffle (no shuffle_seed in the index) are rebuilt.
+if [[ $force == 1 || ! -f $out/train/index.json ]] || ! grep -q '"shuffle_seed"' "$out/train/index.json"; then
   "${launch[@]}" "$bin/coca-shard" --format csv --input "$out/work/train.tsv" --images-root "$out/npm" \
-    --output "$out/train" --image-size 64 --samples-per-shard 500 --chunk-images 16 \
+    --output "$out/train" --image-size 64 --samples-per-shard 500 --chunk-images 16 --shuffle-seed 0 \
     --tokenizer "$vocab" --context-length 32 --threads "$threads" --overwrite --quiet
 fi
 if [[ $force == 1 || ! -f $out/twitter_eval/index.json ]]; then

@@ -2,6 +2,7 @@
 // counted under its reason, the index and report, no temporary files left behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -253,6 +254,39 @@ TEST(CocaShard, ImageFolderClassification) {
             0);
   EXPECT_EQ(ShardIndex::load(out).classnames, (std::vector<std::string>{"Tabby Cat", "Good Dog", "Hot Dog"}));
   EXPECT_EQ(all_captions(out)[2], "Good Dog");
+}
+
+// --shuffle-seed: the same items in a seeded order (the same for the same seed), recorded in
+// the index; without it, input order.
+TEST(CocaShard, ShuffleSeed) {
+  TempDir t("shuffle");
+  fs::create_directories(t.path() / "img");
+  std::string tsv = "filepath\ttitle\n";
+  std::vector<std::string> in_order;
+  for (int i = 0; i < 24; ++i) {
+    const std::string name = "img/" + std::to_string(i) + ".png";
+    write_file(t.path() / name, png_solid(8, 8, static_cast<uint8_t>(10 * i), 0, 0));
+    tsv += name + "\tcaption " + std::to_string(i) + "\n";
+    in_order.push_back("caption " + std::to_string(i));
+  }
+  write_file(t.path() / "train.tsv", std::vector<uint8_t>(tsv.begin(), tsv.end()));
+  const std::string base = "--format csv --input " + t.str("train.tsv") + " --images-root " + t.str("") +
+                           " --image-size 8 --samples-per-shard 10 --quiet --output ";
+  ASSERT_EQ(run_tool(base + t.str("plain"), t.str("log0")), 0) << slurp(t.str("log0"));
+  ASSERT_EQ(run_tool(base + t.str("s1") + " --shuffle-seed 1", t.str("log1")), 0) << slurp(t.str("log1"));
+  ASSERT_EQ(run_tool(base + t.str("s1b") + " --shuffle-seed 1", t.str("log2")), 0) << slurp(t.str("log2"));
+  ASSERT_EQ(run_tool(base + t.str("s2") + " --shuffle-seed 2", t.str("log3")), 0) << slurp(t.str("log3"));
+  EXPECT_EQ(all_captions(t.str("plain")), in_order);
+  const auto s1 = all_captions(t.str("s1")), s1b = all_captions(t.str("s1b")), s2 = all_captions(t.str("s2"));
+  EXPECT_NE(s1, in_order);
+  EXPECT_EQ(s1, s1b);
+  EXPECT_NE(s1, s2);
+  auto sorted = s1;
+  std::sort(sorted.begin(), sorted.end());
+  auto expect = in_order;
+  std::sort(expect.begin(), expect.end());
+  EXPECT_EQ(sorted, expect);  // a permutation: nothing lost or repeated
+  EXPECT_EQ(read_json(fs::path(t.str("s1")) / "index.json").at("source").value("shuffle_seed", -1), 1);
 }
 
 TEST(CocaShard, HelpAndUsageErrors) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks in one call (about 7 minutes at most): op parity, model parity and training
-# tracking, the PyTorch-vs-coca training-step benchmark, and compute-sanitizer memcheck on the
-# op suite. Usage: tests/gpu/run_on_device.sh LOGDIR
+# The GPU checks in one call (about 7 minutes at most): op parity (both attention paths), model
+# parity and training tracking, coca-train/coca-eval on the GPU (tests/train/test_train_cuda.sh),
+# the PyTorch-vs-coca training-step benchmark, and compute-sanitizer memcheck on the op suite.
+# Usage: tests/gpu/run_on_device.sh LOGDIR
 # Uses binaries carried from a CPU machine in gpu_bin/ (made by tests/gpu/pack_build.sh, nvcc
 # targeting sm_90) when present, else builds them here.
 set -uo pipefail
@@ -74,6 +75,8 @@ echo "[run] benchmark: other batch sizes and precisions"
   run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" 256 amp_bf16 6
   run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" "$BATCH" fp32 5
   run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" "$BATCH" tf32 5
+  echo "[bench] the same amp_bf16 step with the tiled attention kernels (COCA_CUDA_ATTENTION=tiled):"
+  COCA_CUDA_ATTENTION=tiled run_bin timeout 60 "$BIN/coca_bench_step" "$CONFIG" "$BATCH" amp_bf16 5
   PYTHONUNBUFFERED=1 timeout 60 python3 tests/gpu/bench_torch.py "$CONFIG" "$BATCH" fp32 5
 } > "$LOGS/bench_extra.log" 2>&1
 echo "[run] extra benches exit $?"
@@ -94,6 +97,7 @@ grep -h "^PASS\|^FAIL\|^SKIP\|worst\|top1" "$LOGS/train_cuda.log"
 tail -3 "$LOGS/bench_coca.log"
 tail -3 "$LOGS/bench_torch.log"
 grep -h "^\[bench\]" "$LOGS/bench_extra.log"
+grep -h "^\[profile\]\|attention\|gemm" "$LOGS/bench_coca.log" | head -20
 python3 - "$LOGS" <<'PY'
 import re, sys
 def sps(f):
