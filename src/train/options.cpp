@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 nlohmann::json TrainOptions::to_json() const {
   return {{"train_data", train_data}, {"val_data", val_data}, {"zeroshot_templates", zeroshot_templates},
           {"tokenizer", tokenizer}, {"train_num_samples", train_num_samples},
-          {"dataset_resampled", dataset_resampled}, {"workers", workers}, {"model", model},
+          {"dataset_resampled", dataset_resampled}, {"aug_scale", aug_scale}, {"workers", workers}, {"model", model},
           {"model_config", model_config}, {"pretrained", pretrained}, {"batch_size", batch_size},
           {"epochs", epochs}, {"max_steps", max_steps}, {"max_minutes", max_minutes}, {"lr", lr},
           {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}, {"wd", wd}, {"warmup", warmup},
@@ -39,7 +39,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "train-num-samples", po::value(&o.train_num_samples), "samples per epoch over all ranks (default: all)")(
       "dataset-resampled", po::bool_switch(&o.dataset_resampled), "draw shards with replacement, endlessly")(
       "workers", po::value(&o.workers)->default_value(2), "decode/augment threads per rank")(
-      "skip-bad-shards", po::bool_switch(&o.skip_bad_shards), "warn and skip unreadable shards instead of failing");
+      "skip-bad-shards", po::bool_switch(&o.skip_bad_shards), "warn and skip unreadable shards instead of failing")(
+      "aug-scale", po::value(&o.aug_scale)->default_value("0.9,1.0"),
+      "random-resized-crop area fraction LO,HI (OpenCLIP's --aug-cfg scale)");
   po::options_description model("Model");
   model.add_options()("model", po::value(&o.model)->default_value("coca_tiny"), "config name in launch/configs/")(
       "model-config", po::value(&o.model_config), "model config JSON file (overrides --model)")(
@@ -130,6 +132,24 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
              "--precision must be auto, fp32, tf32 or amp_bf16, got '", o.precision, "'");
   COCA_CHECK(o.device != "cpu" || o.precision == "auto" || o.precision == "fp32", "--precision ", o.precision,
              " needs --device cuda; CPU training runs in fp32");
+  {
+    const auto comma = o.aug_scale.find(',');
+    bool ok = comma != std::string::npos;
+    try {
+      if (ok) {
+        size_t used = 0;
+        o.aug_scale_min = std::stod(o.aug_scale.substr(0, comma), &used);
+        ok = used == comma;
+        const std::string hi = o.aug_scale.substr(comma + 1);
+        o.aug_scale_max = std::stod(hi, &used);
+        ok = ok && used == hi.size();
+      }
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    COCA_CHECK(ok && o.aug_scale_min > 0 && o.aug_scale_min <= o.aug_scale_max && o.aug_scale_max <= 1,
+               "--aug-scale must be LO,HI with 0 < LO <= HI <= 1, got '", o.aug_scale, "'");
+  }
   COCA_CHECK(o.workers > 0, "--workers must be positive");
   COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive");
   COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive");

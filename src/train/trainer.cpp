@@ -165,6 +165,8 @@ int run_training(TrainOptions o) {
   lo.resampled = o.dataset_resampled;
   lo.epoch_samples = o.train_num_samples;
   lo.skip_bad_shards = o.skip_bad_shards;
+  lo.scale_min = o.aug_scale_min;
+  lo.scale_max = o.aug_scale_max;
   ShardLoader loader(lo);
 
   // ---- optimiser and gradient synchronisation ------------------------------------------

@@ -127,7 +127,7 @@ check "non-finite step is counted" grep -q "1 non-finite steps skipped" "$work/n
 
 # 6. Bad options: one line, non-zero, before any work.
 for args in "--batch-size 0" "--lr-scheduler wiggly" "--no-such-option 1" "--model no_such_model" "--device gpu" \
-            "--precision fp16" "--device cpu --precision amp_bf16"; do
+            "--precision fp16" "--device cpu --precision amp_bf16" "--aug-scale 0.5" "--aug-scale 0.9,1.5"; do
   out=$("$train" --train-data "$work/fx/train" --logs "$work/logs" $args 2>&1)
   rc=$?
   check "bad option '$args' exits non-zero with one line" test $rc -ne 0 -a "$(printf '%s\n' "$out" | wc -l)" -eq 1

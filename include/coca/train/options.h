@@ -17,6 +17,8 @@ struct TrainOptions {
   bool dataset_resampled = false;
   int workers = 2;
   bool skip_bad_shards = false;
+  std::string aug_scale = "0.9,1.0";  // random-resized-crop area fraction LO,HI (OpenCLIP's aug-cfg scale)
+  double aug_scale_min = 0.9, aug_scale_max = 1.0;  // parsed from aug_scale
   // model
   std::string model = "coca_tiny";
   std::string model_config;
