@@ -82,7 +82,7 @@ echo "[run] benchmark: other batch sizes and precisions"
 echo "[run] extra benches exit $?"
 
 echo "[run] compute-sanitizer memcheck on the op suite"
-COCA_CUDA_NO_CACHE=1 run_bin timeout 120 compute-sanitizer --tool memcheck --print-limit 30 --error-exitcode 3 "$BIN/test_cuda_ops" \
+COCA_CUDA_NO_CACHE=1 run_bin timeout 200 compute-sanitizer --tool memcheck --print-limit 30 --error-exitcode 3 "$BIN/test_cuda_ops" \
   --gtest_filter=-*Nccl* > "$LOGS/memcheck.log" 2>&1
 echo "[run] memcheck exit $?"
 
