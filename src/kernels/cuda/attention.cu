@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "attention_gemm.h"
+#include "attention_mask.cuh"
 #include "common.cuh"
 
 namespace coca::cuda {
@@ -34,19 +35,12 @@ struct AttnParams {
   int64_t vs0, vs1, vs2;
   const T* o;  // forward output (backward only)
   int64_t os0, os1, os2;
-  const T* add;  // additive mask, broadcast strides
-  int64_t as0, as1, as2, as3;
-  const uint8_t* kp;  // key padding [B, S]
-  bool causal;
+  detail::MaskParams<T> mask;  // additive, key padding, causal (attention_mask.cuh)
 };
 
 template <typename T>
 __device__ __forceinline__ T masked_score(const AttnParams<T>& p, int64_t b, int64_t h, int64_t i, int64_t j, T dot) {
-  T s = dot * p.scale;
-  if (p.add) s += p.add[b * p.as0 + h * p.as1 + i * p.as2 + j * p.as3];
-  if (p.kp && p.kp[b * p.S + j]) s = neg_inf<T>();
-  if (p.causal && j > i + (p.S - p.Tq)) s = neg_inf<T>();
-  return s;
+  return detail::masked(p.mask, b, h, i, j, dot * p.scale);
 }
 
 template <typename T>
@@ -87,7 +81,7 @@ __global__ void __launch_bounds__(32 * kRows) attn_forward_kernel(AttnParams<T> 
   for (int r = 0; r < NR; ++r) acc[r] = 0;
   T m = neg_inf<T>(), l = 0;
   int64_t s_end = p.S;
-  if (p.causal) s_end = min(p.S, min(i0 + kRows, p.Tq) - 1 + (p.S - p.Tq) + 1);
+  if (p.mask.causal) s_end = min(p.S, min(i0 + kRows, p.Tq) - 1 + (p.S - p.Tq) + 1);
   for (int64_t j0 = 0; j0 < s_end; j0 += kTile) {
     __syncthreads();
     load_tile(Ks, static_cast<int>(D + 1), kb, p.ks2, j0, p.S, D);
@@ -165,7 +159,7 @@ __global__ void __launch_bounds__(32 * kRows)
 #pragma unroll
   for (int r = 0; r < NR; ++r) acc[r] = 0;
   int64_t s_end = p.S;
-  if (p.causal) s_end = min(p.S, min(i0 + kRows, p.Tq) - 1 + (p.S - p.Tq) + 1);
+  if (p.mask.causal) s_end = min(p.S, min(i0 + kRows, p.Tq) - 1 + (p.S - p.Tq) + 1);
   for (int64_t j0 = 0; j0 < s_end; j0 += kTile) {
     __syncthreads();
     load_tile(Ks, static_cast<int>(D + 1), p.k + b * p.ks0 + h * p.ks1, p.ks2, j0, p.S, D);
@@ -223,7 +217,7 @@ __global__ void __launch_bounds__(32 * kRows)
 #pragma unroll
   for (int r = 0; r < NR; ++r) ak[r] = av[r] = 0;
   int64_t i_start = 0;
-  if (p.causal) i_start = max(static_cast<int64_t>(0), j0 - (p.S - p.Tq)) / kTile * kTile;
+  if (p.mask.causal) i_start = max(static_cast<int64_t>(0), j0 - (p.S - p.Tq)) / kTile * kTile;
   const int64_t head = (b * p.H + h) * p.Tq;
   const int tid = threadIdx.y * 32 + threadIdx.x;
   for (int64_t i0 = i_start; i0 < p.Tq; i0 += kTile) {
@@ -279,17 +273,7 @@ AttnParams<T> make_params(const cpu::AttentionArgs& a, const Tensor& q, const Te
   p.q = dptr<T>(q), p.qs0 = q.stride(0), p.qs1 = q.stride(1), p.qs2 = q.stride(2);
   p.k = dptr<T>(k), p.ks0 = k.stride(0), p.ks1 = k.stride(1), p.ks2 = k.stride(2);
   p.v = dptr<T>(v), p.vs0 = v.stride(0), p.vs1 = v.stride(1), p.vs2 = v.stride(2);
-  if (a.additive.defined()) {
-    COCA_CHECK(a.additive.device() == Device::CUDA, "attention (CUDA): the additive mask is not on the GPU");
-    p.add = dptr<T>(a.additive);
-    p.as0 = a.additive_strides[0], p.as1 = a.additive_strides[1], p.as2 = a.additive_strides[2],
-    p.as3 = a.additive_strides[3];
-  }
-  if (a.key_padding.defined()) {
-    COCA_CHECK(a.key_padding.device() == Device::CUDA, "attention (CUDA): the key padding mask is not on the GPU");
-    p.kp = dptr<uint8_t>(a.key_padding);
-  }
-  p.causal = a.causal;
+  p.mask = detail::mask_params<T>(a);
   return p;
 }
 

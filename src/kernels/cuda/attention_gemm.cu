@@ -32,6 +32,7 @@
 #include <climits>
 #include <type_traits>
 
+#include "attention_mask.cuh"
 #include "common.cuh"
 
 namespace coca::cuda::detail {
@@ -42,25 +43,6 @@ constexpr int kRowsPerBlock = 8;  // warps per block of the row kernels; each wa
 
 // Row pitch of the score scratch: S rounded up to a multiple of 8 elements.
 int64_t score_pitch(int64_t S) { return (S + 7) / 8 * 8; }
-
-template <typename T>
-struct MaskParams {
-  int64_t H, Tq, S;
-  const T* add;  // additive mask read with the broadcast strides as0..as3, or null
-  int64_t as0, as1, as2, as3;
-  const uint8_t* kp;  // key padding [B, S] contiguous, nonzero = masked, or null
-  bool causal;
-};
-
-// Score s (already scaled) of query i and key j after the masks, in the CPU kernel's order: the
-// additive mask is added, then key padding and causal masking set -inf.
-template <typename T>
-__device__ __forceinline__ T masked(const MaskParams<T>& mp, int64_t b, int64_t h, int64_t i, int64_t j, T s) {
-  if (mp.add) s += mp.add[b * mp.as0 + h * mp.as1 + i * mp.as2 + j * mp.as3];
-  if (mp.kp && mp.kp[b * mp.S + j]) s = neg_inf<T>();
-  if (mp.causal && j > i + (mp.S - mp.Tq)) s = neg_inf<T>();
-  return s;
-}
 
 // Forward softmax of row r = (b*H + h)*T + i: sc[r*pitch + j] (scaled scores, j < S) -> P in
 // p[r*pitch + j] and lse[r]. NPL = values per lane = ceil(S / 32). p may alias sc (same type):
@@ -247,24 +229,6 @@ void gemm_heads(const GemmMode& mode, cublasOperation_t ta, cublasOperation_t tb
   void* const* c_arr = arr + 2 * BH;
   COCA_CUBLAS_CHECK(cublasGemmBatchedEx(cublas(), ta, tb, im, in, ik, al, a_arr, A.type, lda, b_arr, Bop.type, ldb,
                                         be, c_arr, C.type, ldc, batch, mode.compute, CUBLAS_GEMM_DEFAULT));
-}
-
-template <typename T>
-MaskParams<T> mask_params(const cpu::AttentionArgs& a) {
-  MaskParams<T> mp{};
-  mp.H = a.H, mp.Tq = a.T, mp.S = a.S;
-  if (a.additive.defined()) {
-    COCA_CHECK(a.additive.device() == Device::CUDA, "attention (CUDA): the additive mask is not on the GPU");
-    mp.add = dptr<T>(a.additive);
-    mp.as0 = a.additive_strides[0], mp.as1 = a.additive_strides[1], mp.as2 = a.additive_strides[2],
-    mp.as3 = a.additive_strides[3];
-  }
-  if (a.key_padding.defined()) {
-    COCA_CHECK(a.key_padding.device() == Device::CUDA, "attention (CUDA): the key padding mask is not on the GPU");
-    mp.kp = dptr<uint8_t>(a.key_padding);
-  }
-  mp.causal = a.causal;
-  return mp;
 }
 
 template <typename T, typename PT>
