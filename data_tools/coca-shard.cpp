@@ -167,7 +167,7 @@ int run(int argc, char** argv, int rank, int world) {
   bo.progress = !quiet;
   SkipReport report;
   if (rank == 0)
-    for (const auto& issue : listing.issues) report.add(issue.reason, issue.key, issue.detail);
+    for (const auto& issue : listing.issues) report.add_listing_issue(issue);
   const auto t0 = std::chrono::steady_clock::now();
   const LocalShards local = build_shards(mine, bo, report);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -196,6 +196,7 @@ int run(int argc, char** argv, int rank, int world) {
     index.image_size = image_size;
     index.chunk_images = chunk_images;
     index.compression = compression;
+    index.checksum = kShardChecksumName;
     index.context_length = tokenizer_path.empty() ? 0 : context_length;
     if (!tokenizer_path.empty())
       index.tokenizer = {{"file", fs::absolute(tokenizer_path).string()}, {"sha256", sha256_file(tokenizer_path)},

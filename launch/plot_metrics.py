@@ -2,7 +2,9 @@
 """Plot a coca-train metrics.jsonl: loss (total, contrastive, caption), learning rate,
 throughput and zero-shot accuracy against the step, into one PNG.
 
-usage: launch/plot_metrics.py logs/<run>/metrics.jsonl [-o metrics.png]
+usage: launch/plot_metrics.py logs/<run>/metrics.jsonl [-o metrics.png] [--zeroshot RESULT.json]
+--zeroshot adds a `coca-eval zeroshot --output` result (evaluated after training) to the
+zero-shot panel, at the run's last step.
 Needs Debian's python3-matplotlib.
 """
 import argparse
@@ -19,6 +21,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("metrics")
     ap.add_argument("-o", "--output", default=None)
+    ap.add_argument("--zeroshot", default=None, help="coca-eval zeroshot --output JSON of the final weights")
     a = ap.parse_args()
     steps, evals = [], []
     with open(a.metrics) as f:
@@ -49,6 +52,13 @@ def main():
         ex = [r["step"] for r in evals]
         ax[1][1].plot(ex, [100 * r["zeroshot_top1"] for r in evals], "o-", label="top-1")
         ax[1][1].plot(ex, [100 * r["zeroshot_top5"] for r in evals], "o-", label="top-5")
+        ax[1][1].legend()
+    if a.zeroshot:
+        with open(a.zeroshot) as f:
+            z = json.load(f)
+        last = x[-1]
+        ax[1][1].plot([last], [100 * z["top1"]], "s", color="C2", label=f"final top-1 {100 * z['top1']:.2f}%")
+        ax[1][1].plot([last], [100 * z["top5"]], "s", color="C3", label=f"final top-5 {100 * z['top5']:.2f}%")
         ax[1][1].legend()
     ax[1][1].set_title("zero-shot accuracy (%)")
     for row in ax:

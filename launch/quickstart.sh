@@ -4,9 +4,9 @@
 # evaluate zero-shot on the held-out twitter emoji, print the table and write the plot.
 # Running it again reuses what exists (dataset, build, finished run).
 #
-# Environment: NP (ranks, default 2), EPOCHS (default 4), MINUTES (time cap, default 15: the
-# yardstick's budget; on a 2-core machine it stops in the last few percent of the cosine
-# schedule, where the learning rate is under 1% of its peak),
+# Environment: NP (ranks, default 2), EPOCHS (default 4), MINUTES (time budget, default 15:
+# after the warmup coca-train measures its step time and ends the cosine schedule when the
+# budget does, or at the end of EPOCHS if that comes first),
 # DATA (default ./data/emoji), LOGS (default ./logs), RUN (run name, default quickstart).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,9 +36,14 @@ else
   resume=()
   [[ -f $run_dir/checkpoints/latest ]] && resume=(--resume latest)
   start=$(date +%s)
-  mpirun -np "$NP" "$bin/coca-train" --config "$root/launch/configs/quickstart.cfg" \
+  # Ctrl-C saves a checkpoint and stops (run the script again to continue); twice stops at once.
+  "$root/launch/graceful.sh" mpirun -np "$NP" "$bin/coca-train" --config "$root/launch/configs/quickstart.cfg" \
     --train-data "$DATA/train" \
-    --epochs "$EPOCHS" --max-minutes "$MINUTES" --logs "$LOGS" --name "$RUN" "${resume[@]}"
+    --epochs "$EPOCHS" --max-minutes "$MINUTES" --logs "$LOGS" --name "$RUN" "${resume[@]}" || {
+    rc=$?
+    echo "   training stopped (exit $rc); run launch/quickstart.sh again to continue from the last checkpoint"
+    exit "$rc"
+  }
   echo "   training wall time: $(( $(date +%s) - start )) s"
   touch "$run_dir/done"
 fi
@@ -48,6 +53,7 @@ ckpt=$run_dir/checkpoints/$(cat "$run_dir/checkpoints/latest")
 mpirun -np "$NP" "$bin/coca-eval" zeroshot --model coca_tiny --weights "$ckpt/model.safetensors" \
   --data "$DATA/twitter_eval" --templates "$root/launch/templates/emoji.txt" \
   --output "$run_dir/zeroshot_twitter.json"
-/usr/bin/python3 "$root/launch/plot_metrics.py" "$run_dir/metrics.jsonl" -o "$run_dir/metrics.png" || \
+/usr/bin/python3 "$root/launch/plot_metrics.py" "$run_dir/metrics.jsonl" -o "$run_dir/metrics.png" \
+  --zeroshot "$run_dir/zeroshot_twitter.json" || \
   echo "   (plot skipped: python3-matplotlib missing?)"
 echo "results: $run_dir/zeroshot_twitter.json, plot: $run_dir/metrics.png"

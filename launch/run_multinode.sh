@@ -10,7 +10,8 @@
 #   OMPI_MCA_btl_tcp_if_include / OMPI_MCA_oob_tcp_if_include   the same choice for MPI's own traffic
 #   OMP_NUM_THREADS      compute threads per rank (CPU runs; default: cores / ranks per node)
 # coca-train's --threads overrides OMP_NUM_THREADS; a collective that stalls for 10 minutes
-# aborts the job with the rank that failed.
+# aborts the job with the rank that failed. Ctrl-C (or SIGTERM to this script) saves a
+# checkpoint and stops; twice stops at once.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 hostfile=${1:?usage: run_multinode.sh HOSTFILE RANKS_PER_NODE [coca-train options]}
@@ -27,5 +28,5 @@ done
 extra=()
 [[ $(id -u) == 0 ]] && extra+=(--allow-run-as-root)
 echo "run_multinode: $nodes nodes x $per_node ranks = $np ranks"
-exec mpirun "${extra[@]}" --hostfile "$hostfile" -np "$np" --map-by "ppr:${per_node}:node" --bind-to none \
+exec "$root/launch/graceful.sh" mpirun "${extra[@]}" --hostfile "$hostfile" -np "$np" --map-by "ppr:${per_node}:node" --bind-to none \
   "${envs[@]}" "$root/build/coca-train" "$@"

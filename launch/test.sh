@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test this machine can run:
-# labels cpu and mpi everywhere, cuda only where a GPU is present.
+# labels cpu, mpi and faults everywhere, cuda only where a GPU is present.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/launch/setup.sh"
 "$root/launch/build.sh" -DCOCA_BUILD_TESTS=ON "$@"
 build=${COCA_BUILD_DIR:-$root/build}
-labels="cpu|mpi"
+labels="cpu|mpi|faults"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  labels="cpu|mpi|cuda"
+  labels="cpu|mpi|faults|cuda"
 fi
 # Open MPI refuses root without these; tests oversubscribe the two cores on purpose.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -12,18 +12,71 @@
 
 namespace coca {
 
-nlohmann::json LoaderState::to_json() const {
+namespace {
+
+nlohmann::json skips_to_json(const std::vector<SkippedShard>& skipped) {
   nlohmann::json sk = nlohmann::json::array();
   for (const auto& s : skipped) sk.push_back({s.shard, s.visit, s.chunk});
-  return {{"epoch", epoch}, {"batch", batch}, {"skipped", sk}};
+  return sk;
+}
+
+std::vector<SkippedShard> skips_from_json(const nlohmann::json& j) {
+  std::vector<SkippedShard> out;
+  for (const auto& s : j) out.push_back({s.at(0).get<int32_t>(), s.at(1).get<int64_t>(), s.at(2).get<int64_t>()});
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json LoaderState::to_json() const {
+  nlohmann::json j = {{"epoch", epoch}, {"batch", batch}, {"skipped", skips_to_json(skipped)}};
+  if (!segments.empty()) {
+    nlohmann::json segs = nlohmann::json::array();
+    for (const auto& g : segments) {
+      nlohmann::json per_rank = nlohmann::json::array();
+      for (const auto& sk : g.skipped) per_rank.push_back(skips_to_json(sk));
+      segs.push_back({{"world", g.world}, {"batch_size", g.batch_size}, {"batches", g.batches}, {"skipped", per_rank}});
+    }
+    j["segments"] = segs;
+  }
+  return j;
 }
 
 LoaderState LoaderState::from_json(const nlohmann::json& j) {
   LoaderState st;
   st.epoch = j.at("epoch").get<int64_t>();
   st.batch = j.at("batch").get<int64_t>();
-  for (const auto& s : j.value("skipped", nlohmann::json::array()))
-    st.skipped.push_back({s.at(0).get<int32_t>(), s.at(1).get<int64_t>(), s.at(2).get<int64_t>()});
+  st.skipped = skips_from_json(j.value("skipped", nlohmann::json::array()));
+  for (const auto& g : j.value("segments", nlohmann::json::array())) {
+    StreamSegment seg;
+    seg.world = g.at("world").get<int>();
+    seg.batch_size = g.at("batch_size").get<int>();
+    seg.batches = g.at("batches").get<int64_t>();
+    for (const auto& sk : g.at("skipped")) seg.skipped.push_back(skips_from_json(sk));
+    st.segments.push_back(std::move(seg));
+  }
+  return st;
+}
+
+LoaderState LoaderState::continue_elsewhere(const std::vector<LoaderState>& old_ranks, int old_batch_size) {
+  COCA_CHECK(!old_ranks.empty(), "loader: no saved rank states to continue from");
+  const LoaderState& first = old_ranks.front();
+  for (size_t r = 1; r < old_ranks.size(); ++r)
+    COCA_CHECK(old_ranks[r].epoch == first.epoch && old_ranks[r].batch == first.batch &&
+                   old_ranks[r].segments.size() == first.segments.size(),
+               "loader: saved rank states disagree (rank 0 at epoch ", first.epoch, " batch ", first.batch, ", rank ", r,
+               " at epoch ", old_ranks[r].epoch, " batch ", old_ranks[r].batch, ")");
+  LoaderState st;
+  st.epoch = first.epoch;
+  st.segments = first.segments;
+  if (first.batch > 0) {
+    StreamSegment seg;
+    seg.world = static_cast<int>(old_ranks.size());
+    seg.batch_size = old_batch_size;
+    seg.batches = first.batch;
+    for (const auto& r : old_ranks) seg.skipped.push_back(r.skipped);
+    st.segments.push_back(std::move(seg));
+  }
   return st;
 }
 
@@ -78,6 +131,7 @@ class ChunkSource {
                  index_.shards[static_cast<size_t>(shard)].samples);
       COCA_CHECK(reader_->image_size() == index_.image_size, "shard ", reader_->path(), " has ",
                  reader_->image_size(), "px images but index.json says ", index_.image_size);
+      reader_->set_vocab_size(index_.vocab_size());  // token ids outside the vocabulary name the shard
     }
     const size_t img = static_cast<size_t>(index_.image_size) * index_.image_size * 3;
     pixels_.resize(img * static_cast<size_t>(count));
@@ -152,23 +206,31 @@ void ShardLoader::stop_threads() {
   stop_ = false;
 }
 
-void ShardLoader::launch(int64_t epoch, int64_t first_batch, const std::vector<SkippedShard>& known_skips) {
+void ShardLoader::launch(int64_t epoch, int64_t first_batch, const std::vector<SkippedShard>& known_skips,
+                         const std::vector<StreamSegment>& segments) {
   stop_threads();
   epoch_ = epoch;
-  total_ = batches_per_epoch(epoch);
+  segments_ = segments;
+  consumed_.reset();
+  consumed_count_ = 0;
+  if (!segments_.empty()) {
+    consumed_ = std::make_unique<ConsumedSet>(replay_segments(index_, cfg_, epoch, segments_));
+    for (const auto& g : segments_) consumed_count_ += static_cast<int64_t>(g.world) * g.batch_size * g.batches;
+  }
+  total_ = coca::batches_per_epoch(index_, cfg_, epoch, consumed_.get(), consumed_count_);
   COCA_CHECK(first_batch >= 0 && first_batch <= total_, "loader: cannot resume at batch ", first_batch, " of epoch ",
              epoch, ", which has ", total_);
-  consumed_ = produced_ = first_batch;
+  consumed_batches_ = produced_ = first_batch;
   skipped_ = known_skips;
   producer_ = std::thread(&ShardLoader::producer_main, this, epoch, first_batch, known_skips);
   for (int t = 0; t < opt_.threads; ++t) workers_.emplace_back(&ShardLoader::worker_main, this);
 }
 
-void ShardLoader::start_epoch(int64_t epoch) { launch(epoch, 0, {}); }
+void ShardLoader::start_epoch(int64_t epoch) { launch(epoch, 0, {}, {}); }
 
-void ShardLoader::restore(const LoaderState& st) { launch(st.epoch, st.batch, st.skipped); }
+void ShardLoader::restore(const LoaderState& st) { launch(st.epoch, st.batch, st.skipped, st.segments); }
 
-LoaderState ShardLoader::state() const { return {epoch_, consumed_, skipped_}; }
+LoaderState ShardLoader::state() const { return {epoch_, consumed_batches_, skipped_, segments_}; }
 
 void ShardLoader::fail(std::exception_ptr e) {
   {
@@ -180,12 +242,14 @@ void ShardLoader::fail(std::exception_ptr e) {
 
 void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<SkippedShard> known) {
   try {
-    SampleStream stream(index_, cfg_, epoch);
+    SampleStream stream(index_, cfg_, epoch, consumed_.get(), consumed_count_, static_cast<int64_t>(segments_.size()));
     ChunkSource source(index_, opt_.dir);
     std::unordered_multimap<uint64_t, Sample> store;  // read, not yet emitted (resampling may repeat a row)
-    auto keep = [&](int32_t shard) {
-      return [&store, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L, int32_t label,
-                             const std::string& key) {
+    const ConsumedSet* earlier = cfg_.resampled ? nullptr : consumed_.get();
+    auto keep = [&store, earlier](int32_t shard) {
+      return [&store, earlier, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L,
+                                      int32_t label, const std::string& key) {
+        if (earlier && earlier->contains({shard, row})) return;  // emitted by an earlier segment
         Sample s;
         s.ref = {shard, row};
         s.pixels.assign(px, px + n);
@@ -249,7 +313,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
       batch->step = step++;
       batch->skips = stream.skipped();
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || produced_ - consumed_ < opt_.prefetch + opt_.threads; });
+      cv_.wait(lock, [&] { return stop_ || produced_ - consumed_batches_ < opt_.prefetch + opt_.threads; });
       if (stop_) return;
       jobs_.push_back(std::move(batch));
       ++produced_;
@@ -285,7 +349,8 @@ void ShardLoader::worker_main() {
       AugmentParams ap{opt_.augment, opt_.scale_min, opt_.scale_max, opt_.ratio_min, opt_.ratio_max, opt_.filter};
       for (int i = 0; i < B; ++i) {
         const Sample& s = job->samples[static_cast<size_t>(i)];
-        Generator g(mix_seed(mix_seed(opt_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(opt_.rank), 0xA06),
+        Generator g(mix_seed(mix_seed(opt_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(opt_.rank),
+                                      0xA06 + segments_.size() * 0x1000),
                              static_cast<uint64_t>(s.position)));
         const RgbView view{s.pixels.data(), S, S, static_cast<int64_t>(S) * 3};
         transform_sample(view, H, ap, g, img + static_cast<size_t>(i) * 3 * H * H);
@@ -324,14 +389,14 @@ Tensor ShardLoader::take_image_tensor(const Shape& shape) {
 bool ShardLoader::next(Batch& out) {
   if (!producer_.joinable()) start_epoch(epoch_);
   std::unique_lock<std::mutex> lock(mu_);
-  if (consumed_ >= total_) return false;
-  cv_.wait(lock, [&] { return error_ || ready_.count(consumed_); });
+  if (consumed_batches_ >= total_) return false;
+  cv_.wait(lock, [&] { return error_ || ready_.count(consumed_batches_); });
   if (error_) std::rethrow_exception(error_);
-  out = std::move(*ready_[consumed_]);
-  ready_.erase(consumed_);
-  skipped_ = std::move(skips_at_[consumed_]);
-  skips_at_.erase(consumed_);
-  ++consumed_;
+  out = std::move(*ready_[consumed_batches_]);
+  ready_.erase(consumed_batches_);
+  skipped_ = std::move(skips_at_[consumed_batches_]);
+  skips_at_.erase(consumed_batches_);
+  ++consumed_batches_;
   lock.unlock();
   cv_.notify_all();
   return true;

@@ -46,27 +46,88 @@ static void check_config(const ShardIndex& index, const StreamConfig& cfg) {
              "coca-shard --samples-per-shard, or use resampled mode)");
 }
 
-int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch) {
+ConsumedSet::ConsumedSet(const ShardIndex& index) : offset_(index.shards.size() + 1, 0), per_shard_(index.shards.size(), 0) {
+  for (size_t i = 0; i < index.shards.size(); ++i) offset_[i + 1] = offset_[i] + index.shards[i].samples;
+  bits_.assign(static_cast<size_t>((offset_.back() + 63) / 64), 0);
+}
+
+void ConsumedSet::add(const SampleRef& r) {
+  const int64_t g = offset_[static_cast<size_t>(r.shard)] + r.row;
+  uint64_t& word = bits_[static_cast<size_t>(g / 64)];
+  const uint64_t bit = uint64_t{1} << (g % 64);
+  if (word & bit) return;  // a repeat (a second visit after skipped shards)
+  word |= bit;
+  ++per_shard_[static_cast<size_t>(r.shard)];
+  ++total_;
+}
+
+bool ConsumedSet::contains(const SampleRef& r) const {
+  const int64_t g = offset_[static_cast<size_t>(r.shard)] + r.row;
+  return (bits_[static_cast<size_t>(g / 64)] >> (g % 64)) & 1;
+}
+
+int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch, const ConsumedSet* consumed,
+                          int64_t consumed_count) {
   check_config(index, cfg);
   if (cfg.resampled) {
     const int64_t samples = cfg.epoch_samples > 0 ? cfg.epoch_samples : index.total_samples;
-    return samples / (static_cast<int64_t>(cfg.world) * cfg.batch_size);
+    return std::max<int64_t>(samples - consumed_count, 0) / (static_cast<int64_t>(cfg.world) * cfg.batch_size);
   }
   const auto perm = shard_permutation(static_cast<int64_t>(index.shards.size()), cfg.seed, epoch);
   int64_t best = std::numeric_limits<int64_t>::max();
   for (int r = 0; r < cfg.world; ++r) {
     int64_t n = 0;
-    for (int32_t s : shards_of_rank(perm, r, cfg.world)) n += index.shards[static_cast<size_t>(s)].samples;
+    for (int32_t s : shards_of_rank(perm, r, cfg.world))
+      n += index.shards[static_cast<size_t>(s)].samples - (consumed ? consumed->in_shard(s) : 0);
     best = std::min(best, n / cfg.batch_size);
   }
   return best;
 }
 
-SampleStream::SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch)
-    : index_(index), cfg_(cfg), epoch_(epoch),
-      order_gen_(mix_seed(cfg.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(cfg.rank) + 1, 0x53545245414dull)) {
+ConsumedSet replay_segments(const ShardIndex& index, const StreamConfig& base, int64_t epoch,
+                            const std::vector<StreamSegment>& segments) {
+  ConsumedSet consumed(index);
+  int64_t count = 0;
+  for (size_t k = 0; k < segments.size(); ++k) {
+    const StreamSegment& seg = segments[k];
+    COCA_CHECK(seg.world >= 1 && seg.batch_size >= 1 && seg.batches >= 0 &&
+                   seg.skipped.size() == static_cast<size_t>(seg.world),
+               "loader: segment ", k, " of epoch ", epoch, " in the saved state is malformed");
+    ConsumedSet next = consumed;
+    for (int r = 0; r < seg.world; ++r) {
+      StreamConfig cfg = base;
+      cfg.world = seg.world;
+      cfg.rank = r;
+      cfg.batch_size = seg.batch_size;
+      SampleStream stream(index, cfg, epoch, &consumed, count, static_cast<int64_t>(k));
+      const auto& known = seg.skipped[static_cast<size_t>(r)];
+      auto dry = [&](const SampleStream::ChunkRead& c) {
+        for (const auto& s : known)
+          if (s.shard == c.shard && s.visit == c.visit && s.chunk == c.chunk) return false;
+        return true;
+      };
+      SampleRef ref;
+      for (int64_t i = 0; i < seg.batches * seg.batch_size; ++i) {
+        COCA_CHECK(stream.next(ref, dry), "loader: cannot replay segment ", k, " of epoch ", epoch, " to batch ",
+                   seg.batches, " (a different shard set?)");
+        next.add(ref);
+      }
+    }
+    count += static_cast<int64_t>(seg.world) * seg.batch_size * seg.batches;
+    consumed = std::move(next);
+  }
+  return consumed;
+}
+
+SampleStream::SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch, const ConsumedSet* consumed,
+                           int64_t consumed_count, int64_t segment)
+    : index_(index), cfg_(cfg), epoch_(epoch), consumed_(cfg.resampled ? nullptr : consumed),
+      order_gen_(segment == 0 ? mix_seed(cfg.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(cfg.rank) + 1,
+                                         0x53545245414dull)
+                              : mix_seed(mix_seed(cfg.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(segment)),
+                                         static_cast<uint64_t>(cfg.rank) + 1, 0x53545245414dull)) {
   COCA_CHECK(cfg_.chunk_rows >= 1, "loader: chunk rows must be positive");
-  target_ = batches_per_epoch(index, cfg, epoch) * cfg.batch_size;
+  target_ = batches_per_epoch(index, cfg, epoch, consumed_, consumed_count) * cfg.batch_size;
   if (!cfg.resampled) plan_ = shards_of_rank(shard_permutation(static_cast<int64_t>(index.shards.size()), cfg.seed, epoch),
                                              cfg.rank, cfg.world);
   bad_.assign(index.shards.size(), 0);
@@ -89,13 +150,19 @@ bool SampleStream::read_next_chunk(const ChunkReader& read) {
       const int64_t start = chunk_order_[chunk_pos_++];
       const int64_t n = std::min<int64_t>(cfg_.chunk_rows, index_.shards[static_cast<size_t>(current_shard_)].samples - start);
       const int64_t ordinal = chunk_ordinal_++;
+      if (consumed_) {  // a chunk that earlier segments emitted entirely is not read again
+        bool fresh = false;
+        for (int64_t r = 0; r < n && !fresh; ++r) fresh = !consumed_->contains({current_shard_, start + r});
+        if (!fresh) continue;
+      }
       if (!read(ChunkRead{current_shard_, start, n, visit_, ordinal})) {
         skipped_.push_back({current_shard_, visit_, ordinal});
         bad_[static_cast<size_t>(current_shard_)] = 1;
         current_shard_ = -1;
         continue;
       }
-      for (int64_t r = 0; r < n; ++r) buffer_.push_back({current_shard_, start + r});
+      for (int64_t r = 0; r < n; ++r)
+        if (!consumed_ || !consumed_->contains({current_shard_, start + r})) buffer_.push_back({current_shard_, start + r});
       return true;
     }
     current_shard_ = -1;

@@ -31,9 +31,12 @@ const char* compression_name(Compression c) {
 
 namespace {
 
-// An extendible dataset [0, dims...] chunked along the first axis.
+// An extendible dataset [0, dims...] chunked along the first axis. `filters`: compression
+// (when `compress`) and checksum as the layout says; false for variable-length strings,
+// which HDF5 cannot filter ("not suitable for filters").
 Handle create_rows_dataset(hid_t file, const char* name, hid_t type, std::vector<hsize_t> row_dims,
-                           hsize_t chunk_rows, const ShardLayout& layout, bool compress, const std::string& path) {
+                           hsize_t chunk_rows, const ShardLayout& layout, bool compress, bool filters,
+                           const std::string& path) {
   std::vector<hsize_t> dims{0}, maxdims{H5S_UNLIMITED}, chunk{chunk_rows};
   for (hsize_t d : row_dims) {
     dims.push_back(d);
@@ -45,11 +48,15 @@ Handle create_rows_dataset(hid_t file, const char* name, hid_t type, std::vector
                Handle::Kind::dataspace);
   Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path), Handle::Kind::plist);
   check(H5Pset_chunk(dcpl, rank, chunk.data()), "H5Pset_chunk", path);
-  if (compress && layout.compression == Compression::gzip) {
+  if (filters && compress && layout.compression == Compression::gzip) {
     check(H5Pset_deflate(dcpl, static_cast<unsigned>(layout.gzip_level)), "H5Pset_deflate", path);
-  } else if (compress && layout.compression == Compression::lzf) {
+  } else if (filters && compress && layout.compression == Compression::lzf) {
     check(H5Pset_filter(dcpl, kLzfFilterId, H5Z_FLAG_OPTIONAL, 0, nullptr), "H5Pset_filter(lzf)", path);
   }
+  // Added last: writing applies filters in the order added and reading undoes them in
+  // reverse, so the checksum covers the bytes as stored and is verified before a
+  // decompressor ever sees damaged input.
+  if (filters && layout.checksum) check(H5Pset_fletcher32(dcpl), "H5Pset_fletcher32", path);
   return Handle(check_id(H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
                          (std::string("create dataset ") + name).c_str(), path),
                 Handle::Kind::dataset);
@@ -85,7 +92,7 @@ ShardWriter::ShardWriter(std::string path, ShardLayout layout) : path_(std::move
                  Handle::Kind::file);
   const hsize_t s = static_cast<hsize_t>(layout_.image_size);
   images_ = create_rows_dataset(file_, "images", H5T_STD_U8LE, {s, s, 3},
-                                static_cast<hsize_t>(layout_.chunk_images), layout_, true, path_);
+                                static_cast<hsize_t>(layout_.chunk_images), layout_, true, true, path_);
   pending_.reserve(static_cast<size_t>(layout_.chunk_images) * s * s * 3);
 }
 
@@ -136,7 +143,7 @@ void ShardWriter::close() {
     std::vector<const char*> ptrs;
     for (const char* name : {"captions", "keys"}) {
       const auto& v = std::strcmp(name, "captions") == 0 ? captions_ : keys_;
-      Handle d = create_rows_dataset(file_, name, str, {}, string_chunk, layout_, false, path_);
+      Handle d = create_rows_dataset(file_, name, str, {}, string_chunk, layout_, false, false, path_);
       ptrs.clear();
       for (const auto& s : v) ptrs.push_back(s.c_str());
       append_rows(d, str, 0, count_, ptrs.data(), path_, name);
@@ -145,12 +152,13 @@ void ShardWriter::close() {
   }
   if (layout_.context_length > 0) {
     Handle d = create_rows_dataset(file_, "tokens", H5T_STD_I32LE, {static_cast<hsize_t>(layout_.context_length)},
-                                   string_chunk, layout_, false, path_);
+                                   string_chunk, layout_, false, true, path_);
     append_rows(d, H5T_NATIVE_INT32, 0, count_, tokens_.data(), path_, "tokens");
     d.close(path_);
   }
   if (layout_.labels) {
-    Handle d = create_rows_dataset(file_, "labels", H5T_STD_I32LE, {}, string_chunk, layout_, false, path_);
+    Handle d = create_rows_dataset(file_, "labels", H5T_STD_I32LE, {}, string_chunk, layout_, false, true,
+                                   path_);
     append_rows(d, H5T_NATIVE_INT32, 0, count_, labels_.data(), path_, "labels");
     h5::write_attribute(file_, "classnames", layout_.classnames, path_);
     d.close(path_);
@@ -162,6 +170,7 @@ void ShardWriter::close() {
   h5::write_attribute(file_, "chunk_images", int64_t{layout_.chunk_images}, path_);
   h5::write_attribute(file_, "context_length", int64_t{layout_.context_length}, path_);
   h5::write_attribute(file_, "compression", std::string(compression_name(layout_.compression)), path_);
+  h5::write_attribute(file_, "checksum", std::string(layout_.checksum ? kShardChecksumName : "none"), path_);
   images_.close(path_);
   check(H5Fflush(file_, H5F_SCOPE_LOCAL), "H5Fflush", path_);
   file_.close(path_);
@@ -175,6 +184,10 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
   Lock g(h5::lock());
   file_ = Handle(check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open shard", path_),
                  Handle::Kind::file);
+  // Checksum verification on read is HDF5's default; set it explicitly so no global
+  // default can turn it off behind our back.
+  xfer_ = Handle(check_id(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate(xfer)", path_), Handle::Kind::plist);
+  check(H5Pset_edc_check(xfer_, H5Z_ENABLE_EDC), "H5Pset_edc_check", path_);
   auto open = [&](const char* name) {
     return Handle(check_id(H5Dopen2(file_, name, H5P_DEFAULT), (std::string("open dataset ") + name).c_str(), path_),
                   Handle::Kind::dataset);
@@ -188,7 +201,20 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
   {
     Handle dcpl(check_id(H5Dget_create_plist(images_), "H5Dget_create_plist", path_), Handle::Kind::plist);
     hsize_t chunk[4] = {0, 0, 0, 0};
-    if (H5Pget_layout(dcpl) == H5D_CHUNKED) check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
+    const H5D_layout_t layout = H5Pget_layout(dcpl);
+    check(layout == H5D_LAYOUT_ERROR ? -1 : 0, "H5Pget_layout", path_);
+    if (layout == H5D_CHUNKED) {
+      check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
+      const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
+      for (int i = 0; i < nfilters; ++i) {
+        unsigned flags = 0;
+        size_t nvalues = 0;
+        const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
+                                               nullptr);
+        check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
+        if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
+      }
+    }
     chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
   }
   captions_ = open("captions");
@@ -219,43 +245,90 @@ void ShardReader::check_rows(int64_t start, int64_t count, const char* what) con
              start + count, ") outside [0, ", size_, ")");
 }
 
+void ShardReader::set_vocab_size(int64_t vocab_size) {
+  COCA_CHECK(vocab_size >= 0, "shard ", path_, ": vocabulary size ", vocab_size, " is negative");
+  vocab_size_ = vocab_size;
+}
+
 namespace {
-void read_rows(hid_t dset, hid_t mem_type, int64_t start, int64_t count, void* out, const std::string& path,
-               const char* name) {
-  if (count == 0) return;
+
+// A Fletcher32 mismatch sits deep in HDF5's error stack ("data error detected by Fletcher32
+// checksum") under generic "can't read data" frames; look for it there so the error can say
+// what happened.
+bool checksum_mismatch_on_stack() {
+  bool found = false;
+  auto visit = [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+    if (e->desc && std::strstr(e->desc, "Fletcher32")) *static_cast<bool*>(data) = true;
+    return 0;
+  };
+  if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &found) < 0) return false;
+  return found;
+}
+
+[[noreturn]] void read_failed(const char* name, int64_t start, int64_t count, const std::string& path) {
+  if (checksum_mismatch_on_stack()) {
+    H5Eclear2(H5E_DEFAULT);
+    throw Error(str_cat("shard ", path, ": dataset '", name, "' rows [", start, ", ", start + count,
+                        "): checksum does not match, the data is damaged"));
+  }
+  h5::fail(str_cat("reading ", name, " rows [", start, ", ", start + count, ")"), path);
+}
+
+// Selects rows [start, start + count) of `dset` in a new file dataspace; `cnt` gets the
+// selection's shape.
+Handle select_rows(hid_t dset, int64_t start, int64_t count, std::vector<hsize_t>& cnt, const std::string& path) {
   const std::vector<hsize_t> dims = h5::dataset_dims(dset, path);
-  std::vector<hsize_t> off(dims.size(), 0), cnt = dims;
+  std::vector<hsize_t> off(dims.size(), 0);
+  cnt = dims;
   off[0] = static_cast<hsize_t>(start);
   cnt[0] = static_cast<hsize_t>(count);
   Handle fspace(check_id(H5Dget_space(dset), "H5Dget_space", path), Handle::Kind::dataspace);
   check(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr),
         "H5Sselect_hyperslab", path);
+  return fspace;
+}
+
+void read_rows(hid_t dset, hid_t mem_type, hid_t xfer, int64_t start, int64_t count, void* out,
+               const std::string& path, const char* name) {
+  if (count == 0) return;
+  std::vector<hsize_t> cnt;
+  Handle fspace = select_rows(dset, start, count, cnt, path);
   Handle mspace(check_id(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), "H5Screate_simple",
                          path),
                 Handle::Kind::dataspace);
-  if (H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out) < 0)
-    h5::fail(str_cat("reading ", name, " rows [", start, ", ", start + count, ")"), path);
+  if (H5Dread(dset, mem_type, mspace, fspace, xfer, out) < 0) read_failed(name, start, count, path);
 }
+
 }  // namespace
 
 void ShardReader::read_images(int64_t start, int64_t count, uint8_t* out) const {
   check_rows(start, count, "images");
   Lock g(h5::lock());
-  read_rows(images_, H5T_NATIVE_UINT8, start, count, out, path_, "images");
+  read_rows(images_, H5T_NATIVE_UINT8, xfer_, start, count, out, path_, "images");
 }
 
 void ShardReader::read_tokens(int64_t start, int64_t count, int32_t* out) const {
   COCA_CHECK(has_tokens(), "shard ", path_, " has no tokens dataset (made without a tokenizer)");
   check_rows(start, count, "tokens");
-  Lock g(h5::lock());
-  read_rows(tokens_, H5T_NATIVE_INT32, start, count, out, path_, "tokens");
+  {
+    Lock g(h5::lock());
+    read_rows(tokens_, H5T_NATIVE_INT32, xfer_, start, count, out, path_, "tokens");
+  }
+  if (vocab_size_ <= 0) return;
+  const size_t n = static_cast<size_t>(count) * static_cast<size_t>(context_length_);
+  for (size_t i = 0; i < n; ++i)
+    if (out[i] < 0 || out[i] >= vocab_size_) {
+      const int64_t row = start + static_cast<int64_t>(i) / context_length_;
+      throw Error(str_cat("shard ", path_, ": token id ", out[i], " at row ", row, " is outside the vocabulary [0, ",
+                          vocab_size_, ")"));
+    }
 }
 
 void ShardReader::read_labels(int64_t start, int64_t count, int32_t* out) const {
   COCA_CHECK(has_labels(), "shard ", path_, " has no labels dataset (not a classification set)");
   check_rows(start, count, "labels");
   Lock g(h5::lock());
-  read_rows(labels_, H5T_NATIVE_INT32, start, count, out, path_, "labels");
+  read_rows(labels_, H5T_NATIVE_INT32, xfer_, start, count, out, path_, "labels");
 }
 
 std::vector<std::string> ShardReader::read_captions(int64_t start, int64_t count) const {

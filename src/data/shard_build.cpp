@@ -20,6 +20,11 @@ void SkipReport::add(const std::string& reason, const std::string& key, const st
   if (ex.size() < kExamplesPerReason) ex.push_back({{"key", key}, {"detail", detail}});
 }
 
+void SkipReport::add_listing_issue(const InputIssue& issue) {
+  add(issue.reason, issue.key, issue.detail);
+  ++considered;
+}
+
 void SkipReport::merge(const SkipReport& o) {
   considered += o.considered;
   written += o.written;

@@ -18,6 +18,13 @@ std::string ShardIndex::shard_path(const std::string& dir, size_t i) const {
   return (std::filesystem::path(dir) / shards.at(i).file).string();
 }
 
+int64_t ShardIndex::vocab_size() const {
+  if (!tokenizer.is_object() || !tokenizer.contains("vocab_size")) return 0;
+  const auto& v = tokenizer.at("vocab_size");
+  COCA_CHECK(v.is_number_integer(), "shard index: tokenizer.vocab_size is not an integer: ", v.dump());
+  return v.get<int64_t>();
+}
+
 nlohmann::json ShardIndex::to_json() const {
   nlohmann::json j;
   j["format"] = kShardFormatName;
@@ -27,6 +34,7 @@ nlohmann::json ShardIndex::to_json() const {
   j["image_size"] = image_size;
   j["chunk_images"] = chunk_images;
   j["compression"] = compression;
+  j["checksum"] = checksum;
   j["context_length"] = context_length;
   j["tokenizer"] = tokenizer;
   j["source"] = source;
@@ -53,8 +61,14 @@ ShardIndex ShardIndex::from_json(const nlohmann::json& j, const std::string& whe
     idx.image_size = j.at("image_size").get<int>();
     idx.chunk_images = j.value("chunk_images", 0);
     idx.compression = j.value("compression", std::string("none"));
+    idx.checksum = j.value("checksum", std::string("none"));
     idx.context_length = j.value("context_length", 0);
     idx.tokenizer = j.value("tokenizer", nlohmann::json());
+    if (idx.tokenizer.is_object() && idx.tokenizer.contains("vocab_size")) {
+      const auto& v = idx.tokenizer.at("vocab_size");
+      COCA_CHECK(v.is_number_integer() && v.get<int64_t>() > 0, where,
+                 ": tokenizer.vocab_size must be a positive integer, not ", v.dump());
+    }
     idx.source = j.value("source", nlohmann::json());
     idx.command = j.value("command", std::string());
     if (j.contains("classnames")) idx.classnames = j.at("classnames").get<std::vector<std::string>>();

@@ -32,53 +32,83 @@ bool is_image_extension(const std::string& ext) { return ext == "jpg" || ext == 
 
 }  // namespace
 
-std::vector<std::vector<std::string>> parse_delimited(const std::string& text, char sep) {
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> row;
+std::vector<DelimitedRow> parse_delimited(const std::string& text, char sep) {
+  std::vector<DelimitedRow> rows;
+  DelimitedRow row;
   std::string field;
   bool in_quotes = false, field_started = false;
-  size_t i = 0;
+  size_t i = 0, quote_pos = 0;  // quote_pos: where the current quoted field opened
+  int64_t line = 1, quote_line = 0;
   if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;  // BOM
+  row.line = 1;
   auto end_field = [&] {
-    row.push_back(std::move(field));
+    row.fields.push_back(std::move(field));
     field.clear();
     field_started = false;
   };
+  auto start_row = [&] {
+    row = DelimitedRow();
+    row.line = line;
+    field.clear();
+    field_started = in_quotes = false;
+  };
   auto end_row = [&] {
     end_field();
-    if (!(row.size() == 1 && row[0].empty())) rows.push_back(std::move(row));
-    row.clear();
+    row.last_line = line;
+    if (!(row.fields.size() == 1 && row.fields[0].empty())) rows.push_back(std::move(row));
   };
-  for (; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_quotes) {
-      if (c == '"') {
-        if (i + 1 < text.size() && text[i + 1] == '"') { field.push_back('"'); ++i; }
-        else in_quotes = false;
+  while (true) {
+    for (; i < text.size(); ++i) {
+      const char c = text[i];
+      if (in_quotes) {
+        if (c == '"') {
+          if (i + 1 < text.size() && text[i + 1] == '"') { field.push_back('"'); ++i; }
+          else in_quotes = false;
+        } else {
+          field.push_back(c);
+          if (c == '\n') ++line;
+        }
+      } else if (c == '"' && !field_started) {
+        in_quotes = field_started = true;
+        quote_pos = i;
+        quote_line = line;
+      } else if (c == sep) {
+        end_field();
+      } else if (c == '\n') {
+        end_row();
+        ++line;
+        start_row();
+      } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
+        // the '\n' ends the row
       } else {
         field.push_back(c);
+        field_started = true;
       }
-    } else if (c == '"' && !field_started) {
-      in_quotes = field_started = true;
-    } else if (c == sep) {
-      end_field();
-    } else if (c == '\n') {
-      end_row();
-    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
-      // the '\n' ends the row
-    } else {
-      field.push_back(c);
-      field_started = true;
     }
+    if (!in_quotes) break;
+    // The file ended inside quotes: the field swallowed every line after the one it opened
+    // on. No later quote can close it, so those lines are rows of their own: report this row
+    // and parse again from the line after the quote.
+    DelimitedRow bad;
+    bad.line = row.line;
+    bad.last_line = quote_line;
+    bad.unclosed_quote_line = quote_line;
+    rows.push_back(std::move(bad));
+    const size_t nl = text.find('\n', quote_pos);
+    i = nl == std::string::npos ? text.size() : nl + 1;
+    line = quote_line + 1;
+    start_row();
   }
-  if (!field.empty() || !row.empty()) end_row();
+  if (!field.empty() || !row.fields.empty()) end_row();
   return rows;
 }
 
 InputListing list_csv(const std::string& path, const CsvOptions& options) {
   const auto rows = parse_delimited(read_text_file(path, "caption table"), options.separator);
   COCA_CHECK(!rows.empty(), path, ": empty caption table (expected a header row)");
-  const auto& header = rows[0];
+  COCA_CHECK(rows[0].unclosed_quote_line == 0, path, ":", rows[0].unclosed_quote_line,
+             ": the header row opens a quoted field that is never closed");
+  const auto& header = rows[0].fields;
   auto column = [&](const std::string& name) {
     auto it = std::find(header.begin(), header.end(), name);
     COCA_CHECK(it != header.end(), path, ": no column '", name, "' in the header (columns: ",
@@ -87,20 +117,32 @@ InputListing list_csv(const std::string& path, const CsvOptions& options) {
     return static_cast<size_t>(it - header.begin());
   };
   const size_t img_col = column(options.image_column), cap_col = column(options.caption_column);
+  const std::string file_name = fs::path(path).filename().string();
   InputListing out;
   for (size_t r = 1; r < rows.size(); ++r) {
-    const auto& row = rows[r];
-    const std::string key = str_cat(fs::path(path).filename().string(), ":", r + 1);
-    if (row.size() != header.size()) {
-      out.issues.push_back({"malformed_row", key, str_cat(row.size(), " fields, header has ", header.size())});
+    const DelimitedRow& row = rows[r];
+    const std::string key = str_cat(file_name, ":", row.line);
+    if (row.unclosed_quote_line > 0) {
+      out.issues.push_back({"unclosed_quote", key,
+                            str_cat("the quoted field opened on line ", row.unclosed_quote_line,
+                                    " is never closed; the rows after it were read from line ",
+                                    row.unclosed_quote_line + 1)});
+      continue;
+    }
+    if (row.fields.size() != header.size()) {
+      out.issues.push_back({"malformed_row", key,
+                            str_cat(row.fields.size(), " fields, header has ", header.size(),
+                                    row.last_line > row.line ? str_cat(" (the row spans lines ", row.line, "-",
+                                                                       row.last_line, ")")
+                                                             : std::string())});
       continue;
     }
     WorkItem item;
-    const std::string& p = row[img_col];
+    const std::string& p = row.fields[img_col];
     item.image.path = (options.images_root.empty() || fs::path(p).is_absolute())
                           ? p : (fs::path(options.images_root) / p).string();
     item.key = p;
-    item.captions.push_back(row[cap_col]);
+    item.captions.push_back(row.fields[cap_col]);
     out.items.push_back(std::move(item));
   }
   return out;

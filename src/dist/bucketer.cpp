@@ -124,8 +124,14 @@ void GradientBucketer::finish() {
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = next_launch_; i < buckets_.size(); ++i) {
     Bucket& b = buckets_[i];
-    for (Entry& e : b.entries)
-      if (!e.arrived) detail::zero_range(b.flat, e.offset, e.param.numel());
+    for (Entry& e : b.entries) {
+      if (e.arrived) continue;
+      // No hook in the last backward, but with --accum-freq the earlier micro-batches (hooks
+      // suspended) may have accumulated into .grad: that is this rank's contribution.
+      const Tensor g = e.param.grad();
+      if (g.defined()) detail::copy_into(b.flat, e.offset, g);
+      else detail::zero_range(b.flat, e.offset, e.param.numel());
+    }
     b.arrived = static_cast<int>(b.entries.size());
   }
   launch_ready();

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #ifdef COCA_WITH_CUDA
-#include "coca/kernels/cuda/check.h"
+#include "coca/kernels/cuda/context.h"
 #endif
 
 namespace coca::dist::detail {
@@ -18,7 +18,14 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t n) {
     return;
   }
 #ifdef COCA_WITH_CUDA
-  if (dst != src) COCA_CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDefault));
+  if (dst == src) return;
+  // On the backend's stream, where the kernels that wrote the gradient ran (a legacy-stream
+  // cudaMemcpy is not ordered after that non-blocking stream); the collectives wait for this
+  // stream with an event. With a host side, wait: the host reads dst, or may free src at once
+  // (a pinned source would otherwise still be in flight).
+  cudaStream_t s = cuda::stream();
+  COCA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, s));
+  if (dd == Device::CPU || sd == Device::CPU) COCA_CUDA_CHECK(cudaStreamSynchronize(s));
 #else
   throw Error("gradient copy: CUDA tensors need a build with the CUDA backend");
 #endif
@@ -49,7 +56,10 @@ void zero_range(const Tensor& flat, int64_t offset, int64_t numel) {
     return;
   }
 #ifdef COCA_WITH_CUDA
-  COCA_CUDA_CHECK(cudaMemset(at(flat, offset), 0, n));
+  // Ordered with the kernels and copies on the backend's stream; no host wait needed.
+  COCA_CUDA_CHECK(cudaMemsetAsync(at(flat, offset), 0, n, cuda::stream()));
+#else
+  throw Error("gradient bucket: CUDA tensors need a build with the CUDA backend");
 #endif
 }
 

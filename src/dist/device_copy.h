@@ -1,6 +1,8 @@
 #pragma once
 // Byte copies between a parameter's gradient and a bucket's flat buffer, whichever devices they
-// live on (CPU gradients with an NCCL communicator are staged through cudaMemcpy).
+// live on (CPU gradients with an NCCL communicator are staged through cudaMemcpy). GPU copies and
+// clears run on the CUDA backend's stream, in order with its kernels; a copy with a host side
+// returns when the host may use (or free) its buffer.
 #include "coca/tensor/tensor.h"
 
 namespace coca::dist::detail {

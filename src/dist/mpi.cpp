@@ -219,6 +219,26 @@ void MpiCommunicator::broadcast_bytes(void* data, size_t nbytes, int root) {
   w.wait();
 }
 
+std::vector<std::string> MpiCommunicator::all_gather_strings(const std::string& mine) {
+  const std::vector<int64_t> sizes = all_gather_value(static_cast<int64_t>(mine.size()));
+  std::vector<int> counts(size_), displs(size_);
+  int64_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    displs[r] = static_cast<int>(total);
+    counts[r] = static_cast<int>(sizes[r]);
+    total += sizes[r];
+  }
+  COCA_CHECK(total < (int64_t{1} << 31), "all_gather_strings: ", total, " bytes is too many for one call");
+  std::string all(static_cast<size_t>(total), '\0');
+  MpiWork w(*this, str_cat("all-gather of ", total, " bytes of strings"), {}, Tensor());
+  COCA_MPI_CHECK(MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(), counts.data(),
+                                 displs.data(), MPI_CHAR, comm_, w.request()));
+  w.wait();
+  std::vector<std::string> out;
+  for (int r = 0; r < size_; ++r) out.push_back(all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(counts[r])));
+  return out;
+}
+
 std::shared_ptr<MpiCommunicator> init(int* argc, char*** argv, CommOptions opts) {
   int initialised = 0;
   COCA_MPI_CHECK(MPI_Initialized(&initialised));

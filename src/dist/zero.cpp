@@ -1,5 +1,7 @@
 #include "coca/dist/zero.h"
 
+#include "coca/model/weights.h"
+
 #include <cmath>
 #include <map>
 
@@ -108,7 +110,7 @@ NamedTensors Zero1AdamW::state_dict(const std::vector<std::pair<std::string, Ten
 
 void Zero1AdamW::load_state_dict(const NamedTensors& state, const std::string& source) {
   std::map<std::string, Tensor> byname(state.begin(), state.end());
-  std::vector<std::string> problems;
+  std::vector<std::string> missing, wrong;
   auto& slots = adamw_->slots();
   for (size_t i = 0; i < segments_.size(); ++i) {
     const Segment& sg = segments_[i];
@@ -116,9 +118,9 @@ void Zero1AdamW::load_state_dict(const NamedTensors& state, const std::string& s
     for (auto [suffix, dst] : {std::pair<const char*, Tensor*>{".exp_avg", &slots[i].m}, {".exp_avg_sq", &slots[i].v}}) {
       auto it = byname.find(pname + suffix);
       if (it == byname.end()) {
-        problems.push_back(pname + suffix + " missing");
+        missing.push_back(pname + suffix);
       } else if (it->second.shape() != sg.param.shape()) {
-        problems.push_back(pname + suffix + " wrongly shaped");
+        wrong.push_back(pname + suffix);
       } else {
         Tensor flat = it->second.contiguous().reshape({sg.param.numel()});
         dst->copy_(flat.slice(0, sg.param_offset, sg.param_offset + sg.numel));
@@ -126,13 +128,10 @@ void Zero1AdamW::load_state_dict(const NamedTensors& state, const std::string& s
     }
   }
   auto step = byname.find("step");
-  if (step == byname.end()) problems.push_back("step missing");
+  if (step == byname.end()) missing.push_back("step");
   else adamw_->set_steps(static_cast<int64_t>(step->second.item()));
-  if (!problems.empty()) {
-    std::string msg = str_cat("optimizer state ", source, " does not match the model:");
-    for (auto& p : problems) msg += " " + p + ";";
-    throw Error(msg);
-  }
+  if (!missing.empty() || !wrong.empty())
+    throw Error(str_cat("optimizer state ", source, " does not match the model: ", describe_mismatch(missing, {}, wrong)));
 }
 
 void Zero1AdamW::step(double lr) {

@@ -27,24 +27,39 @@ void load_weights(nn::Module& model, const NamedTensors& tensors, const std::str
   }
   for (auto& [name, t] : file)
     if (!known.count(name)) extra.push_back(name);
-  if (!missing.empty() || !wrong.empty() || !extra.empty()) {
-    std::string msg = str_cat("weights ", source, " do not match the model config:");
-    auto list = [&](const char* what, const std::vector<std::string>& names) {
-      if (names.empty()) return;
-      msg += str_cat(" ", names.size(), " ", what, ":");
-      for (size_t i = 0; i < names.size(); ++i) msg += (i ? ", " : " ") + names[i];
-      msg += ";";
-    };
-    list("missing", missing);
-    list("wrongly shaped", wrong);
-    list("unexpected", extra);
-    throw Error(msg);
-  }
+  if (!missing.empty() || !wrong.empty() || !extra.empty())
+    throw Error(
+        str_cat("weights ", source, " do not match the model config: ", describe_mismatch(missing, extra, wrong)));
   NoGradGuard no_grad;
   for (auto& [name, p] : params) {
     Tensor src = file[name];
     p.copy_(src.dtype() == p.dtype() ? src : src.to(p.dtype()));
   }
+}
+
+std::string describe_mismatch(const std::vector<std::string>& missing, const std::vector<std::string>& unexpected,
+                              const std::vector<std::string>& wrongly_shaped, size_t max_names) {
+  const std::vector<std::string>* lists[3] = {&missing, &unexpected, &wrongly_shaped};
+  const char* kinds[3] = {"missing", "unexpected", "wrongly shaped"};
+  // Round-robin over the kinds, so that two missing names are not hidden behind 300 extra ones.
+  size_t shown[3] = {0, 0, 0}, total = 0;
+  for (bool more = true; more && total < max_names;) {
+    more = false;
+    for (int k = 0; k < 3 && total < max_names; ++k)
+      if (shown[k] < lists[k]->size()) {
+        ++shown[k];
+        ++total;
+        more = true;
+      }
+  }
+  std::string msg;
+  for (int k = 0; k < 3; ++k)
+    for (size_t i = 0; i < shown[k]; ++i) msg += str_cat(msg.empty() ? "" : ", ", kinds[k], " ", (*lists[k])[i]);
+  const size_t rest[3] = {missing.size() - shown[0], unexpected.size() - shown[1], wrongly_shaped.size() - shown[2]};
+  if (rest[0] + rest[1] + rest[2] > 0)
+    msg += str_cat(", ... and ", rest[0] + rest[1] + rest[2], " more (", rest[0], " missing, ", rest[1],
+                   " unexpected, ", rest[2], " wrongly shaped)");
+  return msg;
 }
 
 void load_weights(nn::Module& model, const std::string& path) { load_weights(model, load_safetensors(path), path); }

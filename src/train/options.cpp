@@ -1,6 +1,8 @@
 #include "coca/train/options.h"
 
 #include <boost/program_options.hpp>
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -27,10 +29,26 @@ nlohmann::json TrainOptions::to_json() const {
           {"bucket_mb", bucket_mb}, {"max_nonfinite", max_nonfinite}, {"threads", threads}, {"logs", logs},
           {"name", name}, {"log_every_n_steps", log_every_n_steps}, {"save_frequency", save_frequency},
           {"save_every_n_steps", save_every_n_steps}, {"keep_checkpoints", keep_checkpoints},
+          {"continue_on_save_error", continue_on_save_error},
           {"resume", resume}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line}};
 }
 
+namespace {
+
+// Boost parses an unsigned option from "-1" without complaint (as 2^64 - 1): read the digits.
+uint64_t parse_seed(const std::string& s) {
+  uint64_t v = 0;
+  const char *first = s.data(), *last = s.data() + s.size();
+  const auto [end, ec] = std::from_chars(first, last, v);
+  COCA_CHECK(!s.empty() && ec == std::errc() && end == last, "--seed must be an integer in [0, 2^64 - 1], got '", s,
+             "'");
+  return v;
+}
+
+}  // namespace
+
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
+  std::string seed = "0";
   po::options_description data("Data");
   data.add_options()("train-data", po::value(&o.train_data), "training shard directory (holds index.json)")(
       "val-data", po::value(&o.val_data), "classification shard directory for zero-shot evaluation")(
@@ -50,7 +68,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   optim.add_options()("batch-size", po::value(&o.batch_size)->default_value(64), "samples per rank per micro-batch")(
       "epochs", po::value(&o.epochs)->default_value(1), "passes over the data")(
       "max-steps", po::value(&o.max_steps)->default_value(0), "stop after this many optimizer steps (0: no limit)")(
-      "max-minutes", po::value(&o.max_minutes)->default_value(0), "stop and save after this much time (0: no limit)")(
+      "max-minutes", po::value(&o.max_minutes)->default_value(0), "time budget: after the warmup the measured step time sets the step count, so the lr schedule "
+      "ends when the time does; the run stops and saves at the limit in any case (0: no limit)")(
       "lr", po::value(&o.lr)->default_value(5e-4), "peak learning rate")(
       "beta1", po::value(&o.beta1)->default_value(0.9), "AdamW beta1")(
       "beta2", po::value(&o.beta2)->default_value(0.98), "AdamW beta2")(
@@ -69,7 +88,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "precision", po::value(&o.precision)->default_value("auto"),
       "auto (amp_bf16 on cuda, fp32 on cpu), fp32 (no TF32), tf32, or amp_bf16 (bf16 matmul operands, "
       "float32 accumulation, weights, optimizer state, softmax, norms and losses)")(
-      "seed", po::value(&o.seed)->default_value(0), "seed for initialisation and data order")(
+      "seed", po::value(&seed)->default_value("0"), "seed for initialisation and data order")(
       "coca-caption-loss-weight", po::value(&o.coca_caption_loss_weight)->default_value(2.0), "caption loss weight")(
       "coca-contrastive-loss-weight", po::value(&o.coca_contrastive_loss_weight)->default_value(1.0),
       "contrastive loss weight")("zero1", po::bool_switch(&o.zero1),
@@ -86,6 +105,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "save-every-n-steps", po::value(&o.save_every_n_steps)->default_value(0), "also checkpoint every N steps")(
       "keep-checkpoints", po::value(&o.keep_checkpoints)->default_value(3), "keep the last K checkpoints")(
       "resume", po::value(&o.resume), "checkpoint directory, or 'latest' for this run's newest")(
+      "continue-on-save-error", po::bool_switch(&o.continue_on_save_error),
+      "a checkpoint save that fails (e.g. disk full) logs a warning and training goes on; default: stop with an "
+      "error")(
       "zeroshot-frequency", po::value(&o.zeroshot_frequency)->default_value(0), "zero-shot eval every N epochs")(
       "debug-nonfinite-step", po::value(&o.debug_nonfinite_step)->default_value(-1), "(tests) poison this step");
   po::options_description generic("General");
@@ -121,9 +143,36 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   COCA_CHECK(o.batch_size > 0, "--batch-size must be positive, got ", o.batch_size);
   COCA_CHECK(o.epochs > 0, "--epochs must be positive, got ", o.epochs);
   COCA_CHECK(o.accum_freq > 0, "--accum-freq must be positive, got ", o.accum_freq);
-  COCA_CHECK(o.lr >= 0 && o.wd >= 0 && o.eps > 0, "--lr, --wd must be >= 0 and --eps > 0");
-  COCA_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)");
-  COCA_CHECK(o.warmup >= 0, "--warmup must be >= 0");
+  COCA_CHECK(std::isfinite(o.lr) && o.lr >= 0, "--lr must be >= 0, got ", o.lr);
+  COCA_CHECK(std::isfinite(o.wd) && o.wd >= 0, "--wd must be >= 0, got ", o.wd);
+  COCA_CHECK(std::isfinite(o.eps) && o.eps > 0, "--eps must be > 0, got ", o.eps);
+  COCA_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+             "--beta1 and --beta2 must be in [0, 1), got ", o.beta1, " and ", o.beta2);
+  o.seed = parse_seed(seed);
+  // Values that parse but mean nothing (a negative count, NaN) are refused here, not
+  // discovered as odd behaviour hours later.
+  COCA_CHECK(o.warmup >= 0, "--warmup must be >= 0, got ", o.warmup);
+  COCA_CHECK(o.max_steps >= 0, "--max-steps must be >= 0 (0: no limit), got ", o.max_steps);
+  COCA_CHECK(std::isfinite(o.max_minutes) && o.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit), got ",
+             o.max_minutes);
+  COCA_CHECK(o.train_num_samples >= 0, "--train-num-samples must be >= 0 (0: the shard index's count), got ",
+             o.train_num_samples);
+  COCA_CHECK(o.save_frequency >= 0, "--save-frequency must be >= 0 (0: never), got ", o.save_frequency);
+  COCA_CHECK(o.save_every_n_steps >= 0, "--save-every-n-steps must be >= 0 (0: off), got ", o.save_every_n_steps);
+  COCA_CHECK(o.zeroshot_frequency >= 0, "--zeroshot-frequency must be >= 0 (0: off), got ", o.zeroshot_frequency);
+  COCA_CHECK(o.threads >= 0, "--threads must be >= 0 (0: cores / ranks on the host), got ", o.threads);
+  COCA_CHECK(o.max_nonfinite >= 1, "--max-nonfinite must be >= 1, got ", o.max_nonfinite);
+  COCA_CHECK(std::isfinite(o.grad_clip_norm) && o.grad_clip_norm >= 0, "--grad-clip-norm must be >= 0 (0: off), got ",
+             o.grad_clip_norm);
+  COCA_CHECK(o.epochs_cooldown >= 0 && o.epochs_cooldown <= o.epochs,
+             "--epochs-cooldown must be between 0 and --epochs (", o.epochs, "), got ", o.epochs_cooldown);
+  COCA_CHECK(std::isfinite(o.lr_cooldown_end) && o.lr_cooldown_end >= 0, "--lr-cooldown-end must be >= 0, got ",
+             o.lr_cooldown_end);
+  COCA_CHECK(std::isfinite(o.coca_caption_loss_weight) && o.coca_caption_loss_weight >= 0 &&
+                 std::isfinite(o.coca_contrastive_loss_weight) && o.coca_contrastive_loss_weight >= 0 &&
+                 o.coca_caption_loss_weight + o.coca_contrastive_loss_weight > 0,
+             "--coca-caption-loss-weight and --coca-contrastive-loss-weight must be >= 0 and not both 0, got ",
+             o.coca_caption_loss_weight, " and ", o.coca_contrastive_loss_weight);
   COCA_CHECK(o.lr_scheduler == "cosine" || o.lr_scheduler == "const" || o.lr_scheduler == "const-cooldown",
              "--lr-scheduler must be cosine, const or const-cooldown, got '", o.lr_scheduler, "'");
   COCA_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda", "--device must be auto, cpu or cuda, got '",
@@ -150,11 +199,11 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     COCA_CHECK(ok && o.aug_scale_min > 0 && o.aug_scale_min <= o.aug_scale_max && o.aug_scale_max <= 1,
                "--aug-scale must be LO,HI with 0 < LO <= HI <= 1, got '", o.aug_scale, "'");
   }
-  COCA_CHECK(o.workers > 0, "--workers must be positive");
-  COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive");
-  COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive");
+  COCA_CHECK(o.workers > 0, "--workers must be positive, got ", o.workers);
+  COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive, got ", o.log_every_n_steps);
+  COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive, got ", o.keep_checkpoints);
   COCA_CHECK(o.zeroshot_frequency == 0 || !o.val_data.empty(), "--zeroshot-frequency needs --val-data");
-  COCA_CHECK(o.bucket_mb > 0, "--bucket-mb must be positive");
+  COCA_CHECK(std::isfinite(o.bucket_mb) && o.bucket_mb > 0, "--bucket-mb must be positive, got ", o.bucket_mb);
   if (!o.model_config.empty())
     COCA_CHECK(fs::is_regular_file(o.model_config), "--model-config ", o.model_config, ": no such file");
   else

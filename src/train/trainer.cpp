@@ -1,6 +1,8 @@
-// coca-train's loop. One process per rank; every rank runs the same number of steps (the loader
-// is lockstep), issues the same collectives in the same order, and agrees on every decision
-// (skip a non-finite step, stop, save) through an all-reduce.
+// coca-train's loop, in phases: setup (device, model, data, optimiser), resume, the plan, the
+// step, logging, saving. One process per rank; every rank runs the same number of steps (the
+// loader is lockstep and the plan comes from the loader's own batch count), issues the same
+// collectives in the same order, and agrees on every decision (skip a non-finite step, stop,
+// save, a failed save) through an all-reduce.
 #include "coca/train/trainer.h"
 
 #include <omp.h>
@@ -14,10 +16,8 @@
 #include <thread>
 
 #include "coca/data/loader.h"
-#include "coca/data/tokenizer.h"
 #include "coca/dist/autograd.h"
 #include "coca/dist/bucketer.h"
-#include "coca/dist/check.h"
 #include "coca/dist/device.h"
 #include "coca/dist/mpi.h"
 #include "coca/dist/nccl.h"
@@ -29,6 +29,7 @@
 #include "coca/model/flops.h"
 #include "coca/model/weights.h"
 #include "coca/train/checkpoint.h"
+#include "coca/train/plan.h"
 #include "coca/train/run_log.h"
 
 namespace coca::train {
@@ -43,7 +44,8 @@ volatile std::sig_atomic_t g_interrupts = 0;
 
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 extern "C" void on_interrupt(int) {
-  if (++g_interrupts >= 2) std::_Exit(130);  // a second Ctrl-C exits at once
+  g_interrupts = g_interrupts + 1;
+  if (g_interrupts >= 2) std::_Exit(130);  // a second Ctrl-C exits at once
   g_stop_signal = SIGINT;
 }
 
@@ -54,23 +56,6 @@ void install_signal_handlers() {
 }
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Every rank's string, on rank 0 (others get an empty vector).
-std::vector<std::string> gather_strings(const dist::MpiCommunicator& comm, const std::string& s) {
-  const int n = static_cast<int>(s.size());
-  std::vector<int> sizes(comm.size());
-  COCA_MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, comm.comm()));
-  std::vector<int> displs(comm.size(), 0);
-  int total = 0;
-  for (int r = 0; r < comm.size(); ++r) displs[r] = total, total += sizes[r];
-  std::string all(comm.rank() == 0 ? total : 0, '\0');
-  COCA_MPI_CHECK(MPI_Gatherv(s.data(), n, MPI_CHAR, all.data(), sizes.data(), displs.data(), MPI_CHAR, 0,
-                             comm.comm()));
-  std::vector<std::string> out;
-  if (comm.rank() == 0)
-    for (int r = 0; r < comm.size(); ++r) out.push_back(all.substr(displs[r], sizes[r]));
-  return out;
-}
 
 std::string broadcast_string(dist::MpiCommunicator& comm, std::string s) {
   int64_t n = static_cast<int64_t>(s.size());
@@ -107,296 +92,477 @@ class SuspendHooks {
   std::vector<std::function<void(TensorImpl&)>> saved_;
 };
 
-}  // namespace
+struct StepResult {
+  double loss = 0, contrastive = 0, caption = 0, grad_norm = 0;
+  bool finite = true;
+};
 
-int run_training(TrainOptions o) {
-  auto comm = dist::init(nullptr, nullptr);
-  const int rank = comm->rank(), world = comm->size();
-  const bool lead = rank == 0;
+class Trainer {
+ public:
+  explicit Trainer(TrainOptions o) : o_(std::move(o)) {}
+  int run();
+
+ private:
+  // setup
+  void setup_device();
+  void setup_model();
+  void setup_run_dir();
+  void setup_data();
+  void setup_optimizer();
+  // resume and plan
+  void resume();
+  void replan();
+  void plan_for_time();
+  // the loop
+  StepResult train_step(double lr);
+  void log_progress(const StepResult& r, double lr);
+  bool save(const char* why);
+  void evaluate();
+
+  TrainOptions o_;
+  std::shared_ptr<dist::MpiCommunicator> comm_;
+  std::shared_ptr<dist::Communicator> tensor_comm_;
+  int rank_ = 0, world_ = 1, threads_ = 1;
+  bool lead_ = true;
+  Device dev_ = Device::CPU;
+  std::string precision_;
+
+  CocaConfig cfg_;
+  std::unique_ptr<CoCa> model_;
+  std::vector<std::pair<std::string, Tensor>> named_;
+  std::vector<Tensor> params_;
+  fs::path run_dir_, ckpt_dir_;
+  std::unique_ptr<ShardLoader> loader_;
+  std::unique_ptr<dist::GradientBucketer> grads_;
+  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<dist::Zero1AdamW> zero_;
+  LossContext loss_ctx_;
+  LossWeights weights_;
+  LrSchedule schedule_ = LrSchedule::Cosine;
+  std::unique_ptr<MetricsFile> metrics_;
+
+  // Where the run is: steps and samples so far, the epoch, and the plan from here on.
+  int64_t step_ = 0, epoch_ = 0, samples_seen_ = 0, skipped_total_ = 0, consecutive_nonfinite_ = 0;
+  StepPlan plan_;
+  // --max-minutes: the step count that fits in the time, measured once after the warmup and
+  // kept in checkpoints (0: not planned yet, or no time limit).
+  int64_t time_planned_total_ = 0;
+
+  // Logging window.
+  Clock::time_point t_start_, t_log_, t_first_step_;
+  int64_t start_step_ = 0, log_samples_ = 0;
+  double log_loss_ = 0, log_con_ = 0, log_cap_ = 0;
+  int log_count_ = 0;
+  Batch batch_;
+};
+
+// ---- setup ------------------------------------------------------------------------------
+
+void Trainer::setup_device() {
+  comm_ = dist::init(nullptr, nullptr);
+  rank_ = comm_->rank(), world_ = comm_->size();
+  lead_ = rank_ == 0;
   install_signal_handlers();
-  const int threads = o.threads > 0 ? o.threads
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                                      std::max(1, comm->local_size()));
-  omp_set_num_threads(threads);
-
-  // ---- device: GPU <local rank> and NCCL for the tensors, or the CPU and MPI ------------
-  const Device dev = dist::select_device(o.device, comm->local_rank(), comm->local_size());
-  const double on_gpu = comm->sum(dev == Device::CUDA ? 1.0 : 0.0);
-  COCA_CHECK(on_gpu == 0 || on_gpu == world, "--device ", o.device, ": ", on_gpu, " of ", world,
+  threads_ = o_.threads > 0 ? o_.threads
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                              std::max(1, comm_->local_size()));
+  omp_set_num_threads(threads_);
+  // GPU <local rank> and NCCL for the tensors, or the CPU and MPI.
+  dev_ = dist::select_device(o_.device, comm_->local_rank(), comm_->local_size());
+  const double on_gpu = comm_->sum(dev_ == Device::CUDA ? 1.0 : 0.0);
+  COCA_CHECK(on_gpu == 0 || on_gpu == world_, "--device ", o_.device, ": ", on_gpu, " of ", world_,
              " ranks found a GPU; every rank must compute on the same kind of device (pass --device cpu or cuda)");
-  const std::string precision = dist::apply_precision(dev, o.precision);
-  COCA_CHECK(!(o.zero1 && dev == Device::CUDA), "--zero1 runs on the CPU only for now; drop it with --device cuda");
-  std::shared_ptr<dist::Communicator> tensor_comm = comm;
-  if (dev == Device::CUDA) tensor_comm = dist::make_nccl_communicator(*comm);
+  precision_ = dist::apply_precision(dev_, o_.precision);
+  COCA_CHECK(!(o_.zero1 && dev_ == Device::CUDA), "--zero1 runs on the CPU only for now; drop it with --device cuda");
+  tensor_comm_ = comm_;
+  if (dev_ == Device::CUDA) tensor_comm_ = dist::make_nccl_communicator(*comm_);
+}
 
-  // ---- model ------------------------------------------------------------------------
-  const std::string cfg_path = !o.model_config.empty() ? o.model_config : find_model_config(o.model);
-  CocaConfig cfg = CocaConfig::from_file(cfg_path);
-  CoCa model(cfg);
-  model.initialize(o.seed);
-  if (!o.pretrained.empty()) load_weights(model, o.pretrained);
-  model.to(dev);
-  const auto named = model.named_parameters();
-  std::vector<Tensor> params;
-  for (auto& [n, p] : named) params.push_back(p);
-  dist::broadcast_parameters(*tensor_comm, model);
+void Trainer::setup_model() {
+  const std::string cfg_path = !o_.model_config.empty() ? o_.model_config : find_model_config(o_.model);
+  cfg_ = CocaConfig::from_file(cfg_path);
+  model_ = std::make_unique<CoCa>(cfg_);
+  model_->initialize(o_.seed);
+  if (!o_.pretrained.empty()) load_weights(*model_, o_.pretrained);
+  model_->to(dev_);
+  named_ = model_->named_parameters();
+  for (auto& [n, p] : named_) params_.push_back(p);
+  dist::broadcast_parameters(*tensor_comm_, *model_);
+}
 
-  // ---- run directory -------------------------------------------------------------------
-  if (o.name.empty()) o.name = broadcast_string(*comm, lead ? default_run_name(o, cfg.name) : "");
-  const fs::path run_dir = fs::path(o.logs) / o.name, ckpt_dir = run_dir / "checkpoints";
-  if (lead) {
-    fs::create_directories(ckpt_dir);
-    nlohmann::json params_json = {{"options", o.to_json()},      {"model_config", cfg.to_json()}, {"world_size", world},
-                                  {"device", dist::device_name(dev)}, {"precision", precision}};
-    if (dev == Device::CUDA) params_json["gpu"] = cuda::device_name();
-    write_json_atomic((run_dir / "params.json").string(), params_json);
+void Trainer::setup_run_dir() {
+  if (o_.name.empty()) o_.name = broadcast_string(*comm_, lead_ ? default_run_name(o_, cfg_.name) : "");
+  run_dir_ = fs::path(o_.logs) / o_.name;
+  ckpt_dir_ = run_dir_ / "checkpoints";
+  if (lead_) {
+    fs::create_directories(ckpt_dir_);
+    clean_checkpoint_dir(ckpt_dir_.string());  // leftovers of an interrupted save or prune
+    nlohmann::json params_json = {{"options", o_.to_json()},         {"model_config", cfg_.to_json()},
+                                  {"world_size", world_},            {"device", dist::device_name(dev_)},
+                                  {"precision", precision_}};
+    if (dev_ == Device::CUDA) params_json["gpu"] = cuda::device_name();
+    write_json_atomic((run_dir_ / "params.json").string(), params_json);
   }
-  comm->barrier();
+  comm_->barrier();
+}
 
-  // ---- data --------------------------------------------------------------------------
+void Trainer::setup_data() {
   LoaderOptions lo;
-  lo.dir = o.train_data;
-  lo.rank = rank;
-  lo.world = world;
-  lo.batch_size = o.batch_size;
-  lo.seed = o.seed;
-  lo.image_size = static_cast<int>(cfg.vision.image_size);
-  lo.threads = o.workers;
-  lo.resampled = o.dataset_resampled;
-  lo.epoch_samples = o.train_num_samples;
-  lo.skip_bad_shards = o.skip_bad_shards;
-  lo.scale_min = o.aug_scale_min;
-  lo.scale_max = o.aug_scale_max;
-  ShardLoader loader(lo);
+  lo.dir = o_.train_data;
+  lo.rank = rank_;
+  lo.world = world_;
+  lo.batch_size = o_.batch_size;
+  lo.seed = o_.seed;
+  lo.image_size = static_cast<int>(cfg_.vision.image_size);
+  lo.threads = o_.workers;
+  lo.resampled = o_.dataset_resampled;
+  lo.epoch_samples = o_.train_num_samples;
+  lo.skip_bad_shards = o_.skip_bad_shards;
+  lo.scale_min = o_.aug_scale_min;
+  lo.scale_max = o_.aug_scale_max;
+  loader_ = std::make_unique<ShardLoader>(lo);
+}
 
-  // ---- optimiser and gradient synchronisation ------------------------------------------
+void Trainer::setup_optimizer() {
   AdamWOptions ao;
-  ao.lr = o.lr, ao.beta1 = o.beta1, ao.beta2 = o.beta2, ao.eps = o.eps, ao.weight_decay = o.wd;
+  ao.lr = o_.lr, ao.beta1 = o_.beta1, ao.beta2 = o_.beta2, ao.eps = o_.eps, ao.weight_decay = o_.wd;
   dist::BucketOptions bo;
-  bo.bucket_bytes = static_cast<size_t>(o.bucket_mb * (1 << 20));
-  bo.shard = o.zero1;
-  dist::GradientBucketer grads(tensor_comm, named, bo);
-  std::unique_ptr<AdamW> adamw;
-  std::unique_ptr<dist::Zero1AdamW> zero;
-  if (o.zero1) zero = std::make_unique<dist::Zero1AdamW>(grads, ao);
-  else adamw = std::make_unique<AdamW>(named, ao);
-  const LossContext loss_ctx = dist::make_loss_context(tensor_comm, comm);
-  const LossWeights weights{o.coca_contrastive_loss_weight, o.coca_caption_loss_weight};
-  const LrSchedule schedule = parse_lr_schedule(o.lr_scheduler);
+  bo.bucket_bytes = static_cast<size_t>(o_.bucket_mb * (1 << 20));
+  bo.shard = o_.zero1;
+  grads_ = std::make_unique<dist::GradientBucketer>(tensor_comm_, named_, bo);
+  if (o_.zero1) zero_ = std::make_unique<dist::Zero1AdamW>(*grads_, ao);
+  else adamw_ = std::make_unique<AdamW>(named_, ao);
+  loss_ctx_ = dist::make_loss_context(tensor_comm_, comm_);
+  weights_ = LossWeights{o_.coca_contrastive_loss_weight, o_.coca_caption_loss_weight};
+  schedule_ = parse_lr_schedule(o_.lr_scheduler);
+}
 
-  // ---- schedule ----------------------------------------------------------------------
-  const int64_t steps_per_epoch = loader.batches_per_epoch(0) / o.accum_freq;
-  COCA_CHECK(steps_per_epoch > 0, "--train-data ", o.train_data, ": ", loader.batches_per_epoch(0),
-             " batches per rank per epoch are fewer than --accum-freq ", o.accum_freq,
-             " (lower --batch-size or use more data)");
-  int64_t total_steps = steps_per_epoch * o.epochs;
-  if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
-  const int64_t cooldown = static_cast<int64_t>(o.epochs_cooldown) * steps_per_epoch;
+// ---- resume and plan ----------------------------------------------------------------------
 
-  // ---- resume ------------------------------------------------------------------------
-  int64_t step = 0, samples_seen = 0, skipped_total = 0;
-  int64_t epoch = 0;
-  if (!o.resume.empty()) {
-    const std::string dir = resolve_resume(o.resume, run_dir.string());
-    nlohmann::json st = read_json(dir + "/state.json");
-    COCA_CHECK(st.at("world_size").get<int>() == world, "--resume ", dir, ": saved with ", st.at("world_size").get<int>(),
-               " ranks, resumed with ", world, " (the data order depends on the world size)");
-    load_weights(model, dir + "/model.safetensors");
-    const std::string opt_file = dir + "/optimizer.safetensors";
-    if (zero) zero->load_state_dict(load_safetensors(opt_file), opt_file);  // this rank's slices
-    else restore_optimizer(*adamw, load_safetensors(opt_file), opt_file);
-    step = st.at("step").get<int64_t>();
-    epoch = st.at("epoch").get<int64_t>();
-    samples_seen = st.at("samples_seen").get<int64_t>();
-    skipped_total = st.value("nonfinite_skipped", int64_t{0});
-    loader.restore(LoaderState::from_json(st.at("ranks").at(rank).at("loader")));
-    if (lead) std::printf("resumed from %s at step %lld (epoch %lld)\n", dir.c_str(), (long long)step, (long long)epoch);
-  } else {
-    loader.start_epoch(0);
+// Loads weights, optimizer state and counters from --resume and positions the loader. The
+// same world and batch size continue bit-exactly; another world or batch size continues the
+// epoch from the same global sample position as a new loader segment (no sample of the epoch
+// repeated or skipped), with the schedule re-planned from there.
+void Trainer::resume() {
+  if (o_.resume.empty()) {
+    loader_->start_epoch(0);
+    return;
   }
+  const std::string dir = resolve_resume(o_.resume, run_dir_.string());
+  const nlohmann::json st = read_json(dir + "/state.json");
+  load_weights(*model_, dir + "/model.safetensors");
+  const std::string opt_file = dir + "/optimizer.safetensors";
+  if (zero_) zero_->load_state_dict(load_safetensors(opt_file), opt_file);  // this rank's slices
+  else restore_optimizer(*adamw_, load_safetensors(opt_file), opt_file);
+  step_ = st.at("step").get<int64_t>();
+  epoch_ = st.at("epoch").get<int64_t>();
+  samples_seen_ = st.at("samples_seen").get<int64_t>();
+  skipped_total_ = st.value("nonfinite_skipped", int64_t{0});
+  time_planned_total_ = st.value("time_planned_total_steps", int64_t{0});
+  const int saved_world = st.at("world_size").get<int>();
+  const int saved_batch = st.at("options").at("batch_size").get<int>();
+  const auto& ranks = st.at("ranks");
+  COCA_CHECK(ranks.is_array() && static_cast<int>(ranks.size()) == saved_world, "--resume ", dir,
+             ": state.json lists ", ranks.size(), " rank states for a world of ", saved_world);
+  if (LoaderState::from_json(ranks.at(0).at("loader")).epoch != epoch_) {
+    loader_->start_epoch(epoch_);  // saved as the last epoch ended: the next one starts afresh
+  } else if (saved_world == world_ && saved_batch == o_.batch_size) {
+    loader_->restore(LoaderState::from_json(ranks.at(rank_).at("loader")));
+  } else {
+    std::vector<LoaderState> old;
+    for (const auto& r : ranks) old.push_back(LoaderState::from_json(r.at("loader")));
+    loader_->restore(LoaderState::continue_elsewhere(old, saved_batch));
+    if (lead_)
+      std::printf("resuming a checkpoint of %d rank(s) x %d samples on %d rank(s) x %d: epoch %lld continues "
+                  "without the %lld samples already taken (the data order differs from an uninterrupted run)\n",
+                  saved_world, saved_batch, world_, o_.batch_size, (long long)epoch_,
+                  (long long)(old.front().batch * saved_batch * saved_world));
+  }
+  if (lead_) std::printf("resumed from %s at step %lld (epoch %lld)\n", dir.c_str(), (long long)step_, (long long)epoch_);
+}
 
-  std::unique_ptr<MetricsFile> metrics_file;
-  if (lead) metrics_file = std::make_unique<MetricsFile>((run_dir / "metrics.jsonl").string());
-  auto write_metrics = [&](const nlohmann::json& record) {
-    if (metrics_file) metrics_file->write(record);
-  };
-  if (lead)
-    std::printf("coca-train: %s, %lld parameters, %d rank(s) on %s (%s), global batch %d, %lld steps (%lld per epoch)\n",
-                cfg.name.c_str(), (long long)model.parameter_count(), world,
-                dev == Device::CUDA ? str_cat("GPU ", cuda::device_name()).c_str()
-                                    : str_cat("CPU x ", threads, " threads").c_str(),
-                precision.c_str(), o.batch_size * world * o.accum_freq, (long long)total_steps,
-                (long long)steps_per_epoch);
-  std::fflush(stdout);
+void Trainer::replan() {
+  PlanInputs in;
+  in.step = step_;
+  in.epoch = epoch_;
+  in.epoch_batches = loader_->batches_this_epoch();
+  in.batches_taken = loader_->state().batch;
+  in.epochs = o_.epochs;
+  in.accum_freq = o_.accum_freq;
+  in.max_steps = o_.max_steps;
+  in.epochs_cooldown = o_.epochs_cooldown;
+  in.batches_of_epoch = [this](int64_t e) { return loader_->batches_per_epoch(e); };
+  plan_ = plan_steps(in);
+  if (time_planned_total_ > 0) plan_.total_steps = std::min(plan_.total_steps, time_planned_total_);
+}
 
-  auto save = [&](const char* why) {
-    const std::string name = checkpoint_name(step);
-    const fs::path tmp = ckpt_dir / (name + ".tmp");
-    if (lead) fs::create_directories(tmp);
-    comm->barrier();
-    LoaderState ls = loader.state();
-    nlohmann::json mine = {{"rank", rank}, {"loader", ls.to_json()}};
-    auto all = gather_strings(*comm, mine.dump());
-    // ZeRO-1 assembles the whole state on every rank (a collective); either way the file has
-    // AdamW's layout, so a checkpoint resumes with or without --zero1.
-    NamedTensors opt_state = zero ? zero->state_dict(named) : lead ? optimizer_tensors(*adamw) : NamedTensors{};
-    if (lead) {
-      save_weights(model, (tmp / "model.safetensors").string());
+// --max-minutes plans the schedule: once the warmup is over, the measured time per step (rank
+// 0's, which every rank follows) sets the step count that fits in the time left, so the cosine
+// ends when the time does instead of being cut off part-way. The wall clock still stops the
+// run if steps slow down later.
+void Trainer::plan_for_time() {
+  const int64_t timed = step_ - start_step_ - 1;  // steps since the first of this process
+  const double per_step = seconds_since(t_first_step_) / static_cast<double>(std::max<int64_t>(timed, 1));
+  // 2% and two steps held back for what the warmup did not show: saves, zero-shot, slower steps.
+  const double left = 0.98 * (o_.max_minutes * 60.0 - seconds_since(t_start_)) - 2 * per_step;
+  const double fit = lead_ ? std::floor(std::max(left, 0.0) / per_step) : 0.0;
+  const int64_t planned = step_ + std::max<int64_t>(1, static_cast<int64_t>(comm_->sum(fit)));
+  const int64_t by_epochs = plan_.total_steps;
+  time_planned_total_ = planned;
+  replan();
+  if (lead_) {
+    std::printf("time plan: %.3f s per step over %lld steps; %s at step %lld (%s of --max-minutes %g left)\n", per_step,
+                (long long)timed, planned < by_epochs ? "the schedule now ends" : "the epochs end first,",
+                (long long)plan_.total_steps, format_duration(std::max(left, 0.0)).c_str(), o_.max_minutes);
+    metrics_->write({{"step", step_}, {"time_planned_total_steps", planned}, {"seconds_per_step", per_step}});
+  }
+}
+
+// ---- the step -----------------------------------------------------------------------------
+
+StepResult Trainer::train_step(double lr) {
+  StepResult r;
+  for (int k = 0; k < o_.accum_freq; ++k) {
+    COCA_CHECK(loader_->next(batch_), "rank ", rank_, ": internal error: the loader ended epoch ", epoch_,
+               " before the planned step ", step_, " (plan and loader disagree)");
+    COCA_CHECK(batch_.tokens.defined(), "--train-data ", o_.train_data,
+               ": shards have no 'tokens' (make them with coca-shard --tokenizer)");
+    COCA_CHECK(batch_.tokens.size(1) == cfg_.text.context_length, "--train-data ", o_.train_data, ": tokens of length ",
+               batch_.tokens.size(1), " but the model's context_length is ", cfg_.text.context_length);
+    SuspendHooks quiet(params_, k + 1 < o_.accum_freq);
+    const Tensor images = batch_.images.to(dev_), tokens = batch_.tokens.to(dev_);  // pinned staging on cuda
+    CocaOutput out = model_->forward(images, tokens);
+    CocaLosses l = coca_loss(out, tokens, cfg_.text.pad_id, weights_, loss_ctx_);
+    Tensor loss = mul_scalar(l.total, 1.0 / o_.accum_freq);
+    if (step_ == o_.debug_nonfinite_step) loss = mul_scalar(loss, std::nan(""));
+    loss.backward();
+    r.loss += loss.item() * o_.accum_freq;
+    r.contrastive += l.contrastive.item();
+    r.caption += l.caption.item();
+  }
+  grads_->finish();
+  r.grad_norm = zero_ ? zero_->clip_grad_norm(o_.grad_clip_norm) : clip_grad_norm(params_, o_.grad_clip_norm);
+  const bool finite_here = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
+  r.finite = comm_->sum(finite_here ? 0.0 : 1.0) == 0.0;
+  if (r.finite) {
+    if (zero_) zero_->step(lr);
+    else adamw_->step(lr);
+    model_->clamp_logit_scale();
+    consecutive_nonfinite_ = 0;
+  } else {
+    ++skipped_total_;
+    ++consecutive_nonfinite_;
+    if (lead_) {
+      std::fprintf(stderr, "warning: step %lld has a non-finite loss or gradient; skipped (%lld so far)\n",
+                   (long long)step_, (long long)skipped_total_);
+      metrics_->write({{"step", step_}, {"nonfinite_skipped", skipped_total_}});
+    }
+    COCA_CHECK(consecutive_nonfinite_ < o_.max_nonfinite, consecutive_nonfinite_,
+               " non-finite steps in a row (limit --max-nonfinite ", o_.max_nonfinite,
+               "); stopping. The last checkpoint holds finite weights.");
+  }
+  for (Tensor& p : params_) p.zero_grad();
+  return r;
+}
+
+// ---- logging ------------------------------------------------------------------------------
+
+void Trainer::log_progress(const StepResult& r, double lr) {
+  const int64_t step_samples = static_cast<int64_t>(o_.batch_size) * world_ * o_.accum_freq;
+  samples_seen_ += step_samples;
+  log_samples_ += step_samples;
+  if (r.finite) {
+    log_loss_ += comm_->sum(r.loss) / world_;
+    log_con_ += comm_->sum(r.contrastive / o_.accum_freq) / world_;
+    log_cap_ += comm_->sum(r.caption / o_.accum_freq) / world_;
+    ++log_count_;
+  }
+  if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps) return;
+  const double dt = seconds_since(t_log_);
+  const double rate = log_samples_ / std::max(dt, 1e-9);
+  const double elapsed = seconds_since(t_start_);
+  const double eta = (plan_.total_steps - step_) * elapsed / std::max<int64_t>(step_ - start_step_, 1);
+  if (lead_ && log_count_ > 0) {
+    const double loss = log_loss_ / log_count_, con = log_con_ / log_count_, cap = log_cap_ / log_count_;
+    const double scale = std::exp(model_->logit_scale.item());
+    std::printf("step %lld/%lld (%.0f%%) epoch %lld | loss %.4f (contrastive %.4f, caption %.4f) | lr %.3g | "
+                "scale %.2f | %.1f samples/s (%.1f/rank) | ETA %s\n",
+                (long long)step_, (long long)plan_.total_steps, 100.0 * step_ / plan_.total_steps, (long long)epoch_,
+                loss, con, cap, lr, scale, rate, rate / world_, format_duration(eta).c_str());
+    std::fflush(stdout);
+    const double train_flops = 3.0 * forward_flops_per_sample(cfg_);
+    metrics_->write({{"step", step_}, {"epoch", epoch_}, {"samples_seen", samples_seen_}, {"loss", loss},
+                     {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
+                     {"grad_norm", r.grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world_},
+                     {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
+                     {"elapsed_s", elapsed}});
+  }
+  t_log_ = Clock::now();
+  log_samples_ = 0;
+  log_loss_ = log_con_ = log_cap_ = 0;
+  log_count_ = 0;
+}
+
+// ---- saving -------------------------------------------------------------------------------
+
+// Writes step_<N>.tmp/, makes it durable and publishes it as `latest`. Every rank takes part
+// (loader states and ZeRO-1 shards are gathered under the collective timeout); rank 0 writes.
+// Returns false when the save failed (the previous checkpoint stays `latest`, the partial
+// directory is removed); every rank gets the same answer.
+bool Trainer::save(const char* why) {
+  const std::string name = checkpoint_name(step_);
+  const LoaderState ls = loader_->state();
+  const nlohmann::json mine = {{"rank", rank_}, {"loader", ls.to_json()}};
+  const std::vector<std::string> all = comm_->all_gather_strings(mine.dump());
+  // ZeRO-1 assembles the whole state on every rank (a collective); either way the file has
+  // AdamW's layout, so a checkpoint resumes with or without --zero1.
+  NamedTensors opt_state = zero_ ? zero_->state_dict(named_) : lead_ ? optimizer_tensors(*adamw_) : NamedTensors{};
+  std::string failure;
+  if (lead_) {
+    try {
+      const fs::path tmp = ckpt_dir_ / (name + ".tmp");
+      fs::create_directories(tmp);
+      save_weights(*model_, (tmp / "model.safetensors").string());
       save_safetensors((tmp / "optimizer.safetensors").string(), opt_state);
       nlohmann::json st = {{"format", 1},
-                           {"step", step},
-                           {"epoch", epoch},
-                           {"samples_seen", samples_seen},
-                           {"nonfinite_skipped", skipped_total},
-                           {"world_size", world},
-                           {"model_config", cfg.to_json()},
-                           {"options", o.to_json()},
-                           {"command_line", o.command_line},
+                           {"step", step_},
+                           {"epoch", epoch_},
+                           {"samples_seen", samples_seen_},
+                           {"nonfinite_skipped", skipped_total_},
+                           {"time_planned_total_steps", time_planned_total_},
+                           {"world_size", world_},
+                           {"model_config", cfg_.to_json()},
+                           {"options", o_.to_json()},
+                           {"command_line", o_.command_line},
                            {"ranks", nlohmann::json::array()}};
-      for (auto& s : all) st["ranks"].push_back(nlohmann::json::parse(s));
+      for (const auto& s : all) st["ranks"].push_back(nlohmann::json::parse(s));
       write_json_atomic((tmp / "state.json").string(), st);
-      publish_checkpoint(ckpt_dir.string(), name, o.keep_checkpoints);
-      std::printf("saved %s (%s)\n", (ckpt_dir / name).string().c_str(), why);
-      std::fflush(stdout);
+      publish_checkpoint(ckpt_dir_.string(), name, step_, o_.keep_checkpoints);
+      std::printf("saved %s (%s)\n", (ckpt_dir_ / name).string().c_str(), why);
+    } catch (const std::exception& e) {
+      failure = e.what();
+      discard_checkpoint_tmp(ckpt_dir_.string(), name);
     }
-    comm->barrier();
-  };
+    std::fflush(stdout);
+  }
+  const bool ok = comm_->sum(failure.empty() ? 0.0 : 1.0) == 0.0;
+  if (!ok && lead_) {
+    std::string latest = "none";
+    try {
+      latest = resolve_resume("latest", run_dir_.string());
+    } catch (const std::exception&) {
+    }
+    std::fprintf(stderr, "%s: checkpoint %s failed: %s; the newest complete checkpoint is %s\n",
+                 o_.continue_on_save_error ? "warning" : "coca-train", name.c_str(), failure.c_str(), latest.c_str());
+  }
+  return ok;
+}
 
-  auto evaluate = [&]() {
-    if (o.val_data.empty()) return;
-    eval::ZeroShotOptions zo;
-    zo.data = o.val_data;
-    zo.templates_file = o.zeroshot_templates;
-    zo.tokenizer = eval::resolve_tokenizer(o.tokenizer, loader.index(), o.train_data, "--val-data zero-shot");
-    zo.rank = rank;
-    zo.world = world;
-    auto t0 = Clock::now();
-    eval::ZeroShotResult r = eval::zeroshot(model, zo, eval::mpi_reducer(*comm));
-    if (lead) {
-      std::printf("zero-shot %s: top-1 %.2f%%  top-5 %.2f%%  mean per class %.2f%%  (%lld images, %lld classes, %s)\n",
-                  o.val_data.c_str(), 100 * r.top1, 100 * r.top5, 100 * r.mean_per_class, (long long)r.images,
-                  (long long)r.classes, format_duration(seconds_since(t0)).c_str());
-      write_metrics({{"step", step}, {"epoch", epoch}, {"zeroshot_top1", r.top1}, {"zeroshot_top5", r.top5},
+void Trainer::evaluate() {
+  if (o_.val_data.empty()) return;
+  eval::ZeroShotOptions zo;
+  zo.data = o_.val_data;
+  zo.templates_file = o_.zeroshot_templates;
+  zo.tokenizer = eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--val-data zero-shot");
+  zo.rank = rank_;
+  zo.world = world_;
+  const auto t0 = Clock::now();
+  const eval::ZeroShotResult r = eval::zeroshot(*model_, zo, eval::mpi_reducer(*comm_));
+  if (lead_) {
+    std::printf("zero-shot %s: top-1 %.2f%%  top-5 %.2f%%  mean per class %.2f%%  (%lld images, %lld classes, %s)\n",
+                o_.val_data.c_str(), 100 * r.top1, 100 * r.top5, 100 * r.mean_per_class, (long long)r.images,
+                (long long)r.classes, format_duration(seconds_since(t0)).c_str());
+    metrics_->write({{"step", step_}, {"epoch", epoch_}, {"zeroshot_top1", r.top1}, {"zeroshot_top5", r.top5},
                      {"zeroshot_mean_per_class", r.mean_per_class}});
-    }
-  };
+  }
+}
 
-  // ---- the loop ----------------------------------------------------------------------
-  const auto t_start = Clock::now();
-  auto t_log = Clock::now();
-  int64_t log_samples = 0, consecutive_nonfinite = 0;
-  double log_loss = 0, log_con = 0, log_cap = 0;
-  int log_count = 0;
-  const double train_flops = 3.0 * forward_flops_per_sample(cfg);
-  const int64_t start_step = step;
+// ---- the run ------------------------------------------------------------------------------
+
+int Trainer::run() {
+  setup_device();
+  setup_model();
+  setup_run_dir();
+  setup_data();
+  setup_optimizer();
+  resume();
+  replan();
+  COCA_CHECK(plan_.total_steps > step_ || !o_.resume.empty(), "--train-data ", o_.train_data, ": ",
+             loader_->batches_per_epoch(0), " batches per rank per epoch are fewer than --accum-freq ", o_.accum_freq,
+             " (lower --batch-size or use more data)");
+  if (lead_) metrics_ = std::make_unique<MetricsFile>((run_dir_ / "metrics.jsonl").string());
+  if (lead_)
+    std::printf("coca-train: %s, %lld parameters, %d rank(s) on %s (%s), global batch %d, %lld steps over %d epochs "
+                "(epoch %lld ends at step %lld)\n",
+                cfg_.name.c_str(), (long long)model_->parameter_count(), world_,
+                dev_ == Device::CUDA ? str_cat("GPU ", cuda::device_name()).c_str()
+                                     : str_cat("CPU x ", threads_, " threads").c_str(),
+                precision_.c_str(), o_.batch_size * world_ * o_.accum_freq, (long long)plan_.total_steps, o_.epochs,
+                (long long)epoch_, (long long)plan_.epoch_end_step);
+  std::fflush(stdout);
+
+  t_start_ = t_log_ = Clock::now();
+  start_step_ = step_;
   int exit_code = 0;
-  Batch batch;
-  while (step < total_steps) {
-    const double lr = learning_rate(schedule, o.lr, step, o.warmup, total_steps, cooldown, o.lr_cooldown_end);
-    double loss_sum = 0, con_sum = 0, cap_sum = 0;
-    for (int k = 0; k < o.accum_freq; ++k) {
-      COCA_CHECK(loader.next(batch), "rank ", rank, ": the loader ran out of batches at step ", step,
-                 " of epoch ", epoch, " (index and loader disagree)");
-      COCA_CHECK(batch.tokens.defined(), "--train-data ", o.train_data,
-                 ": shards have no 'tokens' (make them with coca-shard --tokenizer)");
-      COCA_CHECK(batch.tokens.size(1) == cfg.text.context_length, "--train-data ", o.train_data, ": tokens of length ",
-                 batch.tokens.size(1), " but the model's context_length is ", cfg.text.context_length);
-      SuspendHooks quiet(params, k + 1 < o.accum_freq);
-      const Tensor images = batch.images.to(dev), tokens = batch.tokens.to(dev);  // pinned staging on cuda
-      CocaOutput out = model.forward(images, tokens);
-      CocaLosses l = coca_loss(out, tokens, cfg.text.pad_id, weights, loss_ctx);
-      Tensor loss = mul_scalar(l.total, 1.0 / o.accum_freq);
-      if (step == o.debug_nonfinite_step) loss = mul_scalar(loss, std::nan(""));
-      loss.backward();
-      loss_sum += loss.item() * o.accum_freq;
-      con_sum += l.contrastive.item();
-      cap_sum += l.caption.item();
+  while (step_ < plan_.total_steps) {
+    // An epoch with no whole step (possible with tiny shards) is passed over.
+    while (step_ == plan_.epoch_end_step && epoch_ + 1 < o_.epochs) {
+      loader_->start_epoch(++epoch_);
+      replan();
     }
-    grads.finish();
-    const double grad_norm = zero ? zero->clip_grad_norm(o.grad_clip_norm) : clip_grad_norm(params, o.grad_clip_norm);
-    const bool finite_here = std::isfinite(loss_sum) && std::isfinite(grad_norm);
-    const bool finite = comm->sum(finite_here ? 0.0 : 1.0) == 0.0;
-    if (finite) {
-      if (zero) zero->step(lr);
-      else adamw->step(lr);
-      model.clamp_logit_scale();
-      consecutive_nonfinite = 0;
-    } else {
-      ++skipped_total;
-      ++consecutive_nonfinite;
-      if (lead)
-        std::fprintf(stderr, "warning: rank %d: step %lld has a non-finite loss or gradient; skipped (%lld so far)\n",
-                     rank, (long long)step, (long long)skipped_total);
-      if (lead) write_metrics({{"step", step}, {"nonfinite_skipped", skipped_total}});
-      COCA_CHECK(consecutive_nonfinite < o.max_nonfinite, consecutive_nonfinite,
-                 " non-finite steps in a row (limit --max-nonfinite ", o.max_nonfinite,
-                 "); stopping. The last checkpoint holds finite weights.");
-    }
-    for (Tensor& p : params) p.zero_grad();
-    ++step;
-    const int64_t step_samples = static_cast<int64_t>(o.batch_size) * world * o.accum_freq;
-    samples_seen += step_samples;
-    log_samples += step_samples;
-    if (finite) {
-      log_loss += comm->sum(loss_sum) / world;
-      log_con += comm->sum(con_sum / o.accum_freq) / world;
-      log_cap += comm->sum(cap_sum / o.accum_freq) / world;
-      ++log_count;
-    }
-    const bool epoch_end = step % steps_per_epoch == 0;
-    if (epoch_end) ++epoch;
+    const double lr = learning_rate(schedule_, o_.lr, step_, o_.warmup, plan_.total_steps, plan_.cooldown_steps,
+                                    o_.lr_cooldown_end);
+    const StepResult r = train_step(lr);
+    ++step_;
+    if (step_ == start_step_ + 1) t_first_step_ = Clock::now();
+    // Measure after the warmup (the rate settles and the lr does not depend on the total yet),
+    // over at least 3 steps of this process.
+    if (o_.max_minutes > 0 && time_planned_total_ == 0 && step_ >= std::max<int64_t>(o_.warmup, start_step_ + 4))
+      plan_for_time();
+    log_progress(r, lr);
 
-    if (step % o.log_every_n_steps == 0 || step == total_steps) {
-      const double dt = seconds_since(t_log);
-      const double rate = log_samples / std::max(dt, 1e-9);
-      const double elapsed = seconds_since(t_start);
-      const double eta = (total_steps - step) * elapsed / std::max<int64_t>(step - start_step, 1);
-      if (lead && log_count > 0) {
-        const double loss = log_loss / log_count, con = log_con / log_count, cap = log_cap / log_count;
-        const double scale = std::exp(model.logit_scale.item());
-        std::printf("step %lld/%lld (%.0f%%) epoch %lld | loss %.4f (contrastive %.4f, caption %.4f) | lr %.3g | "
-                    "scale %.2f | %.1f samples/s (%.1f/rank) | ETA %s\n",
-                    (long long)step, (long long)total_steps, 100.0 * step / total_steps, (long long)epoch, loss, con,
-                    cap, lr, scale, rate, rate / world, format_duration(eta).c_str());
-        std::fflush(stdout);
-        write_metrics({{"step", step}, {"epoch", epoch}, {"samples_seen", samples_seen}, {"loss", loss},
-                       {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
-                       {"grad_norm", grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world},
-                       {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads.last_wait_seconds()},
-                       {"elapsed_s", elapsed}});
+    const bool epoch_end = step_ == plan_.epoch_end_step;
+    const bool done = step_ >= plan_.total_steps;
+    if (epoch_end) {
+      ++epoch_;
+      if (!done && epoch_ < o_.epochs) {
+        if (o_.zeroshot_frequency > 0 && epoch_ % o_.zeroshot_frequency == 0) evaluate();
+        loader_->start_epoch(epoch_);
+        replan();
       }
-      t_log = Clock::now();
-      log_samples = 0;
-      log_loss = log_con = log_cap = 0;
-      log_count = 0;
     }
-
-    const bool time_up = o.max_minutes > 0 && seconds_since(t_start) > o.max_minutes * 60;
-    const bool stop = comm->sum((g_stop_signal || (lead && time_up)) ? 1.0 : 0.0) > 0;
-    const bool done = step >= total_steps;
-    if (epoch_end && !done) {
-      if (o.zeroshot_frequency > 0 && epoch % o.zeroshot_frequency == 0) evaluate();
-      loader.start_epoch(epoch);
+    const bool time_up = o_.max_minutes > 0 && seconds_since(t_start_) > o_.max_minutes * 60;
+    const bool stop = !done && comm_->sum((g_stop_signal || (lead_ && time_up)) ? 1.0 : 0.0) > 0;
+    const bool periodic = (o_.save_every_n_steps > 0 && step_ % o_.save_every_n_steps == 0) ||
+                          (epoch_end && o_.save_frequency > 0 && epoch_ % o_.save_frequency == 0);
+    const bool by_signal = stop && comm_->sum(g_stop_signal ? 1.0 : 0.0) > 0;
+    if (stop || done || periodic) {
+      const char* why = stop ? (by_signal ? "stop requested by signal" : "time limit") : done ? "end of training"
+                                                                                              : "periodic";
+      if (!save(why) && (!o_.continue_on_save_error || stop || done)) {
+        exit_code = 1;
+        break;
+      }
     }
     if (stop) {
-      const bool by_signal = comm->sum(g_stop_signal ? 1.0 : 0.0) > 0;
-      save(by_signal ? "stop requested by signal" : "time limit");
-      if (lead)
-        std::printf("stopped at step %lld: %s; resume with --resume latest --name %s\n", (long long)step,
-                    by_signal ? "signal received" : "--max-minutes reached", o.name.c_str());
+      if (lead_)
+        std::printf("stopped at step %lld: %s; resume with --resume latest --name %s\n", (long long)step_,
+                    by_signal ? "signal received" : "--max-minutes reached", o_.name.c_str());
       break;
     }
-    if (done || (o.save_every_n_steps > 0 && step % o.save_every_n_steps == 0) ||
-        (epoch_end && o.save_frequency > 0 && epoch % o.save_frequency == 0))
-      save(done ? "end of training" : "periodic");
   }
-  if (step >= total_steps && !o.val_data.empty()) evaluate();
-  comm->barrier();
-  if (lead)
-    std::printf("done: %lld steps, %lld samples, %lld non-finite steps skipped, %s; logs in %s\n", (long long)step,
-                (long long)samples_seen, (long long)skipped_total, format_duration(seconds_since(t_start)).c_str(),
-                run_dir.string().c_str());
+  if (exit_code == 0 && step_ >= plan_.total_steps && !o_.val_data.empty()) evaluate();
+  comm_->barrier();
+  if (lead_)
+    std::printf("%s: %lld steps, %lld samples, %lld non-finite steps skipped, %s; logs in %s\n",
+                exit_code ? "stopped" : "done", (long long)step_, (long long)samples_seen_, (long long)skipped_total_,
+                format_duration(seconds_since(t_start_)).c_str(), run_dir_.string().c_str());
+  std::fflush(stdout);
   return exit_code;
 }
+
+}  // namespace
+
+int run_training(TrainOptions opts) { return Trainer(std::move(opts)).run(); }
 
 }  // namespace coca::train

@@ -53,6 +53,14 @@ std::vector<std::string> all_captions(const std::string& dir) {
   return out;
 }
 
+// Every sample looked at is either written or skipped under exactly one reason.
+void expect_counts_add_up(const nlohmann::json& rep) {
+  int64_t by_reason = 0;
+  for (const auto& [reason, n] : rep.at("skipped_by_reason").items()) by_reason += n.get<int64_t>();
+  EXPECT_EQ(rep.at("skipped").get<int64_t>(), by_reason) << rep.dump(1);
+  EXPECT_EQ(rep.at("considered").get<int64_t>(), rep.at("written").get<int64_t>() + by_reason) << rep.dump(1);
+}
+
 std::vector<uint8_t> corrupt_jpeg() {
   std::vector<uint8_t> j = jpeg_solid(16, 16, 9, 9, 9);
   for (size_t i = 2; i + 8 < j.size(); ++i)
@@ -113,7 +121,10 @@ TEST(CocaShard, CsvWithEveryBadInputKind) {
   EXPECT_EQ(by.value("invalid_utf8_caption", 0), 1);
   EXPECT_EQ(by.value("malformed_row", 0), 1);
   EXPECT_EQ(rep.at("written"), 4);
+  EXPECT_EQ(rep.at("considered"), 13);
+  expect_counts_add_up(rep);
   EXPECT_EQ(rep.at("examples").at("missing_file").at(0).at("key"), "missing.png");
+  EXPECT_EQ(rep.at("examples").at("malformed_row").at(0).at("key"), "train.tsv:14");
   const std::string log = slurp(t.str("log"));
   EXPECT_NE(log.find("truncated_image: 2"), std::string::npos) << log;
 
@@ -160,6 +171,78 @@ TEST(CocaShard, CsvWithEveryBadInputKind) {
   EXPECT_FALSE(fs::exists(fs::path(out) / "shard-00001.h5"));
 }
 
+// A quote that is never closed swallows the rest of the file as one field. Only its own row
+// is lost: it is reported where the quote opened and the rows after it are read again.
+// Quoted newlines that do close stay inside the caption (RFC 4180), and keys name the line a
+// row starts on.
+TEST(CocaShard, CsvUnclosedQuoteLosesOnlyItsRow) {
+  TempDir t("csvquote");
+  for (const char* name : {"a.png", "b.png", "c.png", "d.png", "e.png", "f.png"})
+    write_file(t.path() / name, png_solid(8, 8, 50, 60, 70));
+  std::string tsv = "filepath\ttitle\n";                 // line 1
+  tsv += "a.png\tfirst\n";                               // 2
+  tsv += "b.png\t\"two\nline caption\"\n";               // 3-4
+  tsv += "c.png\tthird\textra field\n";                  // 5: malformed
+  tsv += "d.png\t\"a \"\"quote\"\" that never closes\n";   // 6: unclosed
+  tsv += "e.png\tfifth\n";                               // 7
+  tsv += "f.png\tsixth \"\"quoted\"\" words\n";           // 8 (quotes inside an unquoted field)
+  write_text(t.path() / "train.tsv", tsv);
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format csv --input " + t.str("train.tsv") + " --images-root " + t.str("") + " --output " +
+                         out + " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"first", "two\nline caption", "fifth",
+                                                          "sixth \"\"quoted\"\" words"}));
+  const nlohmann::json rep = read_json(fs::path(out) / "report.json");
+  EXPECT_EQ(rep.at("skipped_by_reason").value("unclosed_quote", 0), 1) << rep.dump(1);
+  EXPECT_EQ(rep.at("skipped_by_reason").value("malformed_row", 0), 1) << rep.dump(1);
+  EXPECT_EQ(rep.at("considered"), 6);
+  expect_counts_add_up(rep);
+  const auto& ex = rep.at("examples");
+  EXPECT_EQ(ex.at("malformed_row").at(0).at("key"), "train.tsv:5");
+  EXPECT_EQ(ex.at("unclosed_quote").at(0).at("key"), "train.tsv:6");
+  const std::string detail = ex.at("unclosed_quote").at(0).at("detail");
+  EXPECT_NE(detail.find("line 6"), std::string::npos) << detail;
+  EXPECT_NE(slurp(t.str("log")).find("unclosed_quote: 1"), std::string::npos) << slurp(t.str("log"));
+}
+
+TEST(ParseDelimited, LinesAndRecoveryAfterAnUnclosedQuote) {
+  // Row 2 ("x") opens a quote on its second line; the file ends inside it.
+  const auto rows = parse_delimited("h1,h2\n\"multi\nline\",\"open\n\nlast,row\r\n", ',');
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].line, 1);
+  EXPECT_EQ(rows[1].line, 2);
+  EXPECT_EQ(rows[1].unclosed_quote_line, 3);
+  EXPECT_EQ(rows[2].line, 5);
+  EXPECT_EQ(rows[2].fields, (std::vector<std::string>{"last", "row"}));
+  EXPECT_EQ(rows[2].unclosed_quote_line, 0);
+  // A quote on the last line, with no newline after it.
+  const auto tail = parse_delimited("a\tb\n\"c", '\t');
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_EQ(tail[1].line, 2);
+  EXPECT_EQ(tail[1].unclosed_quote_line, 2);
+  // A closed multi-line field spans lines; the next row starts after them.
+  const auto multi = parse_delimited("\"a\nb\nc\"\tz\nnext\tq", '\t');
+  ASSERT_EQ(multi.size(), 2u);
+  EXPECT_EQ(multi[0].fields[0], "a\nb\nc");
+  EXPECT_EQ(multi[0].last_line, 3);
+  EXPECT_EQ(multi[1].line, 4);
+}
+
+// Without a header there is no table to recover into: that is an error naming file:line.
+TEST(ParseDelimited, UnclosedQuoteInTheHeaderIsAnError) {
+  TempDir t("csvheader");
+  write_text(t.path() / "bad.tsv", "\"filepath\ttitle\na.png\tcap\n");
+  try {
+    list_csv(t.str("bad.tsv"), CsvOptions());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.tsv:1: the header row"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CocaShard, CocaCaptionsJson) {
   TempDir t("coco");
   write_file(t.path() / "images" / "1.jpg", jpeg_solid(20, 10, 200, 0, 0));
@@ -185,6 +268,7 @@ TEST(CocaShard, CocaCaptionsJson) {
   EXPECT_EQ(rep.at("skipped_by_reason").value("missing_file", 0), 1);
   EXPECT_EQ(rep.at("skipped_by_reason").value("no_caption", 0), 1);
   EXPECT_EQ(rep.at("skipped_by_reason").value("unknown_image_id", 0), 1);
+  expect_counts_add_up(rep);
   ShardReader r(ShardIndex::load(out).shard_path(out, 0));
   EXPECT_EQ(r.read_keys(0, 3), (std::vector<std::string>{"coco:1:10", "coco:1:11", "coco:2:12"}));
 }
@@ -221,6 +305,7 @@ TEST(CocaShard, WebDatasetTars) {
   EXPECT_EQ(by.value("missing_caption", 0), 1);
   EXPECT_EQ(by.value("unsupported_image_format", 0), 1);
   EXPECT_EQ(by.value("truncated_tar", 0), 1);
+  expect_counts_add_up(read_json(fs::path(out) / "report.json"));
   ShardReader r(ShardIndex::load(out).shard_path(out, 0));
   EXPECT_EQ(r.read_keys(0, 1)[0], "00000.tar/000000001");
 }

@@ -1,6 +1,7 @@
 // Writes a small synthetic training set for the coca-train tests, with everything they need:
 //   <out>/train/ (4 shards with tokens), <out>/eval/ (classification shards), <out>/bpe.txt.gz,
 //   <out>/model.json (a micro CoCa whose vocab_size matches the trained tokenizer).
+// With --uneven N1,N2,... also <out>/uneven/: one shard per listed sample count.
 // Images are class-coloured blocks with noise; captions name the colour and the shape, so the
 // loss has something to learn and zero-shot accuracy above chance is reachable.
 #include <cstdio>
@@ -17,8 +18,16 @@ using namespace coca;
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: make_train_fixture OUTDIR\n");
+  std::vector<int> uneven;
+  if (argc == 4 && std::string(argv[2]) == "--uneven") {
+    std::string list = argv[3];
+    for (size_t pos = 0; pos <= list.size();) {
+      const size_t comma = std::min(list.find(',', pos), list.size());
+      uneven.push_back(std::stoi(list.substr(pos, comma - pos)));
+      pos = comma + 1;
+    }
+  } else if (argc != 2) {
+    std::fprintf(stderr, "usage: make_train_fixture OUTDIR [--uneven N1,N2,...]\n");
     return 2;
   }
   const fs::path out = argv[1];
@@ -54,7 +63,8 @@ int main(int argc, char** argv) {
         }
       }
   };
-  auto write_set = [&](const fs::path& dir, int shards, int per_shard, bool labels) {
+  auto write_set = [&](const fs::path& dir, const std::vector<int>& sizes, bool labels) {
+    fs::create_directories(dir);
     ShardIndex index;
     index.image_size = S;
     index.chunk_images = 8;
@@ -66,14 +76,15 @@ int main(int argc, char** argv) {
     if (labels) index.classnames = classnames;
     std::vector<uint8_t> img;
     int64_t n = 0;
-    for (int s = 0; s < shards; ++s) {
+    for (size_t s = 0; s < sizes.size(); ++s) {
+      const int per_shard = sizes[s];
       ShardLayout layout;
       layout.image_size = S;
       layout.chunk_images = 8;
       layout.context_length = L;
       layout.labels = labels;
       if (labels) layout.classnames = classnames;
-      const std::string file = shard_file_name(s);
+      const std::string file = shard_file_name(static_cast<int64_t>(s));
       ShardWriter w((dir / file).string(), layout);
       for (int i = 0; i < per_shard; ++i, ++n) {
         const int cls = static_cast<int>(gen.below(K));
@@ -88,8 +99,9 @@ int main(int argc, char** argv) {
     index.total_samples = n;
     index.save(dir.string());
   };
-  write_set(out / "train", 4, 64, false);
-  write_set(out / "eval", 1, 64, true);
+  write_set(out / "train", {64, 64, 64, 64}, false);
+  write_set(out / "eval", {64}, true);
+  if (!uneven.empty()) write_set(out / "uneven", uneven, false);
 
   std::ofstream cfg(out / "model.json");
   cfg << R"({"embed_dim": 32,

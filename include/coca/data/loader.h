@@ -67,13 +67,19 @@ struct Batch {
   int64_t step = 0;               // batch number within the epoch
 };
 
-// Position after the last batch handed out, plus the shards skipped so far this epoch.
+// Position after the last batch handed out, plus the shards skipped so far this epoch, and
+// the earlier segments of the epoch when it was resumed with another world or batch size.
 struct LoaderState {
   int64_t epoch = 0;
-  int64_t batch = 0;
+  int64_t batch = 0;  // within the current segment
   std::vector<SkippedShard> skipped;
+  std::vector<StreamSegment> segments;
   nlohmann::json to_json() const;
   static LoaderState from_json(const nlohmann::json& j);
+  // The state a rank of a new world starts from, given every old rank's state (saved with
+  // `old_batch_size` per rank): the same epoch, continued as a new segment without the
+  // samples the old ranks took.
+  static LoaderState continue_elsewhere(const std::vector<LoaderState>& old_ranks, int old_batch_size);
 };
 
 class ShardLoader {
@@ -84,7 +90,10 @@ class ShardLoader {
   ShardLoader& operator=(const ShardLoader&) = delete;
 
   const ShardIndex& index() const { return index_; }
+  // Batches per rank of a whole epoch (no earlier segments).
   int64_t batches_per_epoch(int64_t epoch) const;
+  // Batches per rank of the current epoch's current segment (after start_epoch or restore).
+  int64_t batches_this_epoch() const { return total_; }
   // Positions at batch 0 of `epoch`.
   void start_epoch(int64_t epoch);
   // The next batch of the current epoch; false when the epoch is over.
@@ -97,7 +106,8 @@ class ShardLoader {
   struct Sample;
   struct RawBatch;
   void stop_threads();
-  void launch(int64_t epoch, int64_t first_batch, const std::vector<SkippedShard>& known_skips);
+  void launch(int64_t epoch, int64_t first_batch, const std::vector<SkippedShard>& known_skips,
+              const std::vector<StreamSegment>& segments);
   void producer_main(int64_t epoch, int64_t first_batch, std::vector<SkippedShard> known_skips);
   void worker_main();
   void fail(std::exception_ptr e);
@@ -109,9 +119,12 @@ class ShardLoader {
   int out_size_ = 0;
 
   int64_t epoch_ = 0;
-  int64_t consumed_ = 0;   // batches handed out this epoch
+  int64_t consumed_batches_ = 0;  // batches handed out this epoch (segment)
   int64_t total_ = 0;      // batches this epoch
   std::vector<SkippedShard> skipped_;  // as known when the last handed-out batch was made
+  std::vector<StreamSegment> segments_;     // earlier segments of this epoch
+  std::unique_ptr<ConsumedSet> consumed_;   // what they emitted (null: none)
+  int64_t consumed_count_ = 0;              // samples they emitted, repeats included
 
   std::mutex mu_;
   std::condition_variable cv_;

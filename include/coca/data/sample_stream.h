@@ -13,6 +13,12 @@
 //    batches; the rest of each rank's stream is dropped. No sample appears twice.
 //  * Resampled mode: each rank draws shards with replacement from (seed, epoch, rank),
 //    endlessly; an epoch is then floor(epoch_samples / (W * B)) batches per rank.
+//  * Segments: a run resumed mid-epoch with another world size or batch size continues the
+//    epoch as a new segment. The samples that earlier segments emitted (found by replaying
+//    them from the index) are excluded from the new segment's streams, which otherwise follow
+//    the rules above with the new W and B; so no sample of the epoch repeats and none that
+//    was still unread is lost (beyond the usual lockstep remainder). Resampled segments
+//    continue the epoch's sample count instead.
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -48,11 +54,43 @@ struct SkippedShard {
   int64_t chunk = 0;  // ordinal of the failing chunk within that visit
 };
 
+// Samples of one epoch already emitted by earlier segments (one bit per sample of the index).
+class ConsumedSet {
+ public:
+  explicit ConsumedSet(const ShardIndex& index);
+  void add(const SampleRef& r);
+  bool contains(const SampleRef& r) const;
+  int64_t in_shard(int32_t shard) const { return per_shard_[static_cast<size_t>(shard)]; }
+  int64_t size() const { return total_; }
+
+ private:
+  std::vector<int64_t> offset_;     // first global index of each shard
+  std::vector<uint64_t> bits_;
+  std::vector<int64_t> per_shard_;  // consumed samples per shard (distinct)
+  int64_t total_ = 0;
+};
+
+// One finished part of an epoch: the world and batch size it ran with, how many batches
+// every rank took (lockstep), and the shards each rank skipped by then.
+struct StreamSegment {
+  int world = 1;
+  int batch_size = 1;
+  int64_t batches = 0;
+  std::vector<std::vector<SkippedShard>> skipped;  // [world]
+};
+
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
 std::vector<int32_t> shard_permutation(int64_t num_shards, uint64_t seed, int64_t epoch);
 std::vector<int32_t> shards_of_rank(const std::vector<int32_t>& permutation, int rank, int world);
-// The lockstep batch count of an epoch (same on every rank).
-int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch);
+// The lockstep batch count of an epoch (same on every rank): the one function that both the
+// loader (when its epoch ends) and the trainer (its step plan) use. `consumed` and
+// `consumed_count` describe earlier segments of the epoch (nullptr / 0 for a whole epoch).
+int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch,
+                          const ConsumedSet* consumed = nullptr, int64_t consumed_count = 0);
+// Replays the segments (index only, no pixels) and returns what they emitted. `base` gives
+// the seed and the read settings; each segment its own world and batch size.
+ConsumedSet replay_segments(const ShardIndex& index, const StreamConfig& base, int64_t epoch,
+                            const std::vector<StreamSegment>& segments);
 
 class SampleStream {
  public:
@@ -64,7 +102,10 @@ class SampleStream {
   // Reads a chunk: returns false when it failed and the shard is to be skipped.
   using ChunkReader = std::function<bool(const ChunkRead&)>;
 
-  SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch);
+  // `consumed`: samples that earlier segments of this epoch emitted (kept alive by the caller);
+  // `segment`: how many segments came before (mixed into the order so segments differ).
+  SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch, const ConsumedSet* consumed = nullptr,
+               int64_t consumed_count = 0, int64_t segment = 0);
   int64_t target() const { return target_; }   // samples this rank yields this epoch
   int64_t emitted() const { return emitted_; }
   // Next sample, calling `read` for every chunk that enters the buffer first. Returns false
@@ -81,6 +122,7 @@ class SampleStream {
   const ShardIndex& index_;
   StreamConfig cfg_;
   int64_t epoch_;
+  const ConsumedSet* consumed_ = nullptr;
   int64_t target_ = 0;
   int64_t emitted_ = 0;
   Generator order_gen_;                 // chunk order and shuffle draws

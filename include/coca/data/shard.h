@@ -6,6 +6,9 @@
 //   keys     UTF-8 strings [N]   source identifiers
 //   tokens   int32 [N, L]        when a tokenizer was given
 //   labels   int32 [N]           classification sets, with a "classnames" attribute
+// Every dataset carries HDF5's Fletcher32 checksum per chunk (root attribute "checksum" =
+// "fletcher32"), so damaged bytes fail the read that touches them instead of being trained
+// on; shards written before checksums existed still read, unchecked.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,7 +29,13 @@ struct ShardLayout {
   int context_length = 0;   // L; 0 = no tokens dataset
   bool labels = false;
   std::vector<std::string> classnames;
+  // Fletcher32 per chunk on every dataset. Off only to produce unchecked files, as shards
+  // from before checksums were (tests, the cost measurement).
+  bool checksum = true;
 };
+
+// The root attribute / index.json value naming the per-chunk checksum.
+constexpr const char* kShardChecksumName = "fletcher32";
 
 class ShardWriter {
  public:
@@ -69,8 +78,18 @@ class ShardReader {
   bool has_tokens() const { return context_length_ > 0; }
   bool has_labels() const { return has_labels_; }
   const std::vector<std::string>& classnames() const { return classnames_; }
+  // True when the images dataset carries Fletcher32 checksums (shards from before they
+  // existed do not); HDF5 then verifies every chunk a read touches.
+  bool has_checksums() const { return has_checksums_; }
 
-  // Rows [start, start + count); errors name the file and the rows.
+  // Bounds the token ids read_tokens accepts to [0, vocab_size): an id outside it (a shard
+  // made with another tokenizer, or damaged) is an error naming the shard, the id and the
+  // row, instead of an out-of-range index inside the embedding. 0 (the default): unchecked.
+  void set_vocab_size(int64_t vocab_size);
+  int64_t vocab_size() const { return vocab_size_; }
+
+  // Rows [start, start + count); errors name the file and the rows. A chunk whose checksum
+  // does not match throws an Error saying so (the data is damaged).
   void read_images(int64_t start, int64_t count, uint8_t* out) const;   // count*S*S*3 bytes
   void read_tokens(int64_t start, int64_t count, int32_t* out) const;   // count*L ids
   void read_labels(int64_t start, int64_t count, int32_t* out) const;
@@ -82,6 +101,9 @@ class ShardReader {
 
   std::string path_;
   h5::Handle file_, images_, captions_, keys_, tokens_, labels_;
+  h5::Handle xfer_;  // dataset transfer list with checksum verification (EDC) on
+  int64_t vocab_size_ = 0;
+  bool has_checksums_ = false;
   int64_t size_ = 0;
   int image_size_ = 0;
   int context_length_ = 0;

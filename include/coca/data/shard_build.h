@@ -21,7 +21,11 @@ namespace coca {
 class SkipReport {
  public:
   static constexpr size_t kExamplesPerReason = 5;
+  // Counts skipped samples only; the caller counts them as considered too.
   void add(const std::string& reason, const std::string& key, const std::string& detail, int64_t samples = 1);
+  // A problem found while listing the inputs (a malformed CSV row, a tar member without its
+  // pair): one sample considered and skipped, so that considered = written + skipped.
+  void add_listing_issue(const InputIssue& issue);
   void merge(const SkipReport& other);
   int64_t skipped() const;
   int64_t count(const std::string& reason) const;
@@ -30,7 +34,7 @@ class SkipReport {
   static SkipReport from_json(const nlohmann::json& j);
   std::string summary() const;  // multi-line, for the terminal
 
-  int64_t considered = 0;  // samples looked at
+  int64_t considered = 0;  // samples looked at: written + skipped
   int64_t written = 0;
 
  private:

@@ -25,6 +25,9 @@ struct ShardIndex {
   int image_size = 0;
   int chunk_images = 0;
   std::string compression = "none";
+  // Per-chunk checksum of the shards: "fletcher32" (what this build writes, hence the
+  // default) or "none" (an index from before checksums, which lacks the field).
+  std::string checksum = "fletcher32";
   int context_length = 0;               // 0: no tokens dataset
   nlohmann::json tokenizer;             // null or {file, sha256, vocab_size, sot, eot, pad}
   nlohmann::json source;                // {format, path, ...}
@@ -33,6 +36,9 @@ struct ShardIndex {
   nlohmann::json extra;                 // free-form (skip counts, etc.)
 
   bool has_labels() const { return !classnames.empty(); }
+  // tokenizer.vocab_size, the bound for token ids in the shards; 0 when the index names no
+  // tokenizer (nothing to check against).
+  int64_t vocab_size() const;
   std::string shard_path(const std::string& dir, size_t i) const;
   nlohmann::json to_json() const;
   static ShardIndex from_json(const nlohmann::json& j, const std::string& where);

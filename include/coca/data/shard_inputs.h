@@ -58,7 +58,18 @@ InputListing list_image_folder(const std::string& root, const std::string& class
 // (reason set to "missing_file" or "unreadable_file").
 bool read_image_bytes(const ImageSource& src, std::vector<uint8_t>& out, std::string& reason, std::string& detail);
 
-// Splits one CSV/TSV text into rows of fields (RFC 4180 quoting with '"').
-std::vector<std::vector<std::string>> parse_delimited(const std::string& text, char separator);
+// One row of a CSV/TSV text.
+struct DelimitedRow {
+  int64_t line = 0;       // 1-based line the row starts on
+  int64_t last_line = 0;  // the line it ends on (later than `line` when a quoted field holds newlines)
+  std::vector<std::string> fields;
+  // > 0: a quoted field opened on this line and the file ended inside it. The row is unusable
+  // and parsing resumed on the next line, since no later quote can belong to that field.
+  int64_t unclosed_quote_line = 0;
+};
+
+// Splits one CSV/TSV text into rows of fields (RFC 4180 quoting with '"'; newlines inside
+// quotes belong to the field). Empty lines are dropped.
+std::vector<DelimitedRow> parse_delimited(const std::string& text, char separator);
 
 }  // namespace coca

@@ -39,9 +39,11 @@ class GradientBucketer {
   GradientBucketer(const GradientBucketer&) = delete;
   GradientBucketer& operator=(const GradientBucketer&) = delete;
 
-  // After backward: launches what is left (a parameter that got no gradient on this rank
-  // counts as zero), waits, and (unsharded) sets every parameter's .grad to the rank-average.
-  // Parameters unused on every rank get a zero gradient.
+  // After backward: launches what is left, waits, and (unsharded) sets every parameter's .grad
+  // to the rank-average. A parameter whose hook did not fire since the last finish() (hooks
+  // suspended for all but the last --accum-freq micro-batch, or not reached by the last one)
+  // contributes its .grad as it stands; one with no .grad on this rank counts as zero, so
+  // parameters unused on every rank get a zero gradient.
   void finish();
   // Seconds the last finish() spent waiting for communication after backward ended.
   double last_wait_seconds() const { return last_wait_s_; }

@@ -41,6 +41,8 @@ class MpiCommunicator : public Communicator {
   double sum(double value);
   std::vector<int64_t> all_gather_value(int64_t value);
   void broadcast_bytes(void* data, size_t nbytes, int root);
+  // Every rank's string on every rank, in rank order (under the collective timeout).
+  std::vector<std::string> all_gather_strings(const std::string& mine);
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;

@@ -1,6 +1,7 @@
 #pragma once
 // Model weights as OpenCLIP-named safetensors (spec section 10).
 #include <string>
+#include <vector>
 
 #include "coca/nn/module.h"
 #include "coca/tensor/safetensors.h"
@@ -9,8 +10,15 @@ namespace coca {
 
 void save_weights(const nn::Module& model, const std::string& path);
 // Copies every tensor into the model's parameters (converting dtype). Any missing, extra or
-// wrongly shaped tensor is an error that lists every offending name.
+// wrongly shaped tensor is an error: one line naming the first few (describe_mismatch).
 void load_weights(nn::Module& model, const std::string& path);
 void load_weights(nn::Module& model, const NamedTensors& tensors, const std::string& source);
+
+// The body of a one-line "file does not match the model" error: at most `max_names` offending
+// names (shared fairly among the three kinds, each prefixed by its kind), then
+// "... and N more (M missing, K unexpected, J wrongly shaped)" counting those not named. A
+// wholly wrong config mismatches hundreds of tensors; the line must stay readable.
+std::string describe_mismatch(const std::vector<std::string>& missing, const std::vector<std::string>& unexpected,
+                              const std::vector<std::string>& wrongly_shaped, size_t max_names = 8);
 
 }  // namespace coca

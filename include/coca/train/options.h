@@ -51,6 +51,7 @@ struct TrainOptions {
   int save_frequency = 1;          // epochs
   int64_t save_every_n_steps = 0;
   int keep_checkpoints = 3;
+  bool continue_on_save_error = false;  // a failed save warns and training goes on
   std::string resume;              // checkpoint directory or "latest"
   int zeroshot_frequency = 0;      // epochs
   int64_t debug_nonfinite_step = -1;  // tests: make this step's loss NaN

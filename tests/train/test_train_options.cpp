@@ -1,0 +1,93 @@
+// coca-train's option checks: values that parse but mean nothing are refused with one line
+// naming the flag and the value, before any work starts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "coca/tensor/error.h"
+#include "coca/train/options.h"
+
+using namespace coca;
+using namespace coca::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A --train-data directory: the parser only checks that index.json is there.
+class TrainOptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("coca_options_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::ofstream(dir / "index.json") << "{}\n";
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  TrainOptions parse(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"coca-train", "--train-data", dir.string()});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    TrainOptions o;
+    parse_train_options(static_cast<int>(argv.size()), argv.data(), o);
+    return o;
+  }
+  // The error of parsing `args` ("" when it parses).
+  std::string error(const std::vector<std::string>& args) const {
+    try {
+      parse(args);
+    } catch (const std::exception& e) {  // coca::Error, or Boost's for a value it cannot parse
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir;
+};
+
+}  // namespace
+
+TEST_F(TrainOptionsTest, RefusesNonsensicalNumbersNamingFlagAndValue) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--max-steps", "-5"},         {"--seed", "-1"},           {"--seed", "18446744073709551616"},
+      {"--seed", "12abc"},           {"--seed", ""},             {"--save-frequency", "-1"},
+      {"--save-every-n-steps", "-2"}, {"--max-minutes", "-1"},   {"--max-minutes", "nan"},
+      {"--epochs-cooldown", "-1"},   {"--epochs-cooldown", "2"}, {"--threads", "-3"},
+      {"--train-num-samples", "-10"}, {"--warmup", "-1"},        {"--zeroshot-frequency", "-1"},
+      {"--grad-clip-norm", "-0.5"},  {"--grad-clip-norm", "nan"}, {"--max-nonfinite", "0"},
+      {"--lr-cooldown-end", "-1"},   {"--lr", "inf"},            {"--bucket-mb", "inf"},
+      {"--coca-caption-loss-weight", "-1"}};
+  for (const auto& [flag, value] : bad) {
+    const std::string msg = error({flag + "=" + value});
+    EXPECT_NE(msg.find(flag), std::string::npos) << flag << " " << value << ": '" << msg << "'";
+    if (!value.empty()) EXPECT_NE(msg.find(value), std::string::npos) << flag << " " << value << ": '" << msg << "'";
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  // The spelling with a space, as a user types it.
+  EXPECT_NE(error({"--max-steps", "-5"}).find("--max-steps"), std::string::npos);
+  EXPECT_NE(error({"--seed", "-1"}).find("--seed"), std::string::npos);
+}
+
+TEST_F(TrainOptionsTest, AcceptsTheBoundaries) {
+  EXPECT_EQ(error({}), "");
+  const TrainOptions o = parse({"--seed", "18446744073709551615", "--max-steps", "0", "--save-frequency", "0",
+                                "--epochs", "3", "--epochs-cooldown", "3", "--grad-clip-norm", "0", "--threads", "0"});
+  EXPECT_EQ(o.seed, std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(o.max_steps, 0);
+  EXPECT_EQ(parse({"--seed", "42"}).seed, 42u);
+}
+
+TEST_F(TrainOptionsTest, SeedInAConfigFileIsCheckedToo) {
+  std::ofstream(dir / "bad.cfg") << "seed = -1\n";
+  EXPECT_NE(error({"--config", (dir / "bad.cfg").string()}).find("--seed"), std::string::npos);
+}
+
+TEST_F(TrainOptionsTest, ContinueOnSaveErrorIsAnOptInSwitch) {
+  EXPECT_FALSE(parse({}).continue_on_save_error);
+  const TrainOptions o = parse({"--continue-on-save-error"});
+  EXPECT_TRUE(o.continue_on_save_error);
+  EXPECT_EQ(o.to_json().at("continue_on_save_error"), true);
+}
