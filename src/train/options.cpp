@@ -67,7 +67,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   po::options_description optim("Optimisation");
   optim.add_options()("batch-size", po::value(&o.batch_size)->default_value(64), "samples per rank per micro-batch")(
       "epochs", po::value(&o.epochs)->default_value(1), "passes over the data")(
-      "max-steps", po::value(&o.max_steps)->default_value(0), "stop after this many optimizer steps (0: no limit)")(
+      "max-steps", po::value(&o.max_steps)->default_value(0), "stop after this many optimizer steps; the lr schedule ends there too (0: no limit)")(
       "max-minutes", po::value(&o.max_minutes)->default_value(0), "time budget: after the warmup the measured step time sets the step count, so the lr schedule "
       "ends when the time does; the run stops and saves at the limit in any case (0: no limit)")(
       "lr", po::value(&o.lr)->default_value(5e-4), "peak learning rate")(
@@ -109,7 +109,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "a checkpoint save that fails (e.g. disk full) logs a warning and training goes on; default: stop with an "
       "error")(
       "zeroshot-frequency", po::value(&o.zeroshot_frequency)->default_value(0), "zero-shot eval every N epochs")(
-      "debug-nonfinite-step", po::value(&o.debug_nonfinite_step)->default_value(-1), "(tests) poison this step");
+      "debug-nonfinite-step", po::value(&o.debug_nonfinite_step)->default_value(-1), "(tests) poison this step")(
+      "debug-step-seconds", po::value(&o.debug_step_seconds)->default_value(0),
+      "(tests) plan --max-minutes with this step time instead of the measured one");
   po::options_description generic("General");
   std::string config_file;
   generic.add_options()("help,h", "print this help")("config", po::value(&config_file),

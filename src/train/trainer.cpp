@@ -116,7 +116,7 @@ class Trainer {
   // the loop
   StepResult train_step(double lr);
   void log_progress(const StepResult& r, double lr);
-  bool save(const char* why);
+  bool save(const char* why, bool fatal);
   void evaluate();
 
   TrainOptions o_;
@@ -302,7 +302,9 @@ void Trainer::replan() {
 // run if steps slow down later.
 void Trainer::plan_for_time() {
   const int64_t timed = step_ - start_step_ - 1;  // steps since the first of this process
-  const double per_step = seconds_since(t_first_step_) / static_cast<double>(std::max<int64_t>(timed, 1));
+  const double per_step = o_.debug_step_seconds > 0
+                              ? o_.debug_step_seconds
+                              : seconds_since(t_first_step_) / static_cast<double>(std::max<int64_t>(timed, 1));
   // 2% and two steps held back for what the warmup did not show: saves, zero-shot, slower steps.
   const double left = 0.98 * (o_.max_minutes * 60.0 - seconds_since(t_start_)) - 2 * per_step;
   const double fit = lead_ ? std::floor(std::max(left, 0.0) / per_step) : 0.0;
@@ -408,8 +410,9 @@ void Trainer::log_progress(const StepResult& r, double lr) {
 // Writes step_<N>.tmp/, makes it durable and publishes it as `latest`. Every rank takes part
 // (loader states and ZeRO-1 shards are gathered under the collective timeout); rank 0 writes.
 // Returns false when the save failed (the previous checkpoint stays `latest`, the partial
-// directory is removed); every rank gets the same answer.
-bool Trainer::save(const char* why) {
+// directory is removed); every rank gets the same answer. `fatal`: the failure ends the run
+// (reported as an error rather than a warning).
+bool Trainer::save(const char* why, bool fatal) {
   const std::string name = checkpoint_name(step_);
   const LoaderState ls = loader_->state();
   const nlohmann::json mine = {{"rank", rank_}, {"loader", ls.to_json()}};
@@ -453,7 +456,7 @@ bool Trainer::save(const char* why) {
     } catch (const std::exception&) {
     }
     std::fprintf(stderr, "%s: checkpoint %s failed: %s; the newest complete checkpoint is %s\n",
-                 o_.continue_on_save_error ? "warning" : "coca-train", name.c_str(), failure.c_str(), latest.c_str());
+                 fatal ? "coca-train" : "warning", name.c_str(), failure.c_str(), latest.c_str());
   }
   return ok;
 }
@@ -539,7 +542,8 @@ int Trainer::run() {
     if (stop || done || periodic) {
       const char* why = stop ? (by_signal ? "stop requested by signal" : "time limit") : done ? "end of training"
                                                                                               : "periodic";
-      if (!save(why) && (!o_.continue_on_save_error || stop || done)) {
+      const bool fatal = !o_.continue_on_save_error || stop || done;
+      if (!save(why, fatal) && fatal) {
         exit_code = 1;
         break;
       }

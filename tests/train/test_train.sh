@@ -2,7 +2,8 @@
 # coca-train end to end under mpirun (label mpi):
 #   two ranks train and the loss goes down; stop + resume is bit-identical to an uninterrupted
 #   run; SIGTERM saves and exits 0; a corrupt shard is one clear error; an injected non-finite
-#   loss is skipped and counted; bad options exit non-zero with one line.
+#   loss is skipped and counted; bad options exit non-zero with one line; --max-minutes plans a
+#   schedule that ends with the time and resumes exactly.
 # usage: test_train.sh BUILD_DIR
 set -u
 build=$1
@@ -124,6 +125,30 @@ rc=$?
 check "non-finite step: run completes" test $rc -eq 0
 check "non-finite step is reported" grep -q "non-finite" "$work/nan.log"
 check "non-finite step is counted" grep -q "1 non-finite steps skipped" "$work/nan.log"
+
+# 7. --max-minutes plans the schedule: after the warmup the step count that fits is set (here
+# from a stated step time, --debug-step-seconds, several times the real one so the clock never
+# cuts the run), the run ends at that step with the cosine at its floor (last lr under 1% of
+# the peak), and a resume from a checkpoint in the middle ends bit-identically.
+timed=(--train-data "$work/fx/train" "${common[@]}" --epochs 500 --max-minutes 0.05 --debug-step-seconds 0.05
+       --save-every-n-steps 10 --keep-checkpoints 100)
+"${mpirun_[@]}" "$train" "${timed[@]}" --name timed >"$work/timed.log" 2>&1
+check "time-planned run exits 0" test $? -eq 0
+check "time-planned run logs its plan and ends on it" python3 - "$work/logs/timed/metrics.jsonl" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+plan = [r["time_planned_total_steps"] for r in recs if "time_planned_total_steps" in r]
+steps = [r for r in recs if "lr" in r]
+last = steps[-1]
+print("planned", plan, "last step", last["step"], "last lr", last["lr"])
+sys.exit(0 if len(plan) == 1 and last["step"] == plan[0] and plan[0] > 20 and last["lr"] < 0.01 * 2e-3 else 1)
+PY
+check "time-planned run stopped by its plan, not by the clock" grep -q "(end of training)" "$work/timed.log"
+tlast=$(cat "$work/logs/timed/checkpoints/latest")
+"${mpirun_[@]}" "$train" "${timed[@]}" --name timed2 --resume "$work/logs/timed/checkpoints/step_000010" >"$work/timed2.log" 2>&1
+check "resumed time-planned run exits 0" test $? -eq 0
+check "resumed time-planned run ends bit-identically ($tlast)" cmp -s "$work/logs/timed/checkpoints/$tlast/model.safetensors" \
+  "$work/logs/timed2/checkpoints/$tlast/model.safetensors"
 
 # 6. Bad options: one line, non-zero, before any work.
 for args in "--batch-size 0" "--lr-scheduler wiggly" "--no-such-option 1" "--model no_such_model" "--device gpu" \

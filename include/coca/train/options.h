@@ -55,6 +55,7 @@ struct TrainOptions {
   std::string resume;              // checkpoint directory or "latest"
   int zeroshot_frequency = 0;      // epochs
   int64_t debug_nonfinite_step = -1;  // tests: make this step's loss NaN
+  double debug_step_seconds = 0;      // tests: the step time --max-minutes plans with (0: measured)
 
   std::string command_line;        // as invoked, for state.json
   nlohmann::json to_json() const;
