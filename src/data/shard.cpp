@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "coca/data/lzf.h"
 #include "coca/data/shard_index.h"
@@ -180,6 +181,8 @@ void ShardWriter::close() {
 // ---- reader -------------------------------------------------------------------------------
 
 ShardReader::ShardReader(const std::string& path) : path_(path) {
+  std::error_code ec;
+  COCA_CHECK(std::filesystem::is_regular_file(path, ec), "shard ", path, " is missing (listed in index.json)");
   h5::init();
   Lock g(h5::lock());
   file_ = Handle(check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open shard", path_),

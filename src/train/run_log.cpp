@@ -1,10 +1,58 @@
 #include "coca/train/run_log.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include "coca/tensor/error.h"
 
 namespace coca::train {
 
-MetricsFile::MetricsFile(const std::string& path) : path_(path) {
+namespace {
+
+// Keeps the records of steps <= `step` in `path` (and lines without a step); moves the rest,
+// and any line cut short by a kill, to <path>.replaced.
+void drop_records_after(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in.good()) return;
+  std::string line, kept, moved;
+  int64_t n_moved = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    bool keep = false;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      keep = !j.contains("step") || j.at("step").get<int64_t>() <= step;
+    } catch (const std::exception&) {
+      keep = false;  // a partial line from an interrupted write
+    }
+    (keep ? kept : moved) += line + "\n";
+    n_moved += keep ? 0 : 1;
+  }
+  in.close();
+  if (n_moved == 0) return;
+  {
+    std::ofstream rep(path + ".replaced", std::ios::app);
+    rep << moved;
+    COCA_CHECK(rep.good(), "cannot write ", path, ".replaced");
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    out.flush();
+    COCA_CHECK(out.good(), "cannot write ", tmp, " (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  COCA_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
+  std::printf("metrics: %lld record(s) after step %lld moved to %s.replaced (the resumed run writes those steps again)\n",
+              static_cast<long long>(n_moved), static_cast<long long>(step), path.c_str());
+}
+
+}  // namespace
+
+MetricsFile::MetricsFile(const std::string& path, int64_t resumed_at) : path_(path) {
+  if (resumed_at >= 0) drop_records_after(path, resumed_at);
   f_ = std::fopen(path.c_str(), "a");
   COCA_CHECK(f_ != nullptr, "cannot open metrics file ", path);
 }

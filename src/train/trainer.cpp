@@ -493,7 +493,8 @@ int Trainer::run() {
   COCA_CHECK(plan_.total_steps > step_ || !o_.resume.empty(), "--train-data ", o_.train_data, ": ",
              loader_->batches_per_epoch(0), " batches per rank per epoch are fewer than --accum-freq ", o_.accum_freq,
              " (lower --batch-size or use more data)");
-  if (lead_) metrics_ = std::make_unique<MetricsFile>((run_dir_ / "metrics.jsonl").string());
+  if (lead_)
+    metrics_ = std::make_unique<MetricsFile>((run_dir_ / "metrics.jsonl").string(), o_.resume.empty() ? -1 : step_);
   if (lead_)
     std::printf("coca-train: %s, %lld parameters, %d rank(s) on %s (%s), global batch %d, %lld steps over %d epochs "
                 "(epoch %lld ends at step %lld)\n",

@@ -11,7 +11,10 @@ namespace coca::train {
 class MetricsFile {
  public:
   MetricsFile() = default;
-  explicit MetricsFile(const std::string& path);  // appends (a resumed run continues the file)
+  // Appends: a resumed run continues the file. With `resumed_at` >= 0 the records of steps
+  // after it (written before the interruption, or by a timeline a rolled-back resume
+  // replaces) are first moved to <path>.replaced, so that each step appears once.
+  explicit MetricsFile(const std::string& path, int64_t resumed_at = -1);
   ~MetricsFile();
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
