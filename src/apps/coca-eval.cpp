@@ -5,6 +5,7 @@
 #include <string>
 
 #include "coca/eval/cli.h"
+#include "coca/kernels/cpu/blas_select.h"
 
 namespace {
 
@@ -34,6 +35,7 @@ void usage(std::FILE* f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  coca::cpu::select_blas_kernels(argv);  // before any thread: may re-execute this program
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -4,8 +4,10 @@
 
 #include "coca/dist/mpi.h"
 #include "coca/train/trainer.h"
+#include "coca/kernels/cpu/blas_select.h"
 
 int main(int argc, char** argv) {
+  coca::cpu::select_blas_kernels(argv);  // before any thread: may re-execute this program
   coca::train::TrainOptions opts;
   try {
     if (!coca::train::parse_train_options(argc, argv, opts)) return 0;

@@ -24,6 +24,7 @@
 #include "coca/dist/zero.h"
 #include "coca/eval/common.h"
 #include "coca/eval/zeroshot.h"
+#include "coca/kernels/cpu/blas_select.h"
 #include "coca/kernels/cuda/runtime.h"
 #include "coca/loss/coca_loss.h"
 #include "coca/model/flops.h"
@@ -500,7 +501,7 @@ int Trainer::run() {
                 "(epoch %lld ends at step %lld)\n",
                 cfg_.name.c_str(), (long long)model_->parameter_count(), world_,
                 dev_ == Device::CUDA ? str_cat("GPU ", cuda::device_name()).c_str()
-                                     : str_cat("CPU x ", threads_, " threads").c_str(),
+                                     : str_cat("CPU x ", threads_, " threads, OpenBLAS ", cpu::blas_core_name()).c_str(),
                 precision_.c_str(), o_.batch_size * world_ * o_.accum_freq, (long long)plan_.total_steps, o_.epochs,
                 (long long)epoch_, (long long)plan_.epoch_end_step);
   std::fflush(stdout);
@@ -508,6 +509,7 @@ int Trainer::run() {
   t_start_ = t_log_ = Clock::now();
   start_step_ = step_;
   int exit_code = 0;
+  bool stopped = false;
   while (step_ < plan_.total_steps) {
     // An epoch with no whole step (possible with tiny shards) is passed over.
     while (step_ == plan_.epoch_end_step && epoch_ + 1 < o_.epochs) {
@@ -553,6 +555,7 @@ int Trainer::run() {
       if (lead_)
         std::printf("stopped at step %lld: %s; resume with --resume latest --name %s\n", (long long)step_,
                     by_signal ? "signal received" : "--max-minutes reached", o_.name.c_str());
+      stopped = true;
       break;
     }
   }
@@ -560,7 +563,7 @@ int Trainer::run() {
   comm_->barrier();
   if (lead_)
     std::printf("%s: %lld steps, %lld samples, %lld non-finite steps skipped, %s; logs in %s\n",
-                exit_code ? "stopped" : "done", (long long)step_, (long long)samples_seen_, (long long)skipped_total_,
+                exit_code || stopped ? "stopped" : "done", (long long)step_, (long long)samples_seen_, (long long)skipped_total_,
                 format_duration(seconds_since(t_start_)).c_str(), run_dir_.string().c_str());
   std::fflush(stdout);
   return exit_code;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "coca/autograd/ops.h"
+#include "coca/kernels/cpu/blas_select.h"
 
 using namespace coca;
 
@@ -187,6 +188,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  coca::cpu::select_blas_kernels(argv);  // before any thread: may re-execute this program
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   try {

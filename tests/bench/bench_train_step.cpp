@@ -18,6 +18,7 @@
 #include "coca/loss/coca_loss.h"
 #include "coca/model/flops.h"
 #include "coca/optim/adamw.h"
+#include "coca/kernels/cpu/blas_select.h"
 
 using namespace coca;
 using Clock = std::chrono::steady_clock;
@@ -38,6 +39,7 @@ static double sgemm_gflops(int n) {
 }
 
 int main(int argc, char** argv) {
+  coca::cpu::select_blas_kernels(argv);  // before any thread: may re-execute this program
   std::string model_name = "coca_tiny";
   int batch = 64, steps = 5;
   bool torch = true;

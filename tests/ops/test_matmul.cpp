@@ -1,6 +1,7 @@
 // matmul (2-D, batched, broadcast batch, transposed and strided operand views) and linear.
 #include <gtest/gtest.h>
 
+#include "coca/kernels/cpu/blas_select.h"
 #include "coca/autograd/ops.h"
 #include "common/gradcheck.h"
 #include "common/test_util.h"
@@ -237,4 +238,17 @@ TEST(MatmulGrad, Linear) {
   // Non-contiguous 3-D input (a permuted view), only the weight requiring grad.
   Tensor x3 = uniform({4, 2, 3}, DType::f64, gen);
   EXPECT_TRUE(gradcheck([&](const In& in) { return linear(x3.permute({1, 2, 0}), in[0]); }, {w}));
+}
+
+// OpenBLAS's fallback for a CPU model it does not know is replaced by the kernels the CPU's
+// features allow; a core it chose itself, or a CPU without AVX2, is left alone.
+TEST(BlasSelect, GenericFallbackIsReplacedByWhatTheCpuCanRun) {
+  EXPECT_STREQ(coca::cpu::better_blas_core("Prescott", true, true), "SkylakeX");
+  EXPECT_STREQ(coca::cpu::better_blas_core("Prescott", false, true), "Haswell");
+  EXPECT_STREQ(coca::cpu::better_blas_core("Sandybridge", false, true), "Haswell");
+  EXPECT_EQ(coca::cpu::better_blas_core("Prescott", false, false), nullptr);
+  EXPECT_EQ(coca::cpu::better_blas_core("Haswell", true, true), nullptr);
+  EXPECT_EQ(coca::cpu::better_blas_core("SkylakeX", true, true), nullptr);
+  EXPECT_EQ(coca::cpu::better_blas_core("Zen", true, true), nullptr);
+  EXPECT_FALSE(coca::cpu::blas_core_name().empty());
 }
