@@ -116,7 +116,7 @@ class Trainer {
   void plan_for_time();
   // the loop
   StepResult train_step(double lr);
-  void log_progress(const StepResult& r, double lr);
+  void log_progress(const StepResult& r, double lr, bool last);
   bool save(const char* why, bool fatal);
   void evaluate();
 
@@ -370,7 +370,8 @@ StepResult Trainer::train_step(double lr) {
 
 // ---- logging ------------------------------------------------------------------------------
 
-void Trainer::log_progress(const StepResult& r, double lr) {
+// `last`: the run stops after this step, so the window is written whatever its length.
+void Trainer::log_progress(const StepResult& r, double lr, bool last) {
   const int64_t step_samples = static_cast<int64_t>(o_.batch_size) * world_ * o_.accum_freq;
   samples_seen_ += step_samples;
   log_samples_ += step_samples;
@@ -380,7 +381,7 @@ void Trainer::log_progress(const StepResult& r, double lr) {
     log_cap_ += comm_->sum(r.caption / o_.accum_freq) / world_;
     ++log_count_;
   }
-  if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps) return;
+  if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps && !last) return;
   const double dt = seconds_since(t_log_);
   const double rate = log_samples_ / std::max(dt, 1e-9);
   const double elapsed = seconds_since(t_start_);
@@ -525,7 +526,6 @@ int Trainer::run() {
     // over at least 3 steps of this process.
     if (o_.max_minutes > 0 && time_planned_total_ == 0 && step_ >= std::max<int64_t>(o_.warmup, start_step_ + 4))
       plan_for_time();
-    log_progress(r, lr);
 
     const bool epoch_end = step_ == plan_.epoch_end_step;
     const bool done = step_ >= plan_.total_steps;
@@ -542,6 +542,7 @@ int Trainer::run() {
     const bool periodic = (o_.save_every_n_steps > 0 && step_ % o_.save_every_n_steps == 0) ||
                           (epoch_end && o_.save_frequency > 0 && epoch_ % o_.save_frequency == 0);
     const bool by_signal = stop && comm_->sum(g_stop_signal ? 1.0 : 0.0) > 0;
+    log_progress(r, lr, stop);
     if (stop || done || periodic) {
       const char* why = stop ? (by_signal ? "stop requested by signal" : "time limit") : done ? "end of training"
                                                                                               : "periodic";
