@@ -5,7 +5,8 @@
 #include <cstdlib>
 
 #include "coca/kernels/cuda/attention.h"
-#include "coca/kernels/cuda/nccl.h"
+#include "coca/dist/mpi.h"
+#include "coca/dist/nccl.h"
 #include "coca/kernels/cuda/runtime.h"
 #include "coca/optim/adamw.h"
 #include "parity.h"
@@ -374,16 +375,18 @@ TEST_F(CudaOps, AdamWAndGradNorm) {
   }
 }
 
-// One rank: NCCL's all-reduce and all-gather must give the single-process result exactly
-// (what the MPI path gives at W=1).
+// One rank: NCCL's all-reduce and all-gather (through the communicator coca-train uses) must
+// give the single-process result exactly (what the MPI path gives at W=1).
 TEST_F(CudaOps, NcclSingleRankMatchesSingleProcess) {
-  cuda::NcclComm comm(0, 1, cuda::NcclComm::unique_id());
+  auto mpi = dist::init(nullptr, nullptr);
+  ASSERT_EQ(mpi->size(), 1) << "run this test without mpirun";
+  auto comm = dist::make_nccl_communicator(*mpi);
   Tensor a = rn({1000, 3}, 1);
   Tensor g = a.cuda();
-  comm.all_reduce_sum(g);
+  comm->all_reduce(g, dist::ReduceOp::Sum);
   const double e1 = nmse(g, a);
   Tensor gathered = Tensor::empty({1000, 3}, DType::f32, Device::CUDA);
-  comm.all_gather(a.cuda(), gathered);
+  comm->all_gather(a.cuda(), gathered);
   const double e2 = nmse(gathered, a);
   std::printf("[parity] nccl W=1 all_reduce nmse=%.2e all_gather nmse=%.2e %s\n", e1, e2,
               e1 == 0 && e2 == 0 ? "ok" : "FAIL");

@@ -50,7 +50,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   COCA_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D && v.size(0) == B && v.size(1) == H &&
                  v.size(2) == S && v.size(3) == D,
              op, ": shapes do not agree: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe());
-  cpu::AttentionArgs args;
+  kernels::AttentionArgs args;
   args.B = B, args.H = H, args.T = T, args.S = S, args.D = D;
   args.scale = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(D));
   args.causal = mask.causal;

@@ -43,7 +43,7 @@ Tensor attention_from_projections(const Tensor& q_src_in, int64_t q_col, const T
              op, ": column windows q ", q_col, ", k ", k_col, ", v ", v_col, " of width ", W, " do not fit ",
              q_src.describe(), " and ", kv_src.describe(), " for ", heads, " heads");
   const int64_t D = W / heads;
-  cpu::AttentionArgs args;
+  kernels::AttentionArgs args;
   args.B = B, args.H = heads, args.T = T, args.S = S, args.D = D;
   args.scale = 1.0 / std::sqrt(static_cast<double>(D));
   args.causal = mask.causal;

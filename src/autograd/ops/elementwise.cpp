@@ -17,7 +17,7 @@ void check_elementwise(const char* op, const Tensor& a) {
   COCA_CHECK(is_floating(a.dtype()), op, ": ", a.describe(), " is not a floating-point tensor");
 }
 
-Tensor binary_forward(cpu::BinaryOp kind, const char* op, const Tensor& a, const Tensor& b) {
+Tensor binary_forward(kernels::BinaryOp kind, const char* op, const Tensor& a, const Tensor& b) {
   check_elementwise(op, a);
   check_elementwise(op, b);
   detail::check_same_dtype(op, a, b);
@@ -26,7 +26,7 @@ Tensor binary_forward(cpu::BinaryOp kind, const char* op, const Tensor& a, const
   return out;
 }
 
-Tensor unary_forward(cpu::UnaryOp kind, const char* op, const Tensor& a, double s0 = 0, double s1 = 0) {
+Tensor unary_forward(kernels::UnaryOp kind, const char* op, const Tensor& a, double s0 = 0, double s1 = 0) {
   check_elementwise(op, a);
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   COCA_DISPATCH_DEVICE(a, unary(kind, a, out, s0, s1));
@@ -36,7 +36,7 @@ Tensor unary_forward(cpu::UnaryOp kind, const char* op, const Tensor& a, double 
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward(cpu::BinaryOp::Add, "add", a, b);
+  Tensor out = binary_forward(kernels::BinaryOp::Add, "add", a, b);
   record(out, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(g, sb)};
   });
@@ -44,7 +44,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward(cpu::BinaryOp::Sub, "sub", a, b);
+  Tensor out = binary_forward(kernels::BinaryOp::Sub, "sub", a, b);
   record(out, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(neg(g), sb)};
   });
@@ -52,7 +52,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward(cpu::BinaryOp::Mul, "mul", a, b);
+  Tensor out = binary_forward(kernels::BinaryOp::Mul, "mul", a, b);
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   // Each input's gradient needs the other input only.
   record(out, "mul", {a, b}, [sa = a.shape(), sb = b.shape(), a_saved = gb ? a.detach() : Tensor(),
@@ -64,7 +64,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward(cpu::BinaryOp::Div, "div", a, b);
+  Tensor out = binary_forward(kernels::BinaryOp::Div, "div", a, b);
   const bool gb = b.requires_grad();
   record(out, "div", {a, b}, [sa = a.shape(), sb = b.shape(), b_saved = b.detach(),
                               out_saved = gb ? out.detach() : Tensor()](const Tensor& g) {
@@ -76,19 +76,19 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add_scalar(const Tensor& a, double s) {
-  Tensor out = unary_forward(cpu::UnaryOp::AddScalar, "add_scalar", a, s);
+  Tensor out = unary_forward(kernels::UnaryOp::AddScalar, "add_scalar", a, s);
   record(out, "add_scalar", {a}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   return out;
 }
 
 Tensor mul_scalar(const Tensor& a, double s) {
-  Tensor out = unary_forward(cpu::UnaryOp::MulScalar, "mul_scalar", a, s);
+  Tensor out = unary_forward(kernels::UnaryOp::MulScalar, "mul_scalar", a, s);
   record(out, "mul_scalar", {a}, [s](const Tensor& g) { return std::vector<Tensor>{mul_scalar(g, s)}; });
   return out;
 }
 
 Tensor pow_scalar(const Tensor& a, double p) {
-  Tensor out = unary_forward(cpu::UnaryOp::PowScalar, "pow_scalar", a, p);
+  Tensor out = unary_forward(kernels::UnaryOp::PowScalar, "pow_scalar", a, p);
   record(out, "pow_scalar", {a}, [p, x = a.detach()](const Tensor& g) {
     // x^0 is constant: its gradient is 0 even at x = 0, where p * x^(p-1) would be 0 * inf.
     if (p == 0.0) return std::vector<Tensor>{Tensor::zeros(x.shape(), g.dtype())};
@@ -98,25 +98,25 @@ Tensor pow_scalar(const Tensor& a, double p) {
 }
 
 Tensor neg(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Neg, "neg", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Neg, "neg", a);
   record(out, "neg", {a}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
   return out;
 }
 
 Tensor exp(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Exp, "exp", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Exp, "exp", a);
   record(out, "exp", {a}, [y = out.detach()](const Tensor& g) { return std::vector<Tensor>{mul(g, y)}; });
   return out;
 }
 
 Tensor log(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Log, "log", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Log, "log", a);
   record(out, "log", {a}, [x = a.detach()](const Tensor& g) { return std::vector<Tensor>{div(g, x)}; });
   return out;
 }
 
 Tensor sqrt(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Sqrt, "sqrt", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Sqrt, "sqrt", a);
   record(out, "sqrt", {a}, [y = out.detach()](const Tensor& g) {
     return std::vector<Tensor>{mul_scalar(div(g, y), 0.5)};
   });
@@ -124,7 +124,7 @@ Tensor sqrt(const Tensor& a) {
 }
 
 Tensor rsqrt(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Rsqrt, "rsqrt", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Rsqrt, "rsqrt", a);
   record(out, "rsqrt", {a}, [y = out.detach()](const Tensor& g) {
     return std::vector<Tensor>{mul(g, mul_scalar(pow_scalar(y, 3), -0.5))};  // d x^-1/2 = -1/2 x^-3/2
   });
@@ -132,7 +132,7 @@ Tensor rsqrt(const Tensor& a) {
 }
 
 Tensor tanh(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Tanh, "tanh", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Tanh, "tanh", a);
   record(out, "tanh", {a}, [y = out.detach()](const Tensor& g) {
     return std::vector<Tensor>{mul(g, add_scalar(neg(mul(y, y)), 1.0))};
   });
@@ -140,7 +140,7 @@ Tensor tanh(const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a) {
-  Tensor out = unary_forward(cpu::UnaryOp::Gelu, "gelu", a);
+  Tensor out = unary_forward(kernels::UnaryOp::Gelu, "gelu", a);
   record(out, "gelu", {a}, [x = a.detach()](const Tensor& g) {
     Tensor gi = Tensor::empty(x.shape(), x.dtype(), x.device());
     COCA_DISPATCH_DEVICE(x, gelu_backward(x, g, gi));
@@ -151,7 +151,7 @@ Tensor gelu(const Tensor& a) {
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
   COCA_CHECK(lo <= hi, "clamp: lower bound ", lo, " exceeds upper bound ", hi);
-  Tensor out = unary_forward(cpu::UnaryOp::Clamp, "clamp", a, lo, hi);
+  Tensor out = unary_forward(kernels::UnaryOp::Clamp, "clamp", a, lo, hi);
   record(out, "clamp", {a}, [x = a.detach(), lo, hi](const Tensor& g) {
     Tensor gi = Tensor::empty(x.shape(), x.dtype(), x.device());
     COCA_DISPATCH_DEVICE(x, clamp_backward(x, g, gi, lo, hi));

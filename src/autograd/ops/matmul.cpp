@@ -30,7 +30,7 @@ std::vector<int64_t> batch_offsets(const Tensor& t, const Shape& batch) {
   return offs;
 }
 
-Tensor as_operand(const Tensor& t, cpu::GemmOperand& op) {
+Tensor as_operand(const Tensor& t, kernels::GemmOperand& op) {
   if (cpu::gemm_operand(t, op)) return t;
   Tensor c = t.detach().contiguous();
   cpu::gemm_operand(c, op);
@@ -48,7 +48,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
   Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
   if (out.numel() == 0) return out;
   if (K == 0) return out.fill_(0);
-  cpu::GemmOperand opa, opb;
+  kernels::GemmOperand opa, opb;
   Tensor a = as_operand(a_in, opa);
   Tensor b = as_operand(b_in, opb);
   const auto a_off = batch_offsets(a, batch);
@@ -113,7 +113,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int64_t R = x2.size(0);
   Tensor y = Tensor::empty({R, out_features}, x.dtype(), x.device());
   if (R > 0 && in > 0) {
-    cpu::GemmOperand opx, opw;
+    kernels::GemmOperand opx, opw;
     Tensor xa = as_operand(x2, opx);
     Tensor wt = as_operand(weight.detach().t(), opw);
     bool bias_fused = false;  // the GPU adds the bias in the matmul's epilogue where it can

@@ -1,7 +1,6 @@
 // CPU-only builds: the CUDA queries answer "none".
 #ifndef COCA_WITH_CUDA
 #include "coca/kernels/cuda/attention.h"
-#include "coca/kernels/cuda/nccl.h"
 #include "coca/kernels/cuda/runtime.h"
 
 #include "coca/tensor/error.h"
@@ -23,10 +22,5 @@ AttentionImpl attention_impl() { return AttentionImpl::Auto; }
 void set_profiling(bool) {}
 void profile_report() {}
 
-std::string NcclComm::unique_id() { throw Error("NCCL needs a build with the CUDA backend"); }
-NcclComm::NcclComm(int, int, const std::string&) { throw Error("NCCL needs a build with the CUDA backend"); }
-NcclComm::~NcclComm() = default;
-void NcclComm::all_reduce_sum(Tensor&) {}
-void NcclComm::all_gather(const Tensor&, Tensor&) {}
 }  // namespace coca::cuda
 #endif

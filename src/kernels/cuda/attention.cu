@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(32 * kRows)
 }
 
 template <typename T>
-AttnParams<T> make_params(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v) {
+AttnParams<T> make_params(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v) {
   AttnParams<T> p{};
   p.B = a.B, p.H = a.H, p.Tq = a.T, p.S = a.S, p.D = a.D;
   p.scale = static_cast<T>(a.scale);
@@ -313,7 +313,7 @@ AttentionImpl env_impl() {
 // alike (the size rule uses the backward's scratch for both; only a gradient operand with
 // strides cuBLAS cannot take would split them), so the backward recomputes P from the same
 // kind of scores the forward's lse came from (this matters under bf16 precision).
-bool use_gemm(const cpu::AttentionArgs& a, DType dt, std::initializer_list<const Tensor*> q_like,
+bool use_gemm(const kernels::AttentionArgs& a, DType dt, std::initializer_list<const Tensor*> q_like,
               std::initializer_list<const Tensor*> k_like) {
   AttentionImpl impl = g_impl.load(std::memory_order_relaxed);
   if (impl == AttentionImpl::Auto) impl = env_impl();
@@ -327,7 +327,7 @@ bool use_gemm(const cpu::AttentionArgs& a, DType dt, std::initializer_list<const
 void set_attention_impl(AttentionImpl impl) { g_impl.store(impl, std::memory_order_relaxed); }
 AttentionImpl attention_impl() { return g_impl.load(std::memory_order_relaxed); }
 
-void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
+void attention_forward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse) {
   if (use_gemm(a, q.dtype(), {&q, &o}, {&k, &v})) return detail::attention_gemm_forward(a, q, k, v, o, lse);
   KernelTimer timer("attention");
@@ -350,7 +350,7 @@ void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tenso
   });
 }
 
-void attention_backward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
+void attention_backward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& o, const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk,
                         Tensor& dv) {
   if (use_gemm(a, q.dtype(), {&q, &o, &dout, &dq}, {&k, &v, &dk, &dv}))

@@ -277,7 +277,7 @@ GemmMode gemm_mode(bool bf) {
 }
 
 template <typename T>
-void forward_t(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse) {
+void forward_t(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse) {
   const int64_t B = a.B, H = a.H, Tq = a.T, S = a.S, D = a.D, BH = B * H, rows = BH * Tq;
   const int64_t Sp = score_pitch(S), n = rows * Sp;
   const bool bf = use_bf16<T>();
@@ -319,7 +319,7 @@ void forward_t(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, co
 }
 
 template <typename T>
-void backward_t(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+void backward_t(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                 const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv) {
   const int64_t B = a.B, H = a.H, Tq = a.T, S = a.S, D = a.D, BH = B * H, rows = BH * Tq;
   const int64_t Sp = score_pitch(S), n = rows * Sp;
@@ -390,14 +390,14 @@ void backward_t(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, c
 
 }  // namespace
 
-int64_t attention_gemm_scratch_bytes(const cpu::AttentionArgs& a, DType dt) {
+int64_t attention_gemm_scratch_bytes(const kernels::AttentionArgs& a, DType dt) {
   const int64_t n = a.B * a.H * a.T * score_pitch(a.S);
   if (dt == DType::f64) return 16 * n;                                // X, Y in double
   if (matmul_precision() == MatmulPrecision::Bf16) return 12 * n;     // X, Y in float; P, dS in bf16
   return 8 * n;                                                       // X, Y in float
 }
 
-bool attention_gemm_supported(const cpu::AttentionArgs& a, std::initializer_list<const Tensor*> q_like,
+bool attention_gemm_supported(const kernels::AttentionArgs& a, std::initializer_list<const Tensor*> q_like,
                               std::initializer_list<const Tensor*> k_like) {
   if (a.B <= 0 || a.H <= 0 || a.T <= 0 || a.S <= 0 || a.D <= 0) return false;
   if (a.S > kGemmAttentionMaxKeys || a.T > INT_MAX || a.D > INT_MAX || a.B * a.H > INT_MAX) return false;
@@ -413,7 +413,7 @@ bool attention_gemm_supported(const cpu::AttentionArgs& a, std::initializer_list
   return true;
 }
 
-void attention_gemm_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
+void attention_gemm_forward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                             Tensor& lse) {
   KernelTimer timer("attention_gemm");
   dispatch_float_dev(q.dtype(), "scaled_dot_product_attention", [&](auto tag) {
@@ -422,7 +422,7 @@ void attention_gemm_forward(const cpu::AttentionArgs& a, const Tensor& q, const 
   });
 }
 
-void attention_gemm_backward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
+void attention_gemm_backward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& o, const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk,
                              Tensor& dv) {
   KernelTimer timer("attention_gemm_backward");

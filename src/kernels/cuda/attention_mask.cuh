@@ -27,7 +27,7 @@ __device__ __forceinline__ T masked(const MaskParams<T>& mp, int64_t b, int64_t 
 
 // The masks of one call, checked to be on the GPU.
 template <typename T>
-MaskParams<T> mask_params(const cpu::AttentionArgs& a) {
+MaskParams<T> mask_params(const kernels::AttentionArgs& a) {
   MaskParams<T> mp{};
   mp.H = a.H, mp.Tq = a.T, mp.S = a.S;
   if (a.additive.defined()) {

@@ -20,7 +20,7 @@ bool uniform_step(const std::vector<int64_t>& offs, int64_t& step) {
 
 // Elements an operand can touch from its base pointer: the largest batch offset plus the span
 // of one [rows, cols] matrix with leading dimension ld.
-int64_t operand_span(const cpu::GemmOperand& op, const std::vector<int64_t>& offs, int64_t rows, int64_t cols) {
+int64_t operand_span(const kernels::GemmOperand& op, const std::vector<int64_t>& offs, int64_t rows, int64_t cols) {
   int64_t max_off = 0;
   for (int64_t o : offs) max_off = std::max(max_off, o);
   const int64_t outer = op.trans ? cols : rows, inner = op.trans ? rows : cols;
@@ -59,8 +59,8 @@ void cast_to_bf16(const float* x, __nv_bfloat16* y, int64_t n) {
 
 }  // namespace
 
-void gemm_batched(const Tensor& A, const cpu::GemmOperand& opa, const std::vector<int64_t>& a_off, const Tensor& B,
-                  const cpu::GemmOperand& opb, const std::vector<int64_t>& b_off, Tensor& C, int64_t ldc,
+void gemm_batched(const Tensor& A, const kernels::GemmOperand& opa, const std::vector<int64_t>& a_off, const Tensor& B,
+                  const kernels::GemmOperand& opb, const std::vector<int64_t>& b_off, Tensor& C, int64_t ldc,
                   const std::vector<int64_t>& c_off, int64_t M, int64_t N, int64_t K, double alpha, double beta) {
   const int64_t batch = static_cast<int64_t>(c_off.size());
   if (batch == 0 || M == 0 || N == 0) return;
@@ -154,7 +154,7 @@ struct LtDescs {
 
 }  // namespace
 
-bool gemm_bias(const Tensor& A, const cpu::GemmOperand& opa, const Tensor& B, const cpu::GemmOperand& opb,
+bool gemm_bias(const Tensor& A, const kernels::GemmOperand& opa, const Tensor& B, const kernels::GemmOperand& opb,
                const Tensor& bias, Tensor& C, int64_t ldc, int64_t M, int64_t N, int64_t K) {
   if (C.dtype() != DType::f32 || A.dtype() != DType::f32 || B.dtype() != DType::f32 || bias.dtype() != DType::f32 ||
       !bias.is_contiguous() || M == 0 || N == 0 || K == 0)

@@ -1,10 +1,10 @@
 #pragma once
-#include "coca/tensor/tensor.h"
+#include "coca/kernels/args.h"
 
 namespace coca::cpu {
 
-enum class BinaryOp { Add, Sub, Mul, Div };
-enum class UnaryOp { Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Gelu, AddScalar, MulScalar, PowScalar, Clamp };
+using kernels::BinaryOp;
+using kernels::UnaryOp;
 
 // out = a (op) b with broadcasting; out has the broadcast shape and is contiguous.
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);

@@ -1,13 +1,9 @@
 #pragma once
-#include "coca/tensor/tensor.h"
+#include "coca/kernels/args.h"
 
 namespace coca::cpu {
 
-// A strided 2-D operand as BLAS sees it: row-major with leading dimension ld, or its transpose.
-struct GemmOperand {
-  bool trans = false;
-  int64_t ld = 0;
-};
+using kernels::GemmOperand;
 // Describes the last two dims of t for BLAS without copying; false when neither of its last
 // two strides is 1 (the caller then makes it contiguous).
 bool gemm_operand(const Tensor& t, GemmOperand& op);

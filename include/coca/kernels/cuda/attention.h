@@ -5,13 +5,13 @@
 //  - gemm: for short key lengths, the matrix work on the tensor cores through cuBLAS batched
 //    GEMMs, with [B*H, T, S] float scratch and one-warp-per-row softmax kernels.
 // attention_forward / attention_backward pick one per call: see set_attention_impl.
-#include "coca/kernels/cpu/attention.h"
+#include "coca/kernels/args.h"
 
 namespace coca::cuda {
 
-void attention_forward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
+void attention_forward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse);
-void attention_backward(const cpu::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
+void attention_backward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& o, const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk,
                         Tensor& dv);
 

@@ -1,11 +1,11 @@
 #pragma once
 // CUDA elementwise kernels (mirrors kernels/cpu/elementwise.h).
-#include "coca/kernels/cpu/elementwise.h"
+#include "coca/kernels/args.h"
 
 namespace coca::cuda {
 
-using cpu::BinaryOp;
-using cpu::UnaryOp;
+using kernels::BinaryOp;
+using kernels::UnaryOp;
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
 void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0 = 0, double s1 = 0);
