@@ -81,6 +81,11 @@ int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int6
       n += index.shards[static_cast<size_t>(s)].samples - (consumed ? consumed->in_shard(s) : 0);
     best = std::min(best, n / cfg.batch_size);
   }
+  // --train-num-samples shortens an epoch (OpenCLIP's meaning); it cannot lengthen one here,
+  // since no sample repeats within an epoch.
+  if (cfg.epoch_samples > 0)
+    best = std::min(best, std::max<int64_t>(cfg.epoch_samples - consumed_count, 0) /
+                              (static_cast<int64_t>(cfg.world) * cfg.batch_size));
   return best;
 }
 

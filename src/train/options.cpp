@@ -54,7 +54,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "val-data", po::value(&o.val_data), "classification shard directory for zero-shot evaluation")(
       "zeroshot-templates", po::value(&o.zeroshot_templates), "prompt templates, one per line, '{}' = class name")(
       "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one named by the training index)")(
-      "train-num-samples", po::value(&o.train_num_samples), "samples per epoch over all ranks (default: all)")(
+      "train-num-samples", po::value(&o.train_num_samples), "samples per epoch over all ranks (default: all); without --dataset-resampled an epoch can "
+      "only be shortened, since no sample repeats within one")(
       "dataset-resampled", po::bool_switch(&o.dataset_resampled), "draw shards with replacement, endlessly")(
       "workers", po::value(&o.workers)->default_value(2), "decode/augment threads per rank")(
       "skip-bad-shards", po::bool_switch(&o.skip_bad_shards), "warn and skip unreadable shards instead of failing")(

@@ -113,6 +113,25 @@ TEST(Plan, TheReportedRepro) {
       EXPECT_EQ(static_cast<int64_t>(s.size()), batches_per_epoch(index, c, e) * 16);
 }
 
+// --train-num-samples sets the epoch length in every mode: resampled it is the length, otherwise
+// a cap (the loader yields exactly that many batches per rank).
+TEST(Plan, TrainNumSamplesSetsTheEpochLength) {
+  ShardIndex index;
+  for (int s = 0; s < 6; ++s) index.shards.push_back({shard_file_name(s), 50}), index.total_samples += 50;
+  StreamConfig c;
+  c.world = 2;
+  c.batch_size = 8;
+  const int64_t full = batches_per_epoch(index, c, 0);
+  EXPECT_EQ(full, 150 / 8);
+  c.epoch_samples = 100;  // 100 / (2 x 8) = 6 batches per rank
+  EXPECT_EQ(batches_per_epoch(index, c, 0), 6);
+  for (const auto& s : run_streams(index, c, 0)) EXPECT_EQ(s.size(), 6u * 8);
+  c.epoch_samples = 100000;  // more than there is: the data's own count
+  EXPECT_EQ(batches_per_epoch(index, c, 0), full);
+  c.resampled = true;
+  EXPECT_EQ(batches_per_epoch(index, c, 0), 100000 / 16);
+}
+
 TEST(Plan, MaxStepsAndCooldown) {
   PlanInputs in;
   in.epoch_batches = 10;

@@ -150,6 +150,11 @@ check "resumed time-planned run exits 0" test $? -eq 0
 check "resumed time-planned run ends bit-identically ($tlast)" cmp -s "$work/logs/timed/checkpoints/$tlast/model.safetensors" \
   "$work/logs/timed2/checkpoints/$tlast/model.safetensors"
 
+# 8. --train-num-samples sets the epoch length (2 ranks x 8: 128 samples are 8 steps, not 16).
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name short --epochs 2 --train-num-samples 128 \
+  >"$work/short.log" 2>&1
+check "--train-num-samples 128 plans 8 steps an epoch" grep -q "16 steps over 2 epochs (epoch 0 ends at step 8)" "$work/short.log"
+
 # 6. Bad options: one line, non-zero, before any work.
 for args in "--batch-size 0" "--lr-scheduler wiggly" "--no-such-option 1" "--model no_such_model" "--device gpu" \
             "--precision fp16" "--device cpu --precision amp_bf16" "--aug-scale 0.5" "--aug-scale 0.9,1.5"; do

@@ -53,7 +53,7 @@ struct LoaderOptions {
   int threads = 2;               // decode/augment workers
   int prefetch = 2;              // batches kept ready beyond the workers' own
   bool resampled = false;        // shards drawn with replacement, endlessly
-  int64_t epoch_samples = 0;     // resampled: samples per epoch over all ranks (0: index total)
+  int64_t epoch_samples = 0;     // samples per epoch over all ranks (0: index total; not resampled: at most)
   bool skip_bad_shards = false;  // warn and skip a shard that fails to read, instead of failing
 };
 

@@ -10,7 +10,8 @@
 //    a per-(seed, epoch, rank) random order; each chunk's rows enter a shuffle buffer; once
 //    the buffer holds more than `buffer` samples a uniformly drawn one leaves it.
 //  * Every rank yields batches_per_epoch = min over ranks of floor(samples of its shards / B)
-//    batches; the rest of each rank's stream is dropped. No sample appears twice.
+//    batches (and at most floor(epoch_samples / (W * B)) when epoch_samples is set); the rest
+//    of each rank's stream is dropped. No sample appears twice.
 //  * Resampled mode: each rank draws shards with replacement from (seed, epoch, rank),
 //    endlessly; an epoch is then floor(epoch_samples / (W * B)) batches per rank.
 //  * Segments: a run resumed mid-epoch with another world size or batch size continues the
@@ -43,7 +44,7 @@ struct StreamConfig {
   int chunk_rows = 16;            // rows read at once (the shard's HDF5 chunk)
   bool shuffle_chunks = true;
   bool resampled = false;
-  int64_t epoch_samples = 0;      // resampled only: samples per epoch over all ranks (0: index total)
+  int64_t epoch_samples = 0;      // samples per epoch over all ranks (0: index total; not resampled: at most)
 };
 
 // A shard skipped after a read failure: from chunk `chunk` (its ordinal in this rank's read
