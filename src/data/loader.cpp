@@ -99,12 +99,6 @@ namespace {
 
 uint64_t ref_key(const SampleRef& r) { return (static_cast<uint64_t>(r.shard) << 40) ^ static_cast<uint64_t>(r.row); }
 
-bool is_known_skip(const std::vector<SkippedShard>& known, const SampleStream::ChunkRead& c) {
-  for (const auto& s : known)
-    if (s.shard == c.shard && s.visit == c.visit && s.chunk == c.chunk) return true;
-  return false;
-}
-
 std::vector<int64_t> offsets_of(const ShardIndex& index) {
   std::vector<int64_t> off(index.shards.size() + 1, 0);
   for (size_t i = 0; i < index.shards.size(); ++i) off[i + 1] = off[i] + index.shards[i].samples;
@@ -212,11 +206,8 @@ void ShardLoader::launch(int64_t epoch, int64_t first_batch, const std::vector<S
   epoch_ = epoch;
   segments_ = segments;
   consumed_.reset();
-  consumed_count_ = 0;
-  if (!segments_.empty()) {
-    consumed_ = std::make_unique<ConsumedSet>(replay_segments(index_, cfg_, epoch, segments_));
-    for (const auto& g : segments_) consumed_count_ += static_cast<int64_t>(g.world) * g.batch_size * g.batches;
-  }
+  consumed_count_ = segment_samples(segments_);
+  if (!segments_.empty()) consumed_ = std::make_unique<ConsumedSet>(replay_segments(index_, cfg_, epoch, segments_));
   total_ = coca::batches_per_epoch(index_, cfg_, epoch, consumed_.get(), consumed_count_);
   COCA_CHECK(first_batch >= 0 && first_batch <= total_, "loader: cannot resume at batch ", first_batch, " of epoch ",
              epoch, ", which has ", total_);
@@ -245,7 +236,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
     SampleStream stream(index_, cfg_, epoch, consumed_.get(), consumed_count_, static_cast<int64_t>(segments_.size()));
     ChunkSource source(index_, opt_.dir);
     std::unordered_multimap<uint64_t, Sample> store;  // read, not yet emitted (resampling may repeat a row)
-    const ConsumedSet* earlier = cfg_.resampled ? nullptr : consumed_.get();
+    const ConsumedSet* earlier = stream.excluded();  // whole chunks are read; their taken rows are not kept
     auto keep = [&store, earlier](int32_t shard) {
       return [&store, earlier, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L,
                                       int32_t label, const std::string& key) {
@@ -259,9 +250,9 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         store.emplace(ref_key(s.ref), std::move(s));
       };
     };
-    auto dry = [&](const SampleStream::ChunkRead& c) { return !is_known_skip(known, c); };
+    auto dry = [&](const SampleStream::ChunkRead& c) { return !SampleStream::is_known_skip(known, c); };
     auto wet = [&](const SampleStream::ChunkRead& c) {
-      if (is_known_skip(known, c)) return false;
+      if (SampleStream::is_known_skip(known, c)) return false;
       try {
         source.read(c.shard, c.start, c.count, keep(c.shard));
         return true;

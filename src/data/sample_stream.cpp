@@ -89,6 +89,12 @@ int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int6
   return best;
 }
 
+int64_t segment_samples(const std::vector<StreamSegment>& segments) {
+  int64_t n = 0;
+  for (const auto& g : segments) n += g.samples();
+  return n;
+}
+
 ConsumedSet replay_segments(const ShardIndex& index, const StreamConfig& base, int64_t epoch,
                             const std::vector<StreamSegment>& segments) {
   ConsumedSet consumed(index);
@@ -106,11 +112,7 @@ ConsumedSet replay_segments(const ShardIndex& index, const StreamConfig& base, i
       cfg.batch_size = seg.batch_size;
       SampleStream stream(index, cfg, epoch, &consumed, count, static_cast<int64_t>(k));
       const auto& known = seg.skipped[static_cast<size_t>(r)];
-      auto dry = [&](const SampleStream::ChunkRead& c) {
-        for (const auto& s : known)
-          if (s.shard == c.shard && s.visit == c.visit && s.chunk == c.chunk) return false;
-        return true;
-      };
+      auto dry = [&](const SampleStream::ChunkRead& c) { return !SampleStream::is_known_skip(known, c); };
       SampleRef ref;
       for (int64_t i = 0; i < seg.batches * seg.batch_size; ++i) {
         COCA_CHECK(stream.next(ref, dry), "loader: cannot replay segment ", k, " of epoch ", epoch, " to batch ",
@@ -118,10 +120,16 @@ ConsumedSet replay_segments(const ShardIndex& index, const StreamConfig& base, i
         next.add(ref);
       }
     }
-    count += static_cast<int64_t>(seg.world) * seg.batch_size * seg.batches;
+    count += seg.samples();
     consumed = std::move(next);
   }
   return consumed;
+}
+
+bool SampleStream::is_known_skip(const std::vector<SkippedShard>& known, const ChunkRead& c) {
+  for (const auto& s : known)
+    if (s.shard == c.shard && s.visit == c.visit && s.chunk == c.chunk) return true;
+  return false;
 }
 
 SampleStream::SampleStream(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch, const ConsumedSet* consumed,

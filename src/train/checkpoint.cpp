@@ -20,10 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 [[noreturn]] void throw_errno(const std::string& what, const std::string& path, int err) {
   throw Error(str_cat(what, " ", path, ": ", std::strerror(err)));
 }
@@ -66,8 +62,8 @@ void remove_all_checked(const fs::path& p) {
   if (ec) throw Error(str_cat("checkpoint: cannot remove ", p.string(), ": ", ec.message()));
 }
 
-// path.tmp written and fsynced, renamed over path, then the directory fsynced: after a crash
-// `path` holds either the old or the new content, complete.
+}  // namespace
+
 void write_file_durable(const fs::path& path, const std::string& content) {
   const fs::path tmp = path.string() + ".tmp";
   const int fd = open_retrying(tmp.string(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -89,6 +85,8 @@ void write_file_durable(const fs::path& path, const std::string& content) {
   fsync_path(parent.string(), true);
 }
 
+namespace {
+
 // What a checkpoint directory lacks of checkpoint_files(), comma-separated ("" when complete).
 std::string missing_files(const fs::path& dir) {
   std::string missing;
@@ -107,7 +105,7 @@ std::string checkpoint_name(int64_t step) {
 
 int64_t checkpoint_step(const std::string& name) {
   const std::string prefix = "step_";
-  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return -1;
+  if (name.size() <= prefix.size() || !name.starts_with(prefix)) return -1;
   const char *first = name.data() + prefix.size(), *last = name.data() + name.size();
   if (!std::all_of(first, last, [](char c) { return c >= '0' && c <= '9'; })) return -1;
   int64_t step = -1;
@@ -142,8 +140,8 @@ std::string resolve_resume(const std::string& resume, const std::string& run_dir
   fs::path dir = fs::path(resume).lexically_normal();
   if (!dir.has_filename() && dir.has_parent_path()) dir = dir.parent_path();
   const std::string name = dir.filename().string();
-  COCA_CHECK(!ends_with(name, ".tmp") && !ends_with(name, ".deleting"), "--resume ", resume, ": an ",
-             ends_with(name, ".tmp") ? "unfinished save" : "interrupted deletion",
+  COCA_CHECK(!name.ends_with(".tmp") && !name.ends_with(".deleting"), "--resume ", resume, ": an ",
+             name.ends_with(".tmp") ? "unfinished save" : "interrupted deletion",
              ", not a published checkpoint (use a step_<number> directory)");
   COCA_CHECK(fs::is_directory(dir), "--resume ", resume, ": no such checkpoint directory");
   const std::string missing = missing_files(dir);
@@ -262,9 +260,9 @@ void clean_checkpoint_dir(const std::string& checkpoints_dir) {
   std::vector<std::pair<fs::path, const char*>> leftovers;  // path, what left it
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();
-    if (n == "latest.tmp" || (ends_with(n, ".tmp") && checkpoint_step(n.substr(0, n.size() - 4)) >= 0))
+    if (n == "latest.tmp" || (n.ends_with(".tmp") && checkpoint_step(n.substr(0, n.size() - 4)) >= 0))
       leftovers.emplace_back(it->path(), "an interrupted save");
-    else if (ends_with(n, ".deleting") && checkpoint_step(n.substr(0, n.size() - 9)) >= 0)
+    else if (n.ends_with(".deleting") && checkpoint_step(n.substr(0, n.size() - 9)) >= 0)
       leftovers.emplace_back(it->path(), "an interrupted deletion");
   }
   if (ec) throw Error(str_cat("checkpoint: cannot list ", root.string(), ": ", ec.message()));

@@ -1,7 +1,8 @@
 #include "coca/train/run_log.h"
 
-#include <filesystem>
 #include <fstream>
+
+#include "coca/train/checkpoint.h"
 
 #include "coca/tensor/error.h"
 
@@ -35,16 +36,7 @@ void drop_records_after(const std::string& path, int64_t step) {
     rep << moved;
     COCA_CHECK(rep.good(), "cannot write ", path, ".replaced");
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << kept;
-    out.flush();
-    COCA_CHECK(out.good(), "cannot write ", tmp, " (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  COCA_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
+  write_file_durable(path, kept);
   std::printf("metrics: %lld record(s) after step %lld moved to %s.replaced (the resumed run writes those steps again)\n",
               static_cast<long long>(n_moved), static_cast<long long>(step), path.c_str());
 }

@@ -272,12 +272,13 @@ void Trainer::resume() {
   } else {
     std::vector<LoaderState> old;
     for (const auto& r : ranks) old.push_back(LoaderState::from_json(r.at("loader")));
-    loader_->restore(LoaderState::continue_elsewhere(old, saved_batch));
+    const LoaderState cont = LoaderState::continue_elsewhere(old, saved_batch);
+    loader_->restore(cont);
     if (lead_)
       std::printf("resuming a checkpoint of %d rank(s) x %d samples on %d rank(s) x %d: epoch %lld continues "
                   "without the %lld samples already taken (the data order differs from an uninterrupted run)\n",
                   saved_world, saved_batch, world_, o_.batch_size, (long long)epoch_,
-                  (long long)(old.front().batch * saved_batch * saved_world));
+                  (long long)segment_samples(cont.segments));
   }
   if (lead_) std::printf("resumed from %s at step %lld (epoch %lld)\n", dir.c_str(), (long long)step_, (long long)epoch_);
 }

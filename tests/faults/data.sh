@@ -57,11 +57,7 @@ for kind in truncated missing miscounted garbage token; do
 
   exits_within 120 "$kind, --skip-bad-shards" "$work/$kind-skip.log" \
     mpi 2 "$train" --train-data "$dir" "${common[@]}" --name "$tag-$kind-skip" --skip-bad-shards
-  announced=$(announced_steps "$work/$kind-skip.log")
-  last=$(last_metrics_step "$logs/$tag-$kind-skip/metrics.jsonl")
-  check "$kind, --skip-bad-shards: exits 0" test $rc -eq 0
-  check "$kind, --skip-bad-shards: trains to the end (step $last of ${announced:-none})" \
-    test -n "$announced" -a "$last" = "${announced:-x}"
+  check_ran_to_end "$kind, --skip-bad-shards" "$work/$kind-skip.log" "$logs/$tag-$kind-skip/metrics.jsonl"
   check "$kind, --skip-bad-shards: a warning names the shard file" \
     grep -qiE "warning.*$bad|$bad.*warning|skip.*$bad" "$work/$kind-skip.log"
   grep -iE "warning|skip" "$work/$kind-skip.log" | head -2 | cut -c1-300 | sed 's/^/   | /'

@@ -35,11 +35,7 @@ for ((s = 0; s < seeds; s++)); do
   [ $s -eq 0 ] && extra=(--save-every-n-steps 7 --keep-checkpoints 100)
   exits_within 300 "seed $s" "$work/seed$s.log" \
     mpi 2 "$train" "${common[@]}" --epochs 4 --seed $s --save-frequency 1 --name "$name" "${extra[@]}"
-  announced=$(announced_steps "$work/seed$s.log")
-  last=$(last_metrics_step "$logs/$name/metrics.jsonl")
-  check "seed $s: exits 0" test $rc -eq 0
-  check "seed $s: metrics end at the announced step (last $last, announced ${announced:-none})" \
-    test -n "$announced" -a "$last" = "$announced"
+  check_ran_to_end "seed $s" "$work/seed$s.log" "$logs/$name/metrics.jsonl"
   check "seed $s: the final checkpoint is step $announced of epoch 4" \
     test "$(latest_step "$logs/$name")" = "${announced:--2}" -a "$(state_field "$(final_ckpt "$name")" epoch 2>/dev/null)" = 4
   [ $rc -ne 0 ] || [ "$last" != "$announced" ] && show_log "$work/seed$s.log"

@@ -156,6 +156,15 @@ s=[x for x in s if x is not None]
 print(s[-1] if s else -1)' "$1" 2>/dev/null || echo -1; }
 # ("..., 63 steps over 4 epochs (...)" or "..., 63 steps (epoch 1 of 4 ends at step 18)")
 announced_steps() { sed -nE 's/^coca-train: .* ([0-9]+) steps (over|\(epoch).*/\1/p' "$1" | head -1; }
+# check_ran_to_end LABEL LOG METRICS: the last run ($rc) exited 0 and its metrics end at the step
+# its startup line announced; leaves both numbers in $announced and $last.
+check_ran_to_end() {
+  announced=$(announced_steps "$2")
+  last=$(last_metrics_step "$3")
+  check "$1: exits 0" test $rc -eq 0
+  check "$1: trains to the announced end (step $last of ${announced:-none})" \
+    test -n "$announced" -a "$last" = "${announced:-x}"
+}
 show_log() {  # the tail of a log, indented, for a failure's context
   echo "   --- $(basename "$1") (last ${2:-8} lines)"; tail -n "${2:-8}" "$1" 2>/dev/null | sed 's/^/   | /'
 }

@@ -78,6 +78,7 @@ struct StreamSegment {
   int batch_size = 1;
   int64_t batches = 0;
   std::vector<std::vector<SkippedShard>> skipped;  // [world]
+  int64_t samples() const { return static_cast<int64_t>(world) * batch_size * batches; }  // all ranks
 };
 
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
@@ -88,6 +89,8 @@ std::vector<int32_t> shards_of_rank(const std::vector<int32_t>& permutation, int
 // `consumed_count` describe earlier segments of the epoch (nullptr / 0 for a whole epoch).
 int64_t batches_per_epoch(const ShardIndex& index, const StreamConfig& cfg, int64_t epoch,
                           const ConsumedSet* consumed = nullptr, int64_t consumed_count = 0);
+// Samples the segments emitted, over all their ranks (repeats after skipped shards included).
+int64_t segment_samples(const std::vector<StreamSegment>& segments);
 // Replays the segments (index only, no pixels) and returns what they emitted. `base` gives
 // the seed and the read settings; each segment its own world and batch size.
 ConsumedSet replay_segments(const ShardIndex& index, const StreamConfig& base, int64_t epoch,
@@ -102,6 +105,8 @@ class SampleStream {
   };
   // Reads a chunk: returns false when it failed and the shard is to be skipped.
   using ChunkReader = std::function<bool(const ChunkRead&)>;
+  // Whether `c` is one of the `known` skips (a replay or resume skips it at the same point).
+  static bool is_known_skip(const std::vector<SkippedShard>& known, const ChunkRead& c);
 
   // `consumed`: samples that earlier segments of this epoch emitted (kept alive by the caller);
   // `segment`: how many segments came before (mixed into the order so segments differ).
@@ -114,6 +119,8 @@ class SampleStream {
   bool next(SampleRef& out, const ChunkReader& read);
   // Samples read but not yet emitted (what a restore must reload).
   const std::vector<SampleRef>& buffered() const { return buffer_; }
+  // What earlier segments emitted and this stream leaves out (null: nothing; always for resampled).
+  const ConsumedSet* excluded() const { return consumed_; }
   const std::vector<SkippedShard>& skipped() const { return skipped_; }
 
  private:

@@ -9,6 +9,7 @@
 // Pruning renames a checkpoint to step_X.deleting before removing it, so a crash mid-prune
 // leaves a name no one reads. Leftover *.tmp / *.deleting / latest.tmp are removed by
 // clean_checkpoint_dir() when the next run starts (a run directory has one trainer at a time).
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,9 @@ void discard_checkpoint_tmp(const std::string& checkpoints_dir, const std::strin
 void clean_checkpoint_dir(const std::string& checkpoints_dir);
 
 // Writes through path.tmp, fsync and rename, then fsyncs the parent directory.
+// path.tmp written and fsynced, renamed over path, then the directory fsynced: after a crash
+// `path` holds either the old or the new content, complete.
+void write_file_durable(const std::filesystem::path& path, const std::string& content);
 void write_json_atomic(const std::string& path, const nlohmann::json& j);
 nlohmann::json read_json(const std::string& path);
 
