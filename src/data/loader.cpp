@@ -401,8 +401,10 @@ EvalReader::EvalReader(EvalOptions options) : opt_(std::move(options)) {
   COCA_CHECK(opt_.world >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world, "eval reader: rank ", opt_.rank,
              " is not in a world of ", opt_.world);
   shard_offset_ = offsets_of(index_);
-  begin_ = index_.total_samples * opt_.rank / opt_.world;
-  end_ = index_.total_samples * (opt_.rank + 1) / opt_.world;
+  COCA_CHECK(opt_.max_samples >= 0, "eval reader: max_samples must be >= 0, got ", opt_.max_samples);
+  const int64_t total = opt_.max_samples > 0 ? std::min(opt_.max_samples, index_.total_samples) : index_.total_samples;
+  begin_ = total * opt_.rank / opt_.world;
+  end_ = total * (opt_.rank + 1) / opt_.world;
   pos_ = begin_;
   out_size_ = opt_.image_size > 0 ? opt_.image_size : index_.image_size;
   source_ = std::make_unique<ChunkSource>(index_, opt_.dir);

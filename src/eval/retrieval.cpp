@@ -36,10 +36,11 @@ CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string
   return s;
 }
 
-CaptionedSet load_captioned_set(const std::string& dir) {
+CaptionedSet load_captioned_set(const std::string& dir, int64_t max_rows) {
   ShardIndex index = ShardIndex::load(dir);
   std::vector<std::string> keys, captions;
   for (size_t i = 0; i < index.shards.size(); ++i) {
+    if (max_rows > 0 && static_cast<int64_t>(keys.size()) >= max_rows) break;
     ShardReader r(index.shard_path(dir, i));
     COCA_CHECK(r.size() == index.shards[i].samples, "captioned set ", dir, ": shard ", r.path(), " holds ", r.size(),
                " rows but index.json says ", index.shards[i].samples);
@@ -47,6 +48,10 @@ CaptionedSet load_captioned_set(const std::string& dir) {
     auto c = r.read_captions(0, r.size());
     keys.insert(keys.end(), k.begin(), k.end());
     captions.insert(captions.end(), c.begin(), c.end());
+  }
+  if (max_rows > 0 && static_cast<int64_t>(keys.size()) > max_rows) {
+    keys.resize(max_rows);
+    captions.resize(max_rows);
   }
   return group_by_key(std::move(keys), std::move(captions));
 }
@@ -147,10 +152,19 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
   }
   const Tensor text = to_matrix(reduce.concat_f32(my_text), set.rows(), E, "text");
   const Tensor image = to_matrix(reduce.concat_f32(my_images), set.images(), E, "image");
+  return rank_features(image, text, set, o.rank, o.world, reduce);
+}
+
+RetrievalResult rank_features(const Tensor& image, const Tensor& text, const CaptionedSet& set, int rank, int world,
+                              const Reducer& reduce) {
   const int64_t I = set.images(), T = set.rows();
-  auto i2t = rank_slice(image, text, I * o.rank / o.world, I * (o.rank + 1) / o.world,
+  COCA_CHECK(image.dim() == 2 && image.size(0) == I && text.dim() == 2 && text.size(0) == T &&
+                 text.size(1) == image.size(1),
+             "retrieval: features ", image.describe(), " and ", text.describe(), " do not match ", I, " images and ",
+             T, " texts");
+  auto i2t = rank_slice(image, text, I * rank / world, I * (rank + 1) / world,
                         [&](int64_t i) { return set.image_rows[i]; });
-  auto t2i = rank_slice(text, image, T * o.rank / o.world, T * (o.rank + 1) / o.world,
+  auto t2i = rank_slice(text, image, T * rank / world, T * (rank + 1) / world,
                         [&](int64_t t) { return std::vector<int64_t>{set.row_image[t]}; });
   RetrievalResult r;
   r.image_to_text = summarize_ranks(reduce.concat(i2t));

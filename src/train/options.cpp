@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "coca/data/shard_index.h"
 #include "coca/model/config.h"
 #include "coca/tensor/error.h"
 
@@ -16,7 +17,8 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 nlohmann::json TrainOptions::to_json() const {
-  return {{"train_data", train_data}, {"val_data", val_data}, {"zeroshot_templates", zeroshot_templates},
+  return {{"train_data", train_data}, {"val_data", val_data}, {"val_frequency", val_frequency},
+          {"val_num_samples", val_num_samples}, {"zeroshot_data", zeroshot_data}, {"zeroshot_templates", zeroshot_templates},
           {"tokenizer", tokenizer}, {"train_num_samples", train_num_samples},
           {"dataset_resampled", dataset_resampled}, {"aug_scale", aug_scale}, {"workers", workers}, {"model", model},
           {"model_config", model_config}, {"pretrained", pretrained}, {"batch_size", batch_size},
@@ -51,7 +53,15 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   std::string seed = "0";
   po::options_description data("Data");
   data.add_options()("train-data", po::value(&o.train_data), "training shard directory (holds index.json)")(
-      "val-data", po::value(&o.val_data), "classification shard directory for zero-shot evaluation")(
+      "val-data", po::value(&o.val_data),
+      "captioned shard directory (as --train-data) for validation: loss and image<->text retrieval R@1/5/10")(
+      "val-frequency", po::value(&o.val_frequency)->default_value(1),
+      "validate on --val-data every N epochs and at the end of training (0: only at the end)")(
+      "val-num-samples", po::value(&o.val_num_samples)->default_value(0),
+      "validate on the first N samples of --val-data (0: all)")(
+      "zeroshot-data", po::value(&o.zeroshot_data),
+      "classification shard directory (coca-shard --labels) for zero-shot evaluation at the end of training and "
+      "every --zeroshot-frequency epochs")(
       "zeroshot-templates", po::value(&o.zeroshot_templates), "prompt templates, one per line, '{}' = class name")(
       "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one named by the training index)")(
       "train-num-samples", po::value(&o.train_num_samples), "samples per epoch over all ranks (default: all); without --dataset-resampled an epoch can "
@@ -109,7 +119,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "continue-on-save-error", po::bool_switch(&o.continue_on_save_error),
       "a checkpoint save that fails (e.g. disk full) logs a warning and training goes on; default: stop with an "
       "error")(
-      "zeroshot-frequency", po::value(&o.zeroshot_frequency)->default_value(0), "zero-shot eval every N epochs")(
+      "zeroshot-frequency", po::value(&o.zeroshot_frequency)->default_value(0),
+      "zero-shot eval on --zeroshot-data every N epochs (0: only at the end)")(
       "debug-nonfinite-step", po::value(&o.debug_nonfinite_step)->default_value(-1), "(tests) poison this step")(
       "debug-step-seconds", po::value(&o.debug_step_seconds)->default_value(0),
       "(tests) plan --max-minutes with this step time instead of the measured one");
@@ -140,9 +151,19 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   COCA_CHECK(!o.train_data.empty(), "--train-data is required (a shard directory made by coca-shard)");
   COCA_CHECK(fs::is_regular_file(fs::path(o.train_data) / "index.json"), "--train-data ", o.train_data,
              ": no index.json there (make shards with data_tools/coca-shard)");
-  if (!o.val_data.empty())
+  if (!o.val_data.empty()) {
     COCA_CHECK(fs::is_regular_file(fs::path(o.val_data) / "index.json"), "--val-data ", o.val_data,
                ": no index.json there");
+    const ShardIndex val = ShardIndex::load(o.val_data);
+    COCA_CHECK(!val.has_labels(), "--val-data ", o.val_data, " is a classification set (labels, ",
+               val.classnames.size(), " classes); zero-shot evaluation moved to --zeroshot-data ", o.val_data);
+  }
+  if (!o.zeroshot_data.empty()) {
+    COCA_CHECK(fs::is_regular_file(fs::path(o.zeroshot_data) / "index.json"), "--zeroshot-data ", o.zeroshot_data,
+               ": no index.json there");
+    COCA_CHECK(ShardIndex::load(o.zeroshot_data).has_labels(), "--zeroshot-data ", o.zeroshot_data,
+               " is not a classification set (its index.json has no classnames); captioned validation is --val-data");
+  }
   COCA_CHECK(o.batch_size > 0, "--batch-size must be positive, got ", o.batch_size);
   COCA_CHECK(o.epochs > 0, "--epochs must be positive, got ", o.epochs);
   COCA_CHECK(o.accum_freq > 0, "--accum-freq must be positive, got ", o.accum_freq);
@@ -163,6 +184,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   COCA_CHECK(o.save_frequency >= 0, "--save-frequency must be >= 0 (0: never), got ", o.save_frequency);
   COCA_CHECK(o.save_every_n_steps >= 0, "--save-every-n-steps must be >= 0 (0: off), got ", o.save_every_n_steps);
   COCA_CHECK(o.zeroshot_frequency >= 0, "--zeroshot-frequency must be >= 0 (0: off), got ", o.zeroshot_frequency);
+  COCA_CHECK(o.val_frequency >= 0, "--val-frequency must be >= 0 (0: only at the end), got ", o.val_frequency);
+  COCA_CHECK(o.val_num_samples >= 0, "--val-num-samples must be >= 0 (0: all), got ", o.val_num_samples);
   COCA_CHECK(o.threads >= 0, "--threads must be >= 0 (0: cores / ranks on the host), got ", o.threads);
   COCA_CHECK(o.max_nonfinite >= 1, "--max-nonfinite must be >= 1, got ", o.max_nonfinite);
   COCA_CHECK(std::isfinite(o.grad_clip_norm) && o.grad_clip_norm >= 0, "--grad-clip-norm must be >= 0 (0: off), got ",
@@ -205,7 +228,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   COCA_CHECK(o.workers > 0, "--workers must be positive, got ", o.workers);
   COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive, got ", o.log_every_n_steps);
   COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive, got ", o.keep_checkpoints);
-  COCA_CHECK(o.zeroshot_frequency == 0 || !o.val_data.empty(), "--zeroshot-frequency needs --val-data");
+  COCA_CHECK(o.zeroshot_frequency == 0 || !o.zeroshot_data.empty(), "--zeroshot-frequency needs --zeroshot-data");
   COCA_CHECK(std::isfinite(o.bucket_mb) && o.bucket_mb > 0, "--bucket-mb must be positive, got ", o.bucket_mb);
   if (!o.model_config.empty())
     COCA_CHECK(fs::is_regular_file(o.model_config), "--model-config ", o.model_config, ": no such file");

@@ -23,6 +23,7 @@
 #include "coca/dist/nccl.h"
 #include "coca/dist/zero.h"
 #include "coca/eval/common.h"
+#include "coca/eval/validation.h"
 #include "coca/eval/zeroshot.h"
 #include "coca/kernels/cpu/blas_select.h"
 #include "coca/kernels/cuda/runtime.h"
@@ -119,6 +120,7 @@ class Trainer {
   void log_progress(const StepResult& r, double lr, bool last);
   bool save(const char* why, bool fatal);
   void evaluate();
+  void validate();
 
   TrainOptions o_;
   std::shared_ptr<dist::MpiCommunicator> comm_;
@@ -465,22 +467,63 @@ bool Trainer::save(const char* why, bool fatal) {
 }
 
 void Trainer::evaluate() {
-  if (o_.val_data.empty()) return;
+  if (o_.zeroshot_data.empty()) return;
   eval::ZeroShotOptions zo;
-  zo.data = o_.val_data;
+  zo.data = o_.zeroshot_data;
   zo.templates_file = o_.zeroshot_templates;
-  zo.tokenizer = eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--val-data zero-shot");
+  zo.tokenizer = eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--zeroshot-data");
   zo.rank = rank_;
   zo.world = world_;
   const auto t0 = Clock::now();
   const eval::ZeroShotResult r = eval::zeroshot(*model_, zo, eval::mpi_reducer(*comm_));
   if (lead_) {
     std::printf("zero-shot %s: top-1 %.2f%%  top-5 %.2f%%  mean per class %.2f%%  (%lld images, %lld classes, %s)\n",
-                o_.val_data.c_str(), 100 * r.top1, 100 * r.top5, 100 * r.mean_per_class, (long long)r.images,
+                o_.zeroshot_data.c_str(), 100 * r.top1, 100 * r.top5, 100 * r.mean_per_class, (long long)r.images,
                 (long long)r.classes, format_duration(seconds_since(t0)).c_str());
     metrics_->write({{"step", step_}, {"epoch", epoch_}, {"zeroshot_top1", r.top1}, {"zeroshot_top5", r.top5},
                      {"zeroshot_mean_per_class", r.mean_per_class}});
   }
+}
+
+// --val-data: loss and retrieval on a captioned set with the current weights; every rank reads
+// its part and all end with the same figures (see coca/eval/validation.h).
+void Trainer::validate() {
+  if (o_.val_data.empty()) return;
+  eval::ValidationOptions vo;
+  vo.data = o_.val_data;
+  vo.tokenizer = o_.tokenizer;
+  vo.batch_size = o_.batch_size;
+  vo.max_samples = o_.val_num_samples;
+  vo.weights = weights_;
+  vo.rank = rank_;
+  vo.world = world_;
+  const auto t0 = Clock::now();
+  const eval::ValidationResult r = eval::validate(*model_, vo, eval::mpi_reducer(*comm_));
+  if (!lead_) return;
+  const eval::RecallMetrics &i2t = r.retrieval.image_to_text, &t2i = r.retrieval.text_to_image;
+  std::printf("val epoch %lld step %lld: loss %.4f (contrastive %.4f, caption %.4f) | image->text R@1/5/10 "
+              "%.2f/%.2f/%.2f%% | text->image R@1/5/10 %.2f/%.2f/%.2f%% | median rank %g/%g | %lld samples, %s\n",
+              (long long)epoch_, (long long)step_, r.loss, r.contrastive, r.caption, 100 * i2t.r1, 100 * i2t.r5,
+              100 * i2t.r10, 100 * t2i.r1, 100 * t2i.r5, 100 * t2i.r10, i2t.median_rank, t2i.median_rank,
+              (long long)r.samples, format_duration(seconds_since(t0)).c_str());
+  std::fflush(stdout);
+  metrics_->write({{"step", step_},
+                   {"epoch", epoch_},
+                   {"val_loss", r.loss},
+                   {"val_contrastive_loss", r.contrastive},
+                   {"val_caption_loss", r.caption},
+                   {"val_samples", r.samples},
+                   {"val_images", r.retrieval.images},
+                   {"val_image_to_text_R@1", i2t.r1},
+                   {"val_image_to_text_R@5", i2t.r5},
+                   {"val_image_to_text_R@10", i2t.r10},
+                   {"val_image_to_text_mean_rank", i2t.mean_rank},
+                   {"val_image_to_text_median_rank", i2t.median_rank},
+                   {"val_text_to_image_R@1", t2i.r1},
+                   {"val_text_to_image_R@5", t2i.r5},
+                   {"val_text_to_image_R@10", t2i.r10},
+                   {"val_text_to_image_mean_rank", t2i.mean_rank},
+                   {"val_text_to_image_median_rank", t2i.median_rank}});
 }
 
 // ---- the run ------------------------------------------------------------------------------
@@ -534,6 +577,7 @@ int Trainer::run() {
       ++epoch_;
       if (!done && epoch_ < o_.epochs) {
         if (o_.zeroshot_frequency > 0 && epoch_ % o_.zeroshot_frequency == 0) evaluate();
+        if (o_.val_frequency > 0 && epoch_ % o_.val_frequency == 0) validate();
         loader_->start_epoch(epoch_);
         replan();
       }
@@ -561,7 +605,10 @@ int Trainer::run() {
       break;
     }
   }
-  if (exit_code == 0 && step_ >= plan_.total_steps && !o_.val_data.empty()) evaluate();
+  if (exit_code == 0 && step_ >= plan_.total_steps) {
+    evaluate();
+    validate();
+  }
   comm_->barrier();
   if (lead_)
     std::printf("%s: %lld steps, %lld samples, %lld non-finite steps skipped, %s; logs in %s\n",

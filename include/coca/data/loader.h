@@ -149,6 +149,7 @@ struct EvalOptions {
   ResampleFilter filter = ResampleFilter::bicubic;
   int rank = 0;         // a contiguous 1/world of the samples, for distributed evaluation
   int world = 1;
+  int64_t max_samples = 0;  // read only the set's first max_samples samples (0: all)
 };
 
 class EvalReader {

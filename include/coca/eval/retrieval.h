@@ -28,8 +28,8 @@ struct CaptionedSet {
   int64_t images() const { return static_cast<int64_t>(image_first_row.size()); }
 };
 CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string> captions);
-// Reads every shard's keys and captions (not the images).
-CaptionedSet load_captioned_set(const std::string& dir);
+// Reads every shard's keys and captions (not the images); max_rows > 0: the first max_rows rows.
+CaptionedSet load_captioned_set(const std::string& dir, int64_t max_rows = 0);
 
 // 1-based rank of the best-scored candidate among `correct` in `scores` [C].
 int64_t rank_of_best(const float* scores, int64_t C, const std::vector<int64_t>& correct);
@@ -54,5 +54,11 @@ struct RetrievalResult {
 };
 
 RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& opts, const Reducer& reduce);
+
+// The metrics from features already computed (every rank holds all of them): image [images, E]
+// (row i: image i of `set`), text [rows, E]. Each rank scores its slice of the queries; the
+// ranks are gathered with `reduce`.
+RetrievalResult rank_features(const Tensor& image, const Tensor& text, const CaptionedSet& set, int rank, int world,
+                              const Reducer& reduce);
 
 }  // namespace coca::eval

@@ -10,7 +10,10 @@ namespace coca::train {
 struct TrainOptions {
   // data
   std::string train_data;          // shard set directory (index.json)
-  std::string val_data;            // classification shard set for zero-shot evaluation
+  std::string val_data;            // captioned shard set: validation loss and retrieval
+  std::string zeroshot_data;       // classification shard set for zero-shot evaluation
+  int val_frequency = 1;           // validate every N epochs and at the end (0: only at the end)
+  int64_t val_num_samples = 0;     // validate on the first N samples of --val-data (0: all)
   std::string zeroshot_templates;  // prompt templates file ('{}' marks the class name)
   std::string tokenizer;           // BPE merges file for class names (default: <train-data>/bpe.txt.gz)
   int64_t train_num_samples = 0;   // samples per epoch over all ranks (0: the shard index)
