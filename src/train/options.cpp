@@ -60,7 +60,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "val-num-samples", po::value(&o.val_num_samples)->default_value(0),
       "validate on the first N samples of --val-data (0: all)")(
       "zeroshot-data", po::value(&o.zeroshot_data),
-      "classification shard directory (coca-shard --labels) for zero-shot evaluation at the end of training and "
+      "classification shard directory (coca-shard --format folder) for zero-shot evaluation at the end of training and "
       "every --zeroshot-frequency epochs")(
       "zeroshot-templates", po::value(&o.zeroshot_templates), "prompt templates, one per line, '{}' = class name")(
       "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one named by the training index)")(

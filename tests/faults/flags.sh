@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad command lines and bad files (label faults): each must give exactly one line on stderr
 # naming the flag (or the file), a non-zero exit, and no crash (no signal, no core dump).
-#   coca-train: out-of-range numbers, unknown values, missing data or model, invalid JSON, an
+#   coca-train: out-of-range numbers, unknown values, missing data or model, invalid JSON, a
+#   classification set given to --val-data (names --zeroshot-data) and the reverse, an
 #   unknown flag.
 #   coca-eval zeroshot: weights of another model, a truncated safetensors file, a missing file
 #   (the line also stays shorter than 600 characters).
@@ -53,6 +54,9 @@ one_line_error "--train-data /nonexistent" "--train-data|/nonexistent" "" \
 one_line_error "--model nosuchmodel" "--model|nosuchmodel" "" "$train" "${nomodel[@]}" --model nosuchmodel
 one_line_error "--model-config with invalid JSON" "$work/broken.json" "" "$train" "${nomodel[@]}" --model-config "$work/broken.json"
 one_line_error "--aug-scale 2,3" "--aug-scale" "" "$train" "${base[@]}" --aug-scale 2,3
+one_line_error "--val-data on a classification set" "--zeroshot-data" "" "$train" "${base[@]}" --val-data "$fx/eval"
+one_line_error "--zeroshot-data on a captioned set" "--val-data" "" "$train" "${base[@]}" --zeroshot-data "$fx/train"
+one_line_error "--zeroshot-frequency without --zeroshot-data" "--zeroshot-data" "" "$train" "${base[@]}" --zeroshot-frequency 1
 one_line_error "unknown flag --no-such-flag" "--no-such-flag" "" "$train" "${base[@]}" --no-such-flag 1
 check "no core file was written" test -z "$(find "$work" -maxdepth 1 -name 'core*' -print -quit)"
 

@@ -59,7 +59,7 @@ TEST_F(TrainOptionsTest, RefusesNonsensicalNumbersNamingFlagAndValue) {
       {"--train-num-samples", "-10"}, {"--warmup", "-1"},        {"--zeroshot-frequency", "-1"},
       {"--grad-clip-norm", "-0.5"},  {"--grad-clip-norm", "nan"}, {"--max-nonfinite", "0"},
       {"--lr-cooldown-end", "-1"},   {"--lr", "inf"},            {"--bucket-mb", "inf"},
-      {"--coca-caption-loss-weight", "-1"}};
+      {"--coca-caption-loss-weight", "-1"}, {"--val-frequency", "-1"}, {"--val-num-samples", "-5"}};
   for (const auto& [flag, value] : bad) {
     const std::string msg = error({flag + "=" + value});
     EXPECT_NE(msg.find(flag), std::string::npos) << flag << " " << value << ": '" << msg << "'";
