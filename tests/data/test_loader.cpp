@@ -365,6 +365,31 @@ TEST(EvalReader, InOrderWithLabels) {
   EXPECT_EQ(b.indices.front(), 5);
 }
 
+TEST(EvalReader, MaxSamplesReadsTheFirstRowsSplitOverRanks) {
+  TempDir dir("eval-max");
+  coca::testing::make_indexed_shards(dir.str(), {5, 6}, 8, 4, 3);
+  EvalOptions o;
+  o.dir = dir.str();
+  o.batch_size = 3;
+  o.max_samples = 9;
+  o.world = 2;
+  std::vector<int64_t> order;
+  for (int rank = 0; rank < 2; ++rank) {
+    o.rank = rank;
+    EvalReader r(o);
+    EXPECT_EQ(r.size(), rank == 0 ? 4 : 5);  // [0, 4) and [4, 9)
+    Batch b;
+    while (r.next(b)) order.insert(order.end(), b.indices.begin(), b.indices.end());
+  }
+  EXPECT_EQ(order, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  o.max_samples = 100;  // more than the set: all of it
+  o.world = 1;
+  o.rank = 0;
+  EXPECT_EQ(EvalReader(o).size(), 11);
+  o.max_samples = -1;
+  EXPECT_THROW(EvalReader{o}, Error);
+}
+
 TEST(Loader, CompressedShardsGiveTheSameBatches) {
   TempDir plain("loader"), gz("loader-gz"), lzf("loader-lzf");
   coca::testing::make_indexed_shards(plain.str(), kCounts);
