@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <string_view>
 #include <unordered_map>
 
 #include "coca/data/loader.h"
@@ -17,6 +18,19 @@ namespace coca::eval {
 
 namespace fs = std::filesystem;
 
+std::string image_group(const std::string& key) {
+  // coco:<image_id>:<annotation_id> -> coco:<image_id> (annotation id -1: the JSON had none)
+  if (key.rfind("coco:", 0) != 0) return key;
+  const size_t colon = key.find(':', 5);
+  if (colon == std::string::npos) return key;
+  auto all_digits = [](std::string_view v) {
+    return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::string_view image(key.data() + 5, colon - 5), annotation(key.data() + colon + 1, key.size() - colon - 1);
+  if (!annotation.empty() && annotation[0] == '-') annotation.remove_prefix(1);
+  return all_digits(image) && all_digits(annotation) ? key.substr(0, colon) : key;
+}
+
 CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string> captions) {
   COCA_CHECK(keys.size() == captions.size(), "captioned set: ", keys.size(), " keys but ", captions.size(),
              " captions");
@@ -25,8 +39,10 @@ CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string
   s.captions = std::move(captions);
   std::unordered_map<std::string, int64_t> image_of;
   for (int64_t r = 0; r < s.rows(); ++r) {
-    auto [it, fresh] = image_of.emplace(s.keys[r], s.images());
+    std::string group = image_group(s.keys[r]);
+    auto [it, fresh] = image_of.emplace(group, s.images());
     if (fresh) {
+      s.image_keys.push_back(std::move(group));
       s.image_first_row.push_back(r);
       s.image_rows.emplace_back();
     }
@@ -147,10 +163,17 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
   }
   const Tensor text = to_matrix(reduce.concat_f32(my_text), set.rows(), E, "text");
   const Tensor image = to_matrix(reduce.concat_f32(my_images), set.images(), E, "image");
+  return rank_features(image, text, set, o.rank, o.world, reduce);
+}
+
+RetrievalResult rank_features(const Tensor& image, const Tensor& text, const CaptionedSet& set, int rank, int world,
+                              const Reducer& reduce) {
   const int64_t I = set.images(), T = set.rows();
-  auto i2t = rank_slice(image, text, I * o.rank / o.world, I * (o.rank + 1) / o.world,
+  COCA_CHECK(image.size(0) == I && text.size(0) == T, "retrieval: ", image.size(0), " image and ", text.size(0),
+             " text features for ", I, " images and ", T, " captions");
+  auto i2t = rank_slice(image, text, I * rank / world, I * (rank + 1) / world,
                         [&](int64_t i) { return set.image_rows[i]; });
-  auto t2i = rank_slice(text, image, T * o.rank / o.world, T * (o.rank + 1) / o.world,
+  auto t2i = rank_slice(text, image, T * rank / world, T * (rank + 1) / world,
                         [&](int64_t t) { return std::vector<int64_t>{set.row_image[t]}; });
   RetrievalResult r;
   r.image_to_text = summarize_ranks(reduce.concat(i2t));
