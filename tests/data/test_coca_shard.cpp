@@ -311,8 +311,8 @@ TEST(CocaShard, WebDatasetTars) {
 }
 
 // img2dataset tars: the .json's "key" names the sample and its "caption" stands in for a
-// missing .txt (a .txt wins when both exist); .webp images are decoded; a json that is not an
-// object is ignored.
+// missing .txt (a .txt wins when both exist); still .webp images are decoded, animated ones
+// skipped as webp_animation; a json that is not an object is ignored.
 TEST(CocaShard, WebDatasetJsonMetadataAndWebp) {
   TempDir t("wds-json");
   const auto txt = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
@@ -329,7 +329,9 @@ TEST(CocaShard, WebDatasetJsonMetadataAndWebp) {
                   {"c.json", txt("[1, 2")},
                   {"c.txt", txt("blue, bad json")},
                   {"d.png", png_solid(12, 12, 9, 9, 9)},
-                  {"d.json", txt(R"({"key": "000070004", "caption": null})")}}));
+                  {"d.json", txt(R"({"key": "000070004", "caption": null})")},
+                  {"e.webp", coca::testing::animated_webp(6, 6)},
+                  {"e.txt", txt("an animation")}}));
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format wds --input " + t.str("00007.tar") + " --output " + out + " --image-size 8 --quiet",
                      t.str("log")),
@@ -345,6 +347,7 @@ TEST(CocaShard, WebDatasetJsonMetadataAndWebp) {
   const auto rep = read_json(fs::path(out) / "report.json");
   EXPECT_EQ(rep.at("skipped_by_reason").value("missing_caption", 0), 1) << rep.dump(1);
   EXPECT_EQ(rep.at("examples").at("missing_caption")[0].at("key"), "000070004");
+  EXPECT_EQ(rep.at("skipped_by_reason").value("webp_animation", 0), 1);
   expect_counts_add_up(rep);
 }
 
