@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "coca/data/bundled.h"
 #include "coca/data/shard_build.h"
 #include "coca/data/shard_index.h"
 #include "coca/data/sha256.h"
@@ -50,7 +51,8 @@ std::vector<std::string> all_gather_strings(const std::string& mine, int world) 
 }
 
 int run(int argc, char** argv, int rank, int world) {
-  std::string format, input, images_root, output, tokenizer_path, compression = "none", classnames_file;
+  std::string format, input, images_root, output, tokenizer_path, compression = "none", classnames_file,
+              class_ids_file;
   std::string csv_sep = "\\t", csv_img = "filepath", csv_cap = "title", filter_name = "bicubic";
   std::vector<std::string> extra_inputs;
   int image_size = 256, chunk_images = 16, threads = 1, context_length = 77, gzip_level = 4;
@@ -78,10 +80,15 @@ int run(int argc, char** argv, int rank, int world) {
       ("filter", po::value(&filter_name), "resize filter: bicubic (default), lanczos3, bilinear")
       ("threads", po::value(&threads), "decode threads per rank (1)")
       ("csv-separator", po::value(&csv_sep), "field separator: \\t (default, OpenCLIP) or ,")
-      ("csv-image-key", po::value(&csv_img), "image path column (filepath)")
+      ("csv-image-key", po::value(&csv_img), "image path column (filepath); relative paths are under "
+       "--images-root, else the table's folder")
+      ("csv-img-key", po::value(&csv_img), "the same as --csv-image-key (OpenCLIP's spelling)")
       ("csv-caption-key", po::value(&csv_cap), "caption column (title)")
-      ("classnames", po::value(&classnames_file), "folder: class names, one per line in sorted folder order, "
-       "or folder<TAB>name lines (default: folder names, '_' as space)")
+      ("classnames", po::value(&classnames_file), "folder: class names, one per line in sorted folder order "
+       "(in --class-ids order with it), or folder<TAB>name lines (default: folder names, '_' as space); "
+       "a path or a bundled list (imagenet1k)")
+      ("class-ids", po::value(&class_ids_file), "folder: class ids in label order, one per line; each folder is "
+       "named by one and takes its position as label (ImageNet: imagenet1k_wnids, the WordNet ids)")
       ("shuffle-seed", po::value(&shuffle_seed), "shuffle the listed items with this seed before sharding "
                                                  "(training sets listed in a sorted order: the loader's shuffle "
                                                  "buffer only mixes nearby samples); default: input order")
@@ -131,7 +138,9 @@ int run(int argc, char** argv, int rank, int world) {
     tars.insert(tars.end(), extra_inputs.begin(), extra_inputs.end());
     listing = list_webdataset(tars);
   } else if (format == "folder") {
-    listing = list_image_folder(input, classnames_file);
+    if (!classnames_file.empty()) classnames_file = resolve_bundled_file("classnames", classnames_file, "--classnames");
+    if (!class_ids_file.empty()) class_ids_file = resolve_bundled_file("classnames", class_ids_file, "--class-ids");
+    listing = list_image_folder(input, classnames_file, class_ids_file);
   } else {
     throw Error(str_cat("unknown --format '", format, "' (csv, coco, wds, folder)"));
   }

@@ -7,6 +7,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <webp/decode.h>
+#include <webp/encode.h>
 
 namespace coca {
 
@@ -40,6 +42,7 @@ const char* image_fault_name(ImageFault f) {
     case ImageFault::truncated: return "truncated_image";
     case ImageFault::corrupt: return "corrupt_image";
     case ImageFault::too_large: return "image_too_large";
+    case ImageFault::animated: return "webp_animation";
   }
   return "unknown";
 }
@@ -123,6 +126,108 @@ std::string decode_jpeg_into(const uint8_t* data, size_t size, Image& out, bool&
   return truncated ? "premature end of JPEG data" : "";
 }
 
+struct PngMemoryReader {
+  const uint8_t* data;
+  size_t size, pos;
+};
+
+void png_read_from_memory(png_structp png, png_bytep out, png_size_t n) {
+  auto* r = static_cast<PngMemoryReader*>(png_get_io_ptr(png));
+  if (n > r->size - r->pos) png_error(png, "Read Error: file ends early");
+  std::memcpy(out, r->data + r->pos, n);
+  r->pos += n;
+}
+
+void png_on_error(png_structp png, png_const_charp msg) {
+  auto* message = static_cast<std::string*>(png_get_error_ptr(png));
+  *message = msg;
+  png_longjmp(png, 1);
+}
+
+void png_on_warning(png_structp, png_const_charp) {}
+
+// 16 bits per sample: libpng's simplified reader takes such data as linear light and converts
+// it to sRGB (0x8080 would become 186, not 128). PIL keeps the high byte of each sample, with
+// no gamma conversion; so does this reader. Alpha is composited on white as for 8-bit files.
+// Returns an empty string on success, else the failure message (libpng longjmps on errors,
+// so `out` and `rgba` are owned by the caller).
+std::string decode_png16_into(const uint8_t* data, size_t size, Image& out, std::vector<uint8_t>& rgba) {
+  std::string message;
+  PngMemoryReader reader{data, size, 0};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &message, png_on_error, png_on_warning);
+  if (!png) return "png_create_read_struct failed";
+  png_infop info = png_create_info_struct(png);
+  if (!info) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    return "png_create_info_struct failed";
+  }
+  std::vector<png_bytep> rows;
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return message.empty() ? "libpng error" : message;
+  }
+  png_set_read_fn(png, &reader, png_read_from_memory);
+  png_read_info(png, info);
+  const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  png_set_strip_16(png);  // keeps the high byte
+  png_set_expand(png);    // tRNS to alpha
+  png_set_gray_to_rgb(png);
+  png_set_filler(png, 0xFF, PNG_FILLER_AFTER);  // RGB -> RGBA (opaque)
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != static_cast<size_t>(w) * 4) png_error(png, "unexpected row layout");
+  rgba.resize(static_cast<size_t>(w) * h * 4);
+  rows.resize(h);
+  for (png_uint_32 y = 0; y < h; ++y) rows[y] = rgba.data() + static_cast<size_t>(y) * w * 4;
+  png_read_image(png, rows.data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  out.width = static_cast<int>(w);
+  out.height = static_cast<int>(h);
+  return "";
+}
+
+Image rgba_on_white(const uint8_t* rgba, int width, int height) {
+  Image out;
+  out.width = width;
+  out.height = height;
+  const size_t n = static_cast<size_t>(width) * height;
+  out.rgb.resize(n * 3);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t a = rgba[i * 4 + 3];
+    for (int c = 0; c < 3; ++c) out.rgb[i * 3 + c] = composite_on_white(rgba[i * 4 + c], a);
+  }
+  return out;
+}
+
+Image decode_webp(const uint8_t* data, size_t size) {
+  WebPDecoderConfig config;
+  if (!WebPInitDecoderConfig(&config)) throw Error("webp: decoder library version mismatch");
+  VP8StatusCode st = WebPGetFeatures(data, size, &config.input);
+  auto fault_of = [](VP8StatusCode code) {
+    return code == VP8_STATUS_NOT_ENOUGH_DATA ? ImageFault::truncated
+           : code == VP8_STATUS_UNSUPPORTED_FEATURE ? ImageFault::unsupported_format
+                                                     : ImageFault::corrupt;
+  };
+  if (st != VP8_STATUS_OK) throw ImageDecodeError(fault_of(st), str_cat("webp: cannot read the header (status ", st, ")"));
+  if (config.input.has_animation)
+    throw ImageDecodeError(ImageFault::animated, "webp: animated WebP (only still images are decoded)");
+  const int w = config.input.width, h = config.input.height;
+  if (w <= 0 || h <= 0) throw ImageDecodeError(ImageFault::corrupt, "webp: empty image");
+  if (static_cast<int64_t>(w) * h > kMaxImagePixels)
+    throw ImageDecodeError(ImageFault::too_large, str_cat("webp: ", w, "x", h, " is too large"));
+  std::vector<uint8_t> rgba(static_cast<size_t>(w) * h * 4);
+  config.output.colorspace = MODE_RGBA;  // straight (not premultiplied) alpha
+  config.output.is_external_memory = 1;
+  config.output.u.RGBA.rgba = rgba.data();
+  config.output.u.RGBA.stride = w * 4;
+  config.output.u.RGBA.size = rgba.size();
+  st = WebPDecode(data, size, &config);
+  WebPFreeDecBuffer(&config.output);
+  if (st != VP8_STATUS_OK) throw ImageDecodeError(fault_of(st), str_cat("webp: decoding failed (status ", st, ")"));
+  return rgba_on_white(rgba.data(), w, h);
+}
+
 Image decode_png(const uint8_t* data, size_t size) {
   png_image image;
   std::memset(&image, 0, sizeof(image));
@@ -138,6 +243,17 @@ Image decode_png(const uint8_t* data, size_t size) {
     png_image_free(&image);
     throw ImageDecodeError(ImageFault::too_large, str_cat("png: ", image.width, "x", image.height, " is too large"));
   }
+  if (image.format & PNG_FORMAT_FLAG_LINEAR) {  // 16 bits per sample
+    png_image_free(&image);
+    Image out;
+    std::vector<uint8_t> rgba;
+    const std::string msg = decode_png16_into(data, size, out, rgba);
+    if (!msg.empty()) {
+      const bool cut = msg.find("Read Error") != std::string::npos || msg.find("Not enough") != std::string::npos;
+      throw ImageDecodeError(cut ? ImageFault::truncated : ImageFault::corrupt, "png: " + msg);
+    }
+    return rgba_on_white(rgba.data(), out.width, out.height);
+  }
   image.format = PNG_FORMAT_RGBA;
   std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(image));
   if (!png_image_finish_read(&image, nullptr, rgba.data(), 0, nullptr)) {
@@ -147,17 +263,8 @@ Image decode_png(const uint8_t* data, size_t size) {
                      msg.find("Not enough") != std::string::npos || msg.find("end") != std::string::npos;
     throw ImageDecodeError(cut ? ImageFault::truncated : ImageFault::corrupt, "png: " + msg);
   }
-  Image out;
-  out.width = static_cast<int>(image.width);
-  out.height = static_cast<int>(image.height);
-  const size_t n = static_cast<size_t>(out.width) * out.height;
-  out.rgb.resize(n * 3);
-  for (size_t i = 0; i < n; ++i) {
-    const uint8_t a = rgba[i * 4 + 3];
-    for (int c = 0; c < 3; ++c) out.rgb[i * 3 + c] = composite_on_white(rgba[i * 4 + c], a);
-  }
   png_image_free(&image);
-  return out;
+  return rgba_on_white(rgba.data(), static_cast<int>(image.width), static_cast<int>(image.height));
 }
 
 }  // namespace
@@ -179,9 +286,10 @@ Image decode_image(const uint8_t* data, size_t size) {
     if (out.width <= 0 || out.height <= 0) throw ImageDecodeError(ImageFault::corrupt, "jpeg: empty image");
     return out;
   }
-  if (fmt == ImageFormat::unknown) throw ImageDecodeError(ImageFault::not_an_image, "not a JPEG or PNG file");
+  if (fmt == ImageFormat::webp) return decode_webp(data, size);
+  if (fmt == ImageFormat::unknown) throw ImageDecodeError(ImageFault::not_an_image, "not a JPEG, PNG or WebP file");
   throw ImageDecodeError(ImageFault::unsupported_format,
-                         str_cat(image_format_name(fmt), " images are not supported (JPEG and PNG only)"));
+                         str_cat(image_format_name(fmt), " images are not supported (JPEG, PNG and WebP only)"));
 }
 
 Image decode_image(const std::vector<uint8_t>& bytes) { return decode_image(bytes.data(), bytes.size()); }
@@ -229,6 +337,23 @@ std::vector<uint8_t> encode_jpeg(const uint8_t* pixels, int width, int height, i
   std::vector<uint8_t> out(buf, buf + size);
   jpeg_destroy_compress(&cinfo);
   std::free(buf);
+  return out;
+}
+
+std::vector<uint8_t> encode_webp(const uint8_t* pixels, int width, int height, int channels, int quality) {
+  COCA_CHECK(channels == 3 || channels == 4, "encode_webp: channels must be 3 or 4");
+  uint8_t* buf = nullptr;
+  const int stride = width * channels;
+  size_t size = 0;
+  if (quality < 0)
+    size = channels == 3 ? WebPEncodeLosslessRGB(pixels, width, height, stride, &buf)
+                         : WebPEncodeLosslessRGBA(pixels, width, height, stride, &buf);
+  else
+    size = channels == 3 ? WebPEncodeRGB(pixels, width, height, stride, static_cast<float>(quality), &buf)
+                         : WebPEncodeRGBA(pixels, width, height, stride, static_cast<float>(quality), &buf);
+  COCA_CHECK(size > 0 && buf, "encode_webp: libwebp could not encode a ", width, "x", height, " image");
+  std::vector<uint8_t> out(buf, buf + size);
+  WebPFree(buf);
   return out;
 }
 

@@ -28,7 +28,9 @@ std::string lower_ascii(std::string s) {
   return s;
 }
 
-bool is_image_extension(const std::string& ext) { return ext == "jpg" || ext == "jpeg" || ext == "png"; }
+bool is_image_extension(const std::string& ext) {
+  return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "webp";
+}
 
 }  // namespace
 
@@ -118,6 +120,8 @@ InputListing list_csv(const std::string& path, const CsvOptions& options) {
   };
   const size_t img_col = column(options.image_column), cap_col = column(options.caption_column);
   const std::string file_name = fs::path(path).filename().string();
+  // Relative image paths: under --images-root when given, else next to the table.
+  const fs::path base = options.images_root.empty() ? fs::path(path).parent_path() : fs::path(options.images_root);
   InputListing out;
   for (size_t r = 1; r < rows.size(); ++r) {
     const DelimitedRow& row = rows[r];
@@ -139,8 +143,7 @@ InputListing list_csv(const std::string& path, const CsvOptions& options) {
     }
     WorkItem item;
     const std::string& p = row.fields[img_col];
-    item.image.path = (options.images_root.empty() || fs::path(p).is_absolute())
-                          ? p : (fs::path(options.images_root) / p).string();
+    item.image.path = fs::path(p).is_absolute() ? p : (base / p).string();
     item.key = p;
     item.captions.push_back(row.fields[cap_col]);
     out.items.push_back(std::move(item));
@@ -289,6 +292,14 @@ InputListing list_webdataset(const std::vector<std::string>& tar_paths) {
   for (const std::string& tar : tar_paths) {
     const auto members = list_tar(tar, out.issues);
     const std::string tar_name = fs::path(tar).filename().string();
+    auto read_member = [&](const TarMember& m, const std::string& what) {
+      std::string bytes(static_cast<size_t>(m.size), '\0');
+      std::ifstream f(tar, std::ios::binary);
+      f.seekg(m.offset);
+      f.read(bytes.data(), m.size);
+      COCA_CHECK(f.good() || m.size == 0, "reading ", what, " from ", tar, " failed");
+      return bytes;
+    };
     // WebDataset groups consecutive members by key = path up to the first dot of the basename.
     size_t i = 0;
     while (i < members.size()) {
@@ -302,32 +313,48 @@ InputListing list_webdataset(const std::vector<std::string>& tar_paths) {
       split(members[i].name, key, ext);
       const TarMember* image = nullptr;
       const TarMember* text = nullptr;
+      const TarMember* meta = nullptr;
       std::string other_image_ext;
       size_t j = i;
       for (; j < members.size(); ++j) {
         std::string k2, e2;
         split(members[j].name, k2, e2);
         if (k2 != key) break;
-        if (is_image_extension(e2)) image = &members[j];
-        else if (e2 == "txt") text = &members[j];
-        else if (e2 == "webp" || e2 == "gif" || e2 == "bmp" || e2 == "tif" || e2 == "tiff") other_image_ext = e2;
+        if (is_image_extension(e2)) {
+          if (!image) image = &members[j];
+        } else if (e2 == "txt") {
+          text = &members[j];
+        } else if (e2 == "json") {
+          meta = &members[j];
+        } else if (e2 == "gif" || e2 == "bmp" || e2 == "tif" || e2 == "tiff") {
+          other_image_ext = e2;
+        }
       }
-      const std::string full_key = tar_name + "/" + key;
+      std::string full_key = tar_name + "/" + key;
+      // img2dataset's <key>.json: its "key" names the sample, its "caption" stands in for a
+      // missing .txt. A .json that is not a JSON object is ignored (the .txt still counts).
+      nlohmann::json metadata;
+      if (meta && meta->size <= (int64_t{1} << 20)) {
+        try {
+          metadata = nlohmann::json::parse(read_member(*meta, full_key + ".json"));
+        } catch (const nlohmann::json::exception&) {
+          metadata = nlohmann::json();
+        }
+        if (!metadata.is_object()) metadata = nlohmann::json();
+      }
+      if (metadata.contains("key") && metadata["key"].is_string() && !metadata["key"].get<std::string>().empty())
+        full_key = metadata["key"].get<std::string>();
+      const bool json_caption = metadata.contains("caption") && metadata["caption"].is_string();
       if (!image) {
         out.issues.push_back({other_image_ext.empty() ? "missing_image" : "unsupported_image_format", full_key,
-                              other_image_ext.empty() ? "no .jpg/.jpeg/.png member" : "." + other_image_ext});
-      } else if (!text) {
-        out.issues.push_back({"missing_caption", full_key, "no .txt member"});
+                              other_image_ext.empty() ? "no .jpg/.jpeg/.png/.webp member" : "." + other_image_ext});
+      } else if (!text && !json_caption) {
+        out.issues.push_back({"missing_caption", full_key, "no .txt member and no \"caption\" in a .json member"});
       } else {
         WorkItem item;
         item.key = full_key;
         item.image = {tar, image->offset, image->size};
-        std::string caption(static_cast<size_t>(text->size), '\0');
-        std::ifstream f(tar, std::ios::binary);
-        f.seekg(text->offset);
-        f.read(caption.data(), text->size);
-        COCA_CHECK(f.good() || text->size == 0, "reading ", full_key, ".txt from ", tar, " failed");
-        item.captions.push_back(std::move(caption));
+        item.captions.push_back(text ? read_member(*text, full_key + ".txt") : metadata["caption"].get<std::string>());
         out.items.push_back(std::move(item));
       }
       i = j;
@@ -336,7 +363,48 @@ InputListing list_webdataset(const std::vector<std::string>& tar_paths) {
   return out;
 }
 
-InputListing list_image_folder(const std::string& root, const std::string& classnames_file) {
+namespace {
+
+// Non-empty lines, a trailing '\r' dropped.
+std::vector<std::string> read_lines(const std::string& path, const char* what) {
+  std::istringstream lines(read_text_file(path, what));
+  std::vector<std::string> out;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+// Names for `ids` (folder names or class ids, in label order) from a class names file: one name
+// per line in the same order, or "id<TAB>name" lines.
+std::vector<std::string> names_for(const std::vector<std::string>& ids, const std::string& file, const char* ids_what,
+                                   const std::string& ids_source) {
+  std::vector<std::string> plain;
+  std::map<std::string, std::string> mapped;
+  for (const std::string& line : read_lines(file, "class names file")) {
+    const size_t tab = line.find('\t');
+    if (tab != std::string::npos) mapped[line.substr(0, tab)] = line.substr(tab + 1);
+    else plain.push_back(line);
+  }
+  if (!mapped.empty()) {
+    std::vector<std::string> out;
+    for (const auto& id : ids) {
+      auto it = mapped.find(id);
+      COCA_CHECK(it != mapped.end(), file, ": no name for class '", id, "'");
+      out.push_back(it->second);
+    }
+    return out;
+  }
+  COCA_CHECK(plain.size() == ids.size(), file, " lists ", plain.size(), " class names but ", ids_source, " has ",
+             ids.size(), " ", ids_what);
+  return plain;
+}
+
+}  // namespace
+
+InputListing list_image_folder(const std::string& root, const std::string& classnames_file,
+                               const std::string& class_ids_file) {
   COCA_CHECK(fs::is_directory(root), "image folder ", root, " is not a directory");
   std::vector<std::string> folders;
   for (const auto& e : fs::directory_iterator(root))
@@ -344,32 +412,32 @@ InputListing list_image_folder(const std::string& root, const std::string& class
   std::sort(folders.begin(), folders.end());
   COCA_CHECK(!folders.empty(), "image folder ", root, " has no class sub-folders (expected root/<class>/<image>)");
   InputListing out;
-  if (classnames_file.empty()) {
-    for (std::string name : folders) {
-      std::replace(name.begin(), name.end(), '_', ' ');
-      out.classnames.push_back(name);
+  std::vector<int32_t> folder_label(folders.size());
+  if (!class_ids_file.empty()) {
+    // Labels from the position of each folder's name in the id list (e.g. ImageNet's WordNet
+    // ids in class-index order); every listed class is a class of the set, folders or not.
+    const std::vector<std::string> ids = read_lines(class_ids_file, "class ids file");
+    COCA_CHECK(!ids.empty(), class_ids_file, ": no class ids");
+    std::map<std::string, int32_t> index_of;
+    for (size_t c = 0; c < ids.size(); ++c)
+      COCA_CHECK(index_of.emplace(ids[c], static_cast<int32_t>(c)).second, class_ids_file, ": class id '", ids[c],
+                 "' is listed twice");
+    for (size_t f = 0; f < folders.size(); ++f) {
+      auto it = index_of.find(folders[f]);
+      COCA_CHECK(it != index_of.end(), "image folder ", root, ": class folder '", folders[f], "' is not in ",
+                 class_ids_file);
+      folder_label[f] = it->second;
     }
+    out.classnames = classnames_file.empty() ? ids : names_for(ids, classnames_file, "class ids", class_ids_file);
   } else {
-    std::istringstream lines(read_text_file(classnames_file, "class names file"));
-    std::vector<std::string> plain;
-    std::map<std::string, std::string> mapped;
-    for (std::string line; std::getline(lines, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty()) continue;
-      const size_t tab = line.find('\t');
-      if (tab != std::string::npos) mapped[line.substr(0, tab)] = line.substr(tab + 1);
-      else plain.push_back(line);
-    }
-    if (!mapped.empty()) {
-      for (const auto& f : folders) {
-        auto it = mapped.find(f);
-        COCA_CHECK(it != mapped.end(), classnames_file, ": no name for class folder '", f, "'");
-        out.classnames.push_back(it->second);
+    for (size_t f = 0; f < folders.size(); ++f) folder_label[f] = static_cast<int32_t>(f);
+    if (classnames_file.empty()) {
+      for (std::string name : folders) {
+        std::replace(name.begin(), name.end(), '_', ' ');
+        out.classnames.push_back(name);
       }
     } else {
-      COCA_CHECK(plain.size() == folders.size(), classnames_file, " lists ", plain.size(), " class names but ", root,
-                 " has ", folders.size(), " class folders");
-      out.classnames = plain;
+      out.classnames = names_for(folders, classnames_file, "class folders", root);
     }
   }
   for (size_t c = 0; c < folders.size(); ++c) {
@@ -384,8 +452,8 @@ InputListing list_image_folder(const std::string& root, const std::string& class
       WorkItem item;
       item.key = folders[c] + "/" + name;
       item.image.path = (fs::path(root) / folders[c] / name).string();
-      item.captions.push_back(out.classnames[c]);
-      item.label = static_cast<int32_t>(c);
+      item.label = folder_label[c];
+      item.captions.push_back(out.classnames[static_cast<size_t>(item.label)]);
       out.items.push_back(std::move(item));
     }
   }

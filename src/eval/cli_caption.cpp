@@ -1,5 +1,5 @@
 // coca-eval caption: generates a caption for every image of a captioned shard set (rows
-// sharing a key = one image, its rows' captions = its references) and scores them with
+// whose keys name one image, see image_group; its rows' captions = its references) and scores them with
 // BLEU-4 and CIDEr-D. Ranks split the rows; each image is captioned by the rank holding its
 // first row, the token ids are all-gathered, and rank 0 scores the whole set, so the metrics
 // equal the single-process ones.
@@ -100,7 +100,7 @@ int caption_main(int argc, char** argv) {
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
   margs.add_to(desc);
-  desc.add_options()("data", po::value(&data)->required(), "captioned shard set (rows sharing a key = one image)")(
+  desc.add_options()("data", po::value(&data)->required(), "captioned shard set (rows with one key = one image; COCO: one image id)")(
       "tokenizer", po::value(&tokenizer), "BPE merges file (default: the one the shard index names)")(
       "batch-size", po::value(&batch_size)->default_value(16), "rows read per batch")(
       "method", po::value(&method)->default_value("greedy"), "greedy | beam | sample")(
@@ -117,7 +117,7 @@ int caption_main(int argc, char** argv) {
       "output", po::value(&output), "write the metrics as JSON here");
   if (!parse_subcommand(argc, argv, desc,
                         "usage: [mpirun -np N] coca-eval caption --weights W.safetensors --data DIR [options]\n\n"
-                        "Generates a caption per image (rows sharing a key = one image) with a key/value cache,\n"
+                        "Generates a caption per image (rows with one key, or COCO rows with one image id) with a key/value cache,\n"
                         "and scores them against the rows' captions with BLEU-4 and CIDEr-D (pycocoevalcap's\n"
                         "definitions; words: lower-cased, punctuation stripped, approximating PTBTokenizer).\n"
                         "Ranks split the rows; the metrics equal the single-process ones.\n\n"))
@@ -182,7 +182,7 @@ int caption_main(int argc, char** argv) {
         for (int64_t i = 0; i < set.images(); ++i) {
           nlohmann::json r = nlohmann::json::array();
           for (int64_t row : set.image_rows[i]) r.push_back(set.captions[row]);
-          c.push_back({{"key", set.keys[set.image_first_row[i]]}, {"caption", generated[i]}, {"references", r}});
+          c.push_back({{"key", set.image_keys[i]}, {"caption", generated[i]}, {"references", r}});
         }
         write_json_file(captions_out, c, 1);
       }

@@ -28,7 +28,7 @@ int retrieval_main(int argc, char** argv) {
   desc.add_options()("help,h", "print this help");
   ModelArgs margs;
   margs.add_to(desc, /*with_device=*/true);
-  desc.add_options()("data", po::value(&o.data)->required(), "captioned shard set (rows sharing a key = one image)")(
+  desc.add_options()("data", po::value(&o.data)->required(), "captioned shard set (rows with one key = one image; COCO: one image id)")(
       "tokenizer", po::value(&o.tokenizer),
       "BPE merges file, used when the shards' tokens do not match the model's context length "
       "(default: the one the shard index names)")("batch-size", po::value(&o.batch_size)->default_value(64),
@@ -38,6 +38,8 @@ int retrieval_main(int argc, char** argv) {
                         "usage: [mpirun -np N] coca-eval retrieval --weights W.safetensors --data DIR [options]\n\n"
                         "Image-to-text: rank of the best-scored caption of each image among all captions;\n"
                         "text-to-image: rank of each caption's image among all images (cosine similarity).\n"
+                        "COCO sets (keys coco:<image>:<annotation>) are grouped per image id: the 5k-image\n"
+                        "protocol, any of an image's captions counts as a hit.\n"
                         "Ranks split the rows; the metrics equal the single-process ones.\n\n"))
     return 0;
   return run_on_ranks("coca-eval retrieval", [&](dist::MpiCommunicator& comm) {

@@ -22,8 +22,12 @@ int zeroshot_main(int argc, char** argv) {
   ModelArgs margs;
   margs.add_to(desc, /*with_device=*/true);
   desc.add_options()("data", po::value(&o.data)->required(), "classification shard set (labels, classnames)")(
-      "templates", po::value(&o.templates_file), "prompt templates, one per line, '{}' = class name")(
-      "classnames", po::value(&o.classnames_file), "class names, one per line (default: from the shards)")(
+      "templates", po::value(&o.templates_file),
+      "prompt templates, one per line, '{}' = class name: a file, or a bundled set: openai (CLIP's 80 "
+      "ImageNet prompts), simple (7) (default: \"a photo of a {}.\")")(
+      "classnames", po::value(&o.classnames_file),
+      "class names in label order, one per line: a file, or a bundled list: imagenet1k (default: the "
+      "shards' classnames)")(
       "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one the shard index names)")(
       "batch-size", po::value(&o.batch_size)->default_value(64), "images per batch")(
       "top-confused", po::value(&o.top_confused)->default_value(10), "how many confused pairs to list")(

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <string_view>
 #include <unordered_map>
 
 #include "coca/data/loader.h"
@@ -17,6 +18,19 @@ namespace coca::eval {
 
 namespace fs = std::filesystem;
 
+std::string image_group(const std::string& key) {
+  // coco:<image_id>:<annotation_id> -> coco:<image_id> (annotation id -1: the JSON had none)
+  if (key.rfind("coco:", 0) != 0) return key;
+  const size_t colon = key.find(':', 5);
+  if (colon == std::string::npos) return key;
+  auto all_digits = [](std::string_view v) {
+    return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::string_view image(key.data() + 5, colon - 5), annotation(key.data() + colon + 1, key.size() - colon - 1);
+  if (!annotation.empty() && annotation[0] == '-') annotation.remove_prefix(1);
+  return all_digits(image) && all_digits(annotation) ? key.substr(0, colon) : key;
+}
+
 CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string> captions) {
   COCA_CHECK(keys.size() == captions.size(), "captioned set: ", keys.size(), " keys but ", captions.size(),
              " captions");
@@ -25,8 +39,10 @@ CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string
   s.captions = std::move(captions);
   std::unordered_map<std::string, int64_t> image_of;
   for (int64_t r = 0; r < s.rows(); ++r) {
-    auto [it, fresh] = image_of.emplace(s.keys[r], s.images());
+    std::string group = image_group(s.keys[r]);
+    auto [it, fresh] = image_of.emplace(group, s.images());
     if (fresh) {
+      s.image_keys.push_back(std::move(group));
       s.image_first_row.push_back(r);
       s.image_rows.emplace_back();
     }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 
+#include "coca/data/bundled.h"
 #include "coca/data/loader.h"
 #include "coca/data/tokenizer.h"
 #include "coca/dist/check.h"
@@ -110,13 +111,22 @@ Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& class
 ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reducer& reduce) {
   NoGradGuard no_grad;
   EvalReader reader(reader_options(model, o.data, o.batch_size, o.rank, o.world));
-  std::vector<std::string> classnames = o.classnames_file.empty() ? reader.classnames() : read_lines(o.classnames_file);
+  std::vector<std::string> classnames = reader.classnames();
+  if (!o.classnames_file.empty()) {
+    // Names for the shards' labels, in label order: the count must match the shards' classes.
+    const std::string path = resolve_bundled_file("classnames", o.classnames_file, "--classnames");
+    std::vector<std::string> given = read_lines(path);
+    COCA_CHECK(classnames.empty() || given.size() == classnames.size(), "--classnames ", path, " lists ",
+               given.size(), " classes but the shards of ", o.data, " have ", classnames.size());
+    classnames = std::move(given);
+  }
   COCA_CHECK(!classnames.empty(), "zero-shot data ", o.data, ": no class names (not a classification shard set?)");
   const std::string tok_path = resolve_tokenizer(o.tokenizer, reader.index(), o.data, "zero-shot");
   BpeTokenizer tok = BpeTokenizer::load(tok_path);
   COCA_CHECK(tok.vocab_size() == model.config().text.vocab_size, "zero-shot: tokenizer ", tok_path, " has ",
              tok.vocab_size(), " tokens but the model's vocab_size is ", model.config().text.vocab_size);
-  const auto templates = read_templates(o.templates_file);
+  const auto templates = read_templates(
+      o.templates_file.empty() ? o.templates_file : resolve_bundled_file("templates", o.templates_file, "--templates"));
   Tensor cls = class_embeddings(model, classnames, templates, tok).to(model.device());  // [C, E]
   const int64_t C = static_cast<int64_t>(classnames.size());
 

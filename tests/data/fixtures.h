@@ -71,6 +71,45 @@ inline std::vector<uint8_t> jpeg_solid(int w, int h, uint8_t r, uint8_t g, uint8
   return encode_jpeg(px.data(), w, h, 3, 95);
 }
 
+inline void put_u32le(std::vector<uint8_t>& v, uint32_t x) {
+  for (int i = 0; i < 4; ++i) v.push_back(static_cast<uint8_t>(x >> (8 * i)));
+}
+inline void put_u24le(std::vector<uint8_t>& v, uint32_t x) {
+  for (int i = 0; i < 3; ++i) v.push_back(static_cast<uint8_t>(x >> (8 * i)));
+}
+
+// An animated WebP (VP8X with the animation flag, ANIM, two ANMF frames) whose frames are the
+// VP8L chunk of a still lossless WebP, laid out as the WebP container specification describes.
+inline std::vector<uint8_t> animated_webp(int w, int h) {
+  const auto px = solid_rgb(w, h, 10, 200, 30);
+  const std::vector<uint8_t> still = encode_webp(px.data(), w, h, 3, -1);
+  const std::vector<uint8_t> frame(still.begin() + 12, still.end());  // "VP8L" size payload [pad]
+  std::vector<uint8_t> body = {'W', 'E', 'B', 'P', 'V', 'P', '8', 'X'};
+  put_u32le(body, 10);
+  body.push_back(0x02);  // animation flag
+  body.insert(body.end(), {0, 0, 0});
+  put_u24le(body, static_cast<uint32_t>(w - 1));
+  put_u24le(body, static_cast<uint32_t>(h - 1));
+  body.insert(body.end(), {'A', 'N', 'I', 'M'});
+  put_u32le(body, 6);
+  body.insert(body.end(), {255, 255, 255, 255, 0, 0});  // background, loop forever
+  for (int f = 0; f < 2; ++f) {
+    body.insert(body.end(), {'A', 'N', 'M', 'F'});
+    put_u32le(body, static_cast<uint32_t>(16 + frame.size()));
+    put_u24le(body, 0);
+    put_u24le(body, 0);
+    put_u24le(body, static_cast<uint32_t>(w - 1));
+    put_u24le(body, static_cast<uint32_t>(h - 1));
+    put_u24le(body, 100);  // duration, ms
+    body.push_back(0);
+    body.insert(body.end(), frame.begin(), frame.end());
+  }
+  std::vector<uint8_t> out = {'R', 'I', 'F', 'F'};
+  put_u32le(out, static_cast<uint32_t>(body.size()));
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
 // A ustar archive of (name, bytes) members; `cut` > 0 drops that many bytes from the end.
 inline std::vector<uint8_t> make_tar(const std::vector<std::pair<std::string, std::vector<uint8_t>>>& members,
                                      size_t cut = 0) {

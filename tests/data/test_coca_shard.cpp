@@ -284,8 +284,8 @@ TEST(CocaShard, WebDatasetTars) {
                                       {"000000002.txt", txt("blue tile")},
                                       {"000000003.txt", txt("caption without image")},
                                       {"000000004.jpg", jpeg_solid(12, 12, 1, 1, 1)},
-                                      {"000000005.webp", txt("RIFF....WEBP")},
-                                      {"000000005.txt", txt("webp image")}}));
+                                      {"000000005.gif", txt("GIF89a....")},
+                                      {"000000005.txt", txt("gif image")}}));
   // The second tar is cut inside its second sample: the first one still counts.
   auto second = coca::testing::make_tar({{"000000006.png", png_solid(12, 12, 9, 9, 9)},
                                          {"000000006.txt", txt("grey tile")},
@@ -308,6 +308,79 @@ TEST(CocaShard, WebDatasetTars) {
   expect_counts_add_up(read_json(fs::path(out) / "report.json"));
   ShardReader r(ShardIndex::load(out).shard_path(out, 0));
   EXPECT_EQ(r.read_keys(0, 1)[0], "00000.tar/000000001");
+}
+
+// img2dataset tars: the .json's "key" names the sample and its "caption" stands in for a
+// missing .txt (a .txt wins when both exist); still .webp images are decoded, animated ones
+// skipped as webp_animation; a json that is not an object is ignored.
+TEST(CocaShard, WebDatasetJsonMetadataAndWebp) {
+  TempDir t("wds-json");
+  const auto txt = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  const auto px = coca::testing::solid_rgb(12, 12, 250, 10, 10);
+  write_file(t.path() / "00007.tar",
+             coca::testing::make_tar(
+                 {{"a.webp", encode_webp(px.data(), 12, 12, 3, -1)},
+                  {"a.json", txt(R"({"key": "000070001", "url": "http://x/a.webp", "caption": "red from json",
+                                    "width": 12, "height": 12, "status": "success"})")},
+                  {"b.jpg", jpeg_solid(12, 12, 0, 200, 0)},
+                  {"b.txt", txt("green from txt")},
+                  {"b.json", txt(R"({"key": "000070002", "caption": "not this one"})")},
+                  {"c.png", png_solid(12, 12, 0, 0, 200)},
+                  {"c.json", txt("[1, 2")},
+                  {"c.txt", txt("blue, bad json")},
+                  {"d.png", png_solid(12, 12, 9, 9, 9)},
+                  {"d.json", txt(R"({"key": "000070004", "caption": null})")},
+                  {"e.webp", coca::testing::animated_webp(6, 6)},
+                  {"e.txt", txt("an animation")}}));
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format wds --input " + t.str("00007.tar") + " --output " + out + " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"red from json", "green from txt", "blue, bad json"}));
+  ShardReader r(ShardIndex::load(out).shard_path(out, 0));
+  EXPECT_EQ(r.read_keys(0, 3), (std::vector<std::string>{"000070001", "000070002", "00007.tar/c"}));
+  std::vector<uint8_t> first(8 * 8 * 3);
+  r.read_images(0, 1, first.data());
+  EXPECT_EQ(first[0], 250);  // lossless WebP, a solid colour: exact after resizing
+  EXPECT_EQ(first[1], 10);
+  const auto rep = read_json(fs::path(out) / "report.json");
+  EXPECT_EQ(rep.at("skipped_by_reason").value("missing_caption", 0), 1) << rep.dump(1);
+  EXPECT_EQ(rep.at("examples").at("missing_caption")[0].at("key"), "000070004");
+  EXPECT_EQ(rep.at("skipped_by_reason").value("webp_animation", 0), 1);
+  expect_counts_add_up(rep);
+}
+
+// OpenCLIP's CSV flags: the columns chosen by name among others, a comma separator with quoted
+// fields holding the separator, newlines and doubled quotes, relative paths next to the table.
+TEST(CocaShard, CsvColumnsByNameQuotingAndRelativePaths) {
+  TempDir t("csv-names");
+  write_file(t.path() / "data" / "imgs" / "a.png", png_solid(10, 10, 200, 0, 0));
+  write_file(t.path() / "data" / "imgs" / "b.jpg", jpeg_solid(10, 10, 0, 200, 0));
+  write_text(t.path() / "data" / "table.csv",
+             "id,url,path,text,extra\n"
+             "1,http://x,imgs/a.png,\"red, \"\"bright\"\"\nsquare\",x\n"
+             "2,http://y,imgs/b.jpg,plain green,\"y,z\"\n");
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format csv --input " + t.str("data/table.csv") +
+                         " --csv-separator , --csv-img-key path --csv-caption-key text --output " + out +
+                         " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"red, \"bright\"\nsquare", "plain green"}));
+  const auto rep = read_json(fs::path(out) / "report.json");
+  EXPECT_EQ(rep.at("written").get<int64_t>(), 2) << rep.dump(1);
+  // A column that is not there: one line naming it and the columns that are.
+  EXPECT_NE(run_tool("--format csv --input " + t.str("data/table.csv") +
+                         " --csv-separator , --csv-img-key path --csv-caption-key title --output " + t.str("out2") +
+                         " --quiet",
+                     t.str("log2")),
+            0);
+  const std::string err = slurp(t.str("log2"));
+  EXPECT_NE(err.find("no column 'title' in the header (columns: id, url, path, text, extra)"), std::string::npos)
+      << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
 TEST(CocaShard, ImageFolderClassification) {
@@ -339,6 +412,52 @@ TEST(CocaShard, ImageFolderClassification) {
             0);
   EXPECT_EQ(ShardIndex::load(out).classnames, (std::vector<std::string>{"Tabby Cat", "Good Dog", "Hot Dog"}));
   EXPECT_EQ(all_captions(out)[2], "Good Dog");
+}
+
+// ImageNet layout: folders named by WordNet id, labels = position in the bundled id list,
+// names from the bundled class names (1000 of each, whatever folders are present). The expected
+// labels and names are ImageNet's (tench 0, goldfish 1, toilet paper 999).
+TEST(CocaShard, ImageFolderWithWordNetIds) {
+  TempDir t("wnid");
+  const fs::path root = t.path() / "val";
+  write_file(root / "n15075141" / "ILSVRC2012_val_00000001.JPEG", jpeg_solid(10, 10, 250, 250, 250));
+  write_file(root / "n01440764" / "ILSVRC2012_val_00000002.JPEG", jpeg_solid(10, 10, 90, 90, 20));
+  write_file(root / "n01443537" / "ILSVRC2012_val_00000003.JPEG", jpeg_solid(10, 10, 250, 150, 0));
+  write_file(root / "n01443537" / "ILSVRC2012_val_00000004.JPEG", jpeg_solid(10, 10, 240, 140, 0));
+  const std::string out = t.str("out");
+  ASSERT_EQ(run_tool("--format folder --input " + root.string() +
+                         " --class-ids imagenet1k_wnids --classnames imagenet1k --output " + out +
+                         " --image-size 8 --quiet",
+                     t.str("log")),
+            0)
+      << slurp(t.str("log"));
+  const ShardIndex idx = ShardIndex::load(out);
+  ASSERT_EQ(idx.classnames.size(), 1000u);
+  EXPECT_EQ(idx.classnames[0], "tench");
+  EXPECT_EQ(idx.classnames[1], "goldfish");
+  EXPECT_EQ(idx.classnames[999], "toilet paper");
+  ShardReader r(idx.shard_path(out, 0));
+  ASSERT_EQ(r.size(), 4);
+  std::vector<int32_t> labels(4);
+  r.read_labels(0, 4, labels.data());
+  EXPECT_EQ(labels, (std::vector<int32_t>{0, 1, 1, 999}));  // sorted folders: n01440764, n01443537, n15075141
+  EXPECT_EQ(all_captions(out), (std::vector<std::string>{"tench", "goldfish", "goldfish", "toilet paper"}));
+  EXPECT_EQ(r.classnames(), idx.classnames);
+  // A folder that is not a listed id: one clear error naming it.
+  write_file(root / "n99999999" / "x.JPEG", jpeg_solid(10, 10, 1, 1, 1));
+  EXPECT_NE(run_tool("--format folder --input " + root.string() + " --class-ids imagenet1k_wnids --output " +
+                         t.str("out2") + " --quiet",
+                     t.str("log2")),
+            0);
+  EXPECT_NE(slurp(t.str("log2")).find("class folder 'n99999999' is not in"), std::string::npos)
+      << slurp(t.str("log2"));
+  EXPECT_NE(run_tool("--format folder --input " + root.string() + " --class-ids no_such_list --output " +
+                         t.str("out3") + " --quiet",
+                     t.str("log3")),
+            0);
+  EXPECT_NE(slurp(t.str("log3")).find("--class-ids no_such_list: neither a file nor a bundled classnames list"),
+            std::string::npos)
+      << slurp(t.str("log3"));
 }
 
 // --shuffle-seed: the same items in a seeded order (the same for the same seed), recorded in

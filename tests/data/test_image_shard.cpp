@@ -2,6 +2,10 @@
 // round trip, including reading a shard back with h5dump and h5py.
 #include <gtest/gtest.h>
 
+#include <png.h>
+#include <zlib.h>
+
+#include <csetjmp>
 #include <cstdlib>
 
 #include "coca/data/image.h"
@@ -23,7 +27,142 @@ ImageFault fault_of(const std::vector<uint8_t>& bytes) {
   ADD_FAILURE() << "decoded without error";
   return ImageFault::corrupt;
 }
+// A 16-bit PNG (colour type 2 RGB or 4 grey+alpha) of the given big-endian samples, written
+// with libpng's own writer.
+std::vector<uint8_t> png16(int w, int h, int color_type, const std::vector<uint16_t>& samples) {
+  std::vector<uint8_t> out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  if (!png || !info || setjmp(png_jmpbuf(png))) {
+    ADD_FAILURE() << "libpng could not write the fixture";
+    png_destroy_write_struct(&png, &info);
+    return out;
+  }
+  png_set_write_fn(
+      png, &out,
+      [](png_structp p, png_bytep data, png_size_t n) {
+        auto* v = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(p));
+        v->insert(v->end(), data, data + n);
+      },
+      nullptr);
+  png_set_IHDR(png, info, w, h, 16, color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  const int channels = color_type == PNG_COLOR_TYPE_RGB ? 3 : color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 4;
+  std::vector<uint8_t> row(static_cast<size_t>(w) * channels * 2);
+  for (int y = 0; y < h; ++y) {
+    for (int i = 0; i < w * channels; ++i) {
+      const uint16_t v = samples[static_cast<size_t>(y) * w * channels + i];
+      row[i * 2] = static_cast<uint8_t>(v >> 8);
+      row[i * 2 + 1] = static_cast<uint8_t>(v & 0xFF);
+    }
+    png_write_row(png, row.data());
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
 }  // namespace
+
+TEST(Image, WebpLosslessAlphaCompositedOnWhite) {
+  // The PNG test's pixels: alpha 128 red -> (255, 127, 127); opaque blue; transparent -> white.
+  const std::vector<uint8_t> rgba = {255, 0, 0, 128, 0, 0, 255, 255, 10, 20, 30, 0};
+  const Image im = decode_image(encode_webp(rgba.data(), 3, 1, 4, -1));
+  ASSERT_EQ(im.width, 3);
+  ASSERT_EQ(im.height, 1);
+  EXPECT_EQ(im.rgb, (std::vector<uint8_t>{255, 127, 127, 0, 0, 255, 255, 255, 255}));
+}
+
+TEST(Image, WebpLossyColour) {
+  const auto px = coca::testing::solid_rgb(40, 24, 200, 40, 60);
+  const Image im = decode_image(encode_webp(px.data(), 40, 24, 3, 95));
+  ASSERT_EQ(im.width, 40);
+  ASSERT_EQ(im.height, 24);
+  for (size_t i = 0; i < im.rgb.size(); i += 3) {
+    EXPECT_NEAR(im.rgb[i], 200, 6);
+    EXPECT_NEAR(im.rgb[i + 1], 40, 6);
+    EXPECT_NEAR(im.rgb[i + 2], 60, 6);
+  }
+}
+
+TEST(Image, WebpFaults) {
+  const auto anim = coca::testing::animated_webp(8, 6);
+  try {
+    decode_image(anim);
+    ADD_FAILURE() << "an animated WebP decoded";
+  } catch (const ImageDecodeError& e) {
+    EXPECT_EQ(e.fault(), ImageFault::animated) << e.what();
+    EXPECT_STREQ(image_fault_name(e.fault()), "webp_animation");
+  }
+  const auto px = coca::testing::solid_rgb(64, 64, 1, 2, 3);
+  for (int quality : {-1, 80}) {
+    const auto w = encode_webp(px.data(), 64, 64, 3, quality);
+    EXPECT_EQ(fault_of(std::vector<uint8_t>(w.begin(), w.begin() + static_cast<long>(w.size() / 2))),
+              ImageFault::truncated) << "quality " << quality;
+    std::vector<uint8_t> bad = w;
+    for (size_t i = 20; i < bad.size(); ++i) bad[i] ^= 0xA5;  // scramble after the chunk header
+    EXPECT_EQ(fault_of(bad), ImageFault::corrupt) << "quality " << quality;
+  }
+}
+
+TEST(Image, Png16BitKeepsTheHighByte) {
+  // PIL keeps the high byte: 0x8080 -> 128, 0x4000 -> 64, 0xC010 -> 192 (no gamma change).
+  const Image rgb = decode_image(png16(2, 1, PNG_COLOR_TYPE_RGB, {0x8080, 0x4000, 0xFFFF, 0x0000, 0x2000, 0xC010}));
+  ASSERT_EQ(rgb.width, 2);
+  EXPECT_EQ(rgb.rgb, (std::vector<uint8_t>{128, 64, 255, 0, 32, 192}));
+  // Grey 0 at alpha 0x8000 (high byte 128) over white: (0*128 + 255*127 + 127) / 255 = 127;
+  // opaque grey 0x6400 -> 100.
+  const Image ga = decode_image(png16(2, 1, PNG_COLOR_TYPE_GRAY_ALPHA, {0x0000, 0x8000, 0x6400, 0xFFFF}));
+  EXPECT_EQ(ga.rgb, (std::vector<uint8_t>{127, 127, 127, 100, 100, 100}));
+  const auto full = png16(16, 16, PNG_COLOR_TYPE_RGB, std::vector<uint16_t>(16 * 16 * 3, 0x1234));
+  EXPECT_EQ(fault_of(std::vector<uint8_t>(full.begin(), full.end() - 30)), ImageFault::truncated);
+}
+
+TEST(Image, CmykJpegConverted) {
+  // Adobe CMYK JPEGs store inverted ink (255 = none); libjpeg writes the Adobe marker for CMYK.
+  // Full magenta ink only -> (255, 0, 255); no ink -> white.
+  std::vector<uint8_t> cmyk;
+  for (int i = 0; i < 16 * 16; ++i) cmyk.insert(cmyk.end(), {255, 0, 255, 255});
+  const Image m = decode_image(encode_jpeg(cmyk.data(), 16, 16, 4, 95));
+  ASSERT_EQ(m.width, 16);
+  for (size_t i = 0; i < m.rgb.size(); i += 3) {
+    EXPECT_NEAR(m.rgb[i], 255, 3);
+    EXPECT_NEAR(m.rgb[i + 1], 0, 3);
+    EXPECT_NEAR(m.rgb[i + 2], 255, 3);
+  }
+}
+
+TEST(Image, TooLargeRefusedFromTheHeader) {
+  // 20000 x 20000 = 4e8 pixels > 2^28: refused before any pixel buffer is allocated.
+  std::vector<uint8_t> png = coca::testing::png_solid(1, 1, 0, 0, 0);
+  for (int k = 0; k < 2; ++k) {  // IHDR width, height: big-endian at bytes 16 and 20
+    png[16 + 4 * k] = 0, png[17 + 4 * k] = 0, png[18 + 4 * k] = 0x4E, png[19 + 4 * k] = 0x20;
+  }
+  const uLong crc = crc32(0L, png.data() + 12, 17);  // over "IHDR" and its 13 data bytes
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<uint8_t>(crc >> (24 - 8 * i));
+  EXPECT_EQ(fault_of(png), ImageFault::too_large);
+  std::vector<uint8_t> jpg = coca::testing::jpeg_solid(8, 8, 0, 0, 0);
+  for (size_t i = 2; i + 8 < jpg.size(); ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) {  // SOF0: FF C0 len(2) precision(1) height(2) width(2)
+      jpg[i + 5] = 0x4E, jpg[i + 6] = 0x20, jpg[i + 7] = 0x4E, jpg[i + 8] = 0x20;
+      break;
+    }
+  EXPECT_EQ(fault_of(jpg), ImageFault::too_large);
+}
+
+TEST(Image, Large8000SquareJpegDecodes) {
+  // 64 M pixels is under the 2^28 limit: decoded into one 192 MB RGB buffer.
+  const int n = 8000;
+  std::vector<uint8_t> grey(static_cast<size_t>(n) * n, 77);
+  const auto jpg = encode_jpeg(grey.data(), n, n, 1, 80);
+  grey = {};
+  const Image im = decode_image(jpg);
+  ASSERT_EQ(im.width, n);
+  ASSERT_EQ(im.height, n);
+  EXPECT_NEAR(im.pixel(n - 1, n - 1)[0], 77, 2);
+  EXPECT_NEAR(im.pixel(n / 2, n / 3)[2], 77, 2);
+}
 
 TEST(Image, PngRgbaCompositedOnWhite) {
   // Straight alpha 128 red over white: 255*128/255 + 255*127/255 = 255 in red, 127 in G, B.

@@ -1,5 +1,6 @@
 // BLEU and CIDEr-D on small examples worked out by hand (the n-gram bookkeeping is written
-// out beside each expected value), plus retrieval ranks and recall summaries.
+// out beside each expected value), plus retrieval ranks and recall summaries, and the grouping
+// of COCO captions by image.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -122,4 +123,83 @@ TEST(Retrieval, GroupsRowsByKey) {
   EXPECT_EQ(s.image_first_row, (std::vector<int64_t>{0, 1, 3}));
   EXPECT_EQ(s.image_rows, (std::vector<std::vector<int64_t>>{{0, 2}, {1, 4}, {3}}));
   EXPECT_THROW(group_by_key({"k1"}, {}), coca::Error);
+}
+
+TEST(Retrieval, CocaKeysNameTheirImage) {
+  EXPECT_EQ(image_group("coco:139:370"), "coco:139");
+  EXPECT_EQ(image_group("coco:139:-1"), "coco:139");  // annotation without an id
+  EXPECT_EQ(image_group("coco:139"), "coco:139");
+  EXPECT_EQ(image_group("coco:x1:370"), "coco:x1:370");
+  EXPECT_EQ(image_group("coco:139:"), "coco:139:");
+  EXPECT_EQ(image_group("imgs/a.jpg"), "imgs/a.jpg");
+  EXPECT_EQ(image_group("00000.tar/000000001"), "00000.tar/000000001");
+  CaptionedSet s = group_by_key({"coco:10:100", "coco:10:101", "coco:20:200", "coco:10:102"}, {"a", "b", "c", "d"});
+  EXPECT_EQ(s.images(), 2);
+  EXPECT_EQ(s.image_keys, (std::vector<std::string>{"coco:10", "coco:20"}));
+  EXPECT_EQ(s.image_rows, (std::vector<std::vector<int64_t>>{{0, 1, 3}, {2}}));
+}
+
+// COCO-style rows: picture A (id 10) has captions 0, 1, 2, picture B (id 20) captions 3, 4.
+// Similarities, picture x caption:
+//          c0   c1   c2   c3   c4
+//   A     0.1  0.9  0.2  0.5  0.3
+//   B     0.4  0.1  0.3  0.6  0.8
+// Grouped (two images): image->text, the best of A's captions (c1) ranks 1, of B's (c4) ranks 1:
+// R@1 = 1. Text->image over the two images: c0 (0.1 vs 0.4) rank 2, c1 1, c2 (0.2 vs 0.3) 2,
+// c3 1, c4 1: R@1 = 3/5, mean rank 7/5, median 1.
+// Per-caption keys (five "images", each its own caption's only match): image->text ranks
+// c0 5 (0.1 is A's lowest), c1 1, c2 4 (behind 0.9, 0.5, 0.3), c3 2 (behind 0.8), c4 1:
+// R@1 = 2/5, R@5 = 1, mean rank 13/5.
+TEST(Retrieval, CocoCaptionsOfOneImageCountTogether) {
+  const float sim[2][5] = {{0.1f, 0.9f, 0.2f, 0.5f, 0.3f}, {0.4f, 0.1f, 0.3f, 0.6f, 0.8f}};
+  const int picture_of_row[5] = {0, 0, 0, 1, 1};
+  // Text features: one-hot rows; image features: the similarity rows, so image . text = sim.
+  auto features = [&](const CaptionedSet& set, coca::Tensor& image, coca::Tensor& text) {
+    std::vector<float> t(25, 0.0f), im;
+    for (int r = 0; r < 5; ++r) t[r * 5 + r] = 1.0f;
+    for (int64_t i = 0; i < set.images(); ++i) {
+      const int pic = picture_of_row[set.image_first_row[i]];
+      im.insert(im.end(), sim[pic], sim[pic] + 5);
+    }
+    text = coca::Tensor::from_vector(t, {5, 5});
+    image = coca::Tensor::from_vector(im, {set.images(), 5});
+  };
+  coca::Tensor image, text;
+  const CaptionedSet grouped =
+      group_by_key({"coco:10:100", "coco:10:101", "coco:10:102", "coco:20:200", "coco:20:201"}, {"", "", "", "", ""});
+  features(grouped, image, text);
+  for (int world : {1, 2}) {
+    std::vector<int64_t> i2t_all, t2i_all;
+    RetrievalResult g;
+    for (int rank = 0; rank < world; ++rank) {
+      // One process playing each rank: gather by hand (concat over ranks in order).
+      Reducer collect = local_reducer();
+      std::vector<int64_t>* into = nullptr;
+      int call = 0;
+      collect.concat = [&](const std::vector<int64_t>& v) {
+        into = call++ == 0 ? &i2t_all : &t2i_all;
+        into->insert(into->end(), v.begin(), v.end());
+        return v;
+      };
+      rank_features(image, text, grouped, rank, world, collect);
+    }
+    g.image_to_text = summarize_ranks(i2t_all);
+    g.text_to_image = summarize_ranks(t2i_all);
+    EXPECT_EQ(i2t_all, (std::vector<int64_t>{1, 1})) << "world " << world;
+    EXPECT_EQ(t2i_all, (std::vector<int64_t>{2, 1, 2, 1, 1})) << "world " << world;
+    EXPECT_DOUBLE_EQ(g.image_to_text.r1, 1.0);
+    EXPECT_DOUBLE_EQ(g.text_to_image.r1, 0.6);
+    EXPECT_DOUBLE_EQ(g.text_to_image.mean_rank, 1.4);
+    EXPECT_DOUBLE_EQ(g.text_to_image.median_rank, 1.0);
+  }
+  const CaptionedSet single = group_by_key({"a:10:100", "a:10:101", "a:10:102", "a:20:200", "a:20:201"},
+                                           {"", "", "", "", ""});
+  ASSERT_EQ(single.images(), 5);
+  features(single, image, text);
+  const RetrievalResult u = rank_features(image, text, single, 0, 1, local_reducer());
+  EXPECT_EQ(u.images, 5);
+  EXPECT_DOUBLE_EQ(u.image_to_text.r1, 0.4);
+  EXPECT_DOUBLE_EQ(u.image_to_text.r5, 1.0);
+  EXPECT_DOUBLE_EQ(u.image_to_text.mean_rank, 13.0 / 5.0);
+  EXPECT_EQ(u.image_to_text.queries, 5);
 }

@@ -1,8 +1,10 @@
 #pragma once
-// Image decoding for the shard writer: JPEG (libjpeg-turbo) and PNG (libpng) from memory to
-// 8-bit RGB. Grey is expanded to RGB, an alpha channel is composited on white (in sRGB, as
-// PIL's Image.alpha_composite on a white background), CMYK JPEGs are converted. Also PNG and
-// JPEG encoders, used by tests and fixtures.
+// Image decoding for the shard writer: JPEG (libjpeg-turbo), PNG (libpng) and still WebP
+// (libwebp, lossy and lossless) from memory to 8-bit RGB. Grey is expanded to RGB, an alpha
+// channel is composited on white (in sRGB, as PIL's Image.alpha_composite on a white
+// background), CMYK JPEGs are converted, 16-bit PNGs keep the high byte of each sample (as
+// PIL's conversion to 8 bits). Animated WebP is refused. Also PNG, JPEG and WebP encoders,
+// used by tests and fixtures.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -25,7 +27,7 @@ ImageFormat sniff_image_format(const uint8_t* data, size_t size);
 const char* image_format_name(ImageFormat f);
 
 // Why an image could not be decoded; the names are the skip reasons coca-shard reports.
-enum class ImageFault { empty_file, not_an_image, unsupported_format, truncated, corrupt, too_large };
+enum class ImageFault { empty_file, not_an_image, unsupported_format, truncated, corrupt, too_large, animated };
 const char* image_fault_name(ImageFault f);
 
 class ImageDecodeError : public Error {
@@ -52,5 +54,7 @@ inline uint8_t composite_on_white(uint8_t c, uint8_t a) {
 // Encoders. channels: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; pixels interleaved row-major.
 std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int height, int channels);
 std::vector<uint8_t> encode_jpeg(const uint8_t* pixels, int width, int height, int channels, int quality = 90);
+// channels 3 (RGB) or 4 (RGBA); quality < 0: lossless.
+std::vector<uint8_t> encode_webp(const uint8_t* pixels, int width, int height, int channels, int quality = 90);
 
 }  // namespace coca

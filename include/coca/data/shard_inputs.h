@@ -3,8 +3,10 @@
 // order (so every MPI rank derives the same list and takes its own contiguous block):
 //   csv     a CSV/TSV with image-path and caption columns (OpenCLIP: "filepath", "title", tab)
 //   coco    a COCO captions JSON plus its image folder; one sample per caption
-//   wds     WebDataset tar shards as img2dataset writes them (<key>.jpg|.png + <key>.txt)
-//   folder  root/<class>/<image> for classification sets; class names from folders or a file
+//   wds     WebDataset tar shards as img2dataset writes them (<key>.jpg|.png|.webp, <key>.txt
+//           and/or <key>.json with "key" and "caption")
+//   folder  root/<class>/<image> for classification sets; class names from folders or a file,
+//           labels from sorted folder order or from a class ids file (ImageNet WordNet ids)
 // Problems found while listing (a malformed row, a tar member without its pair, a cut-off
 // tar) are returned as issues and end up in the skip report.
 #include <cstdint>
@@ -44,7 +46,7 @@ struct CsvOptions {
   char separator = '\t';
   std::string image_column = "filepath";
   std::string caption_column = "title";
-  std::string images_root;  // prefix for relative paths; empty: as given (OpenCLIP)
+  std::string images_root;  // folder relative paths are under; empty: the table's own folder
 };
 
 InputListing list_csv(const std::string& path, const CsvOptions& options);
@@ -52,7 +54,12 @@ InputListing list_coco(const std::string& json_path, const std::string& images_r
 InputListing list_webdataset(const std::vector<std::string>& tar_paths);
 // classnames_file: empty = folder names with '_' read as spaces; else one name per line in
 // sorted-folder order, or "folder<TAB>name" lines.
-InputListing list_image_folder(const std::string& root, const std::string& classnames_file);
+// class_ids_file (optional): one class id per line in label order (e.g. ImageNet's WordNet ids);
+// each folder must be named by one of them and takes its position as label; the set's classes
+// are all the listed ids, named by classnames_file (one per id in the same order, or
+// "id<TAB>name" lines) or by the ids themselves.
+InputListing list_image_folder(const std::string& root, const std::string& classnames_file,
+                               const std::string& class_ids_file = "");
 
 // Reads an ImageSource's bytes; returns false when the file is missing or unreadable
 // (reason set to "missing_file" or "unreadable_file").

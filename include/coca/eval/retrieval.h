@@ -1,7 +1,8 @@
 #pragma once
-// Image-text retrieval on a captioned shard set. Rows that share a `keys` value are captions of
-// one image: the image is encoded once (from the first row with that key), every row's caption
-// is a text. Image-to-text: the rank of the best-scored caption of the image among all
+// Image-text retrieval on a captioned shard set. Rows whose keys name the same image are
+// captions of one image (see image_group): the image is encoded once (from its first row), every
+// row's caption is a text. For COCO this is the standard 5k-image protocol: 5,000 images,
+// about 25,000 captions, an image query hits when any of its captions ranks high. Image-to-text: the rank of the best-scored caption of the image among all
 // captions; text-to-image: the rank of its image among all images. Ranks are 1-based; a
 // candidate scoring the same as the correct one counts as ahead of it only when its index is
 // lower, so the results are deterministic. Recall@k = fraction of queries with rank <= k.
@@ -18,9 +19,15 @@ struct ShardIndex;
 
 namespace coca::eval {
 
-// The rows of a captioned shard set, grouped into images by key.
+// The image a row's key names: `coco:<image_id>` for coca-shard's COCO caption keys
+// `coco:<image_id>:<annotation_id>`, the key itself otherwise (rows of a CSV or WebDataset
+// caption the same image when they share the image path / key).
+std::string image_group(const std::string& key);
+
+// The rows of a captioned shard set, grouped into images by image_group(key).
 struct CaptionedSet {
   std::vector<std::string> keys, captions;      // per row
+  std::vector<std::string> image_keys;          // image_group of each image's rows
   std::vector<int64_t> row_image;               // image of each row (images in first-appearance order)
   std::vector<int64_t> image_first_row;         // the row each image is encoded from
   std::vector<std::vector<int64_t>> image_rows; // every row (caption) of each image
@@ -54,7 +61,6 @@ struct RetrievalResult {
 };
 
 RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& opts, const Reducer& reduce);
-
 // The metrics from features already computed (every rank holds all of them): image [images, E]
 // (row i: image i of `set`), text [rows, E]. Each rank scores its slice of the queries; the
 // ranks are gathered with `reduce`.

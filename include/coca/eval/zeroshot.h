@@ -29,8 +29,10 @@ Reducer mpi_reducer(const dist::MpiCommunicator& comm);
 
 struct ZeroShotOptions {
   std::string data;            // classification shard set (labels + classnames)
-  std::string templates_file;  // one template per line, '{}' = class name (default: "a photo of a {}.")
-  std::string classnames_file; // one name per line (default: the shards' classnames)
+  std::string templates_file;  // one template per line, '{}' = class name (default: "a photo of a {}."),
+                               // or a bundled set's name (openai, simple; see coca/data/bundled.h)
+  std::string classnames_file; // one name per line in label order, or a bundled list's name (imagenet1k)
+                               // (default: the shards' classnames)
   std::string tokenizer;       // BPE merges (default: the one the shard index names)
   int batch_size = 64;
   int rank = 0, world = 1;
