@@ -2,11 +2,14 @@
 // What users see: the progress line on rank 0 and <logs>/<name>/metrics.jsonl (one JSON
 // record per logged step and per evaluation; launch/plot_metrics.py draws it).
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace coca::train {
+
+class EventFileWriter;
 
 class MetricsFile {
  public:
@@ -19,10 +22,13 @@ class MetricsFile {
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
   void write(const nlohmann::json& record);  // one line, flushed
+  // --report-to tensorboard: every record written from now on also goes to this event file.
+  void also_to_tensorboard(std::unique_ptr<EventFileWriter> events);
 
  private:
   std::FILE* f_ = nullptr;
   std::string path_;
+  std::unique_ptr<EventFileWriter> events_;
 };
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "42s"
