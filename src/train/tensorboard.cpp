@@ -126,18 +126,24 @@ std::string encode_scalars_event(double wall_time, int64_t step, const Scalars& 
 Scalars tensorboard_scalars(const nlohmann::json& record) {
   Scalars out;
   if (!record.is_object() || !record.contains("step") || !record.at("step").is_number()) return out;
-  std::string kind = "train";
-  for (const auto& [key, v] : record.items()) {
-    for (const char* k : {"zeroshot", "val"})
-      if (key.starts_with(std::string(k) + "_")) kind = k;
-  }
-  const std::string prefix = kind + "_";
+  auto kind_of = [](const std::string& key) -> std::string {
+    for (const char* k : {"val", "zeroshot"})
+      if (key.starts_with(std::string(k) + "_")) return k;
+    return "";
+  };
+  std::string record_kind = "train";  // for fields that name no kind (epoch)
+  for (const auto& [key, v] : record.items())
+    if (!kind_of(key).empty()) {
+      record_kind = kind_of(key);
+      break;
+    }
   for (const auto& [key, v] : record.items()) {
     if (key == "step" || !v.is_number()) continue;  // is_number excludes booleans
-    std::string name = key.starts_with(prefix) ? key.substr(prefix.size()) : key;
+    const std::string kind = kind_of(key);
+    std::string name = kind.empty() ? key : key.substr(kind.size() + 1);
     if (name == "samples_per_s") name = "samples_per_second";
     else if (name == "samples_per_s_per_rank") name = "samples_per_second_per_rank";
-    out.emplace_back(kind + "/" + name, v.get<float>());
+    out.emplace_back((kind.empty() ? record_kind : kind) + "/" + name, v.get<float>());
   }
   return out;
 }

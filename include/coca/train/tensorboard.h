@@ -33,10 +33,11 @@ std::string encode_session_start_event(double wall_time, int64_t step);
 std::string encode_scalars_event(double wall_time, int64_t step, const Scalars& values);
 
 // The scalars of one metrics.jsonl record: every numeric field but "step", tagged by the kind
-// of record its fields name. Fields "zeroshot_X" give "zeroshot/X", "val_X" give "val/X"; a
-// record with either kind of field puts its other numbers (epoch) under the same prefix; all
-// other records are "train/<field>", with OpenCLIP's names for the throughput fields
-// (samples_per_s -> samples_per_second). Records without a step give nothing.
+// of record its fields name, so that new fields need no code here. Fields "zeroshot_X" give
+// "zeroshot/X" and "val_X" give "val/X"; the other numbers of such a record (epoch) go under
+// its first kind ("val" before "zeroshot"); all other records are "train/<field>", with
+// OpenCLIP's names for the throughput fields (samples_per_s -> samples_per_second). Records
+// without a step give nothing.
 Scalars tensorboard_scalars(const nlohmann::json& record);
 
 // <dir>/events.out.tfevents.<unix seconds>.<hostname>, the name TensorBoard looks for (files
