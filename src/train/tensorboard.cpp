@@ -172,8 +172,14 @@ EventFileWriter::EventFileWriter(const std::string& path, int64_t first_step) : 
   f_ = std::fopen(path.c_str(), "ab");
   COCA_CHECK(f_ != nullptr, "tensorboard: cannot open ", path, ": ", std::strerror(errno));
   const double now = wall_seconds();
-  append(encode_file_version_event(now));
-  append(encode_session_start_event(now, first_step));
+  try {
+    append(encode_file_version_event(now));
+    append(encode_session_start_event(now, first_step));
+  } catch (...) {
+    std::fclose(f_);
+    f_ = nullptr;
+    throw;
+  }
 }
 
 EventFileWriter::~EventFileWriter() {

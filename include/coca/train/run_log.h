@@ -1,6 +1,7 @@
 #pragma once
 // What users see: the progress line on rank 0 and <logs>/<name>/metrics.jsonl (one JSON
-// record per logged step and per evaluation; launch/plot_metrics.py draws it).
+// record per logged step and per evaluation; launch/plot_metrics.py draws it), and with
+// --report-to tensorboard the same numbers as TensorBoard event files (tensorboard.h).
 #include <cstdio>
 #include <memory>
 #include <string>
