@@ -32,6 +32,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"name", name}, {"log_every_n_steps", log_every_n_steps}, {"save_frequency", save_frequency},
           {"save_every_n_steps", save_every_n_steps}, {"keep_checkpoints", keep_checkpoints},
           {"continue_on_save_error", continue_on_save_error},
+          {"report_to", report_to},
           {"resume", resume}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line}};
 }
 
@@ -45,6 +46,26 @@ uint64_t parse_seed(const std::string& s) {
   COCA_CHECK(!s.empty() && ec == std::errc() && end == last, "--seed must be an integer in [0, 2^64 - 1], got '", s,
              "'");
   return v;
+}
+
+// --report-to, OpenCLIP's flag: returns whether TensorBoard is among the comma list.
+bool parse_report_to(const std::string& list) {
+  bool tensorboard = false;
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    size_t end = list.find(',', begin);
+    if (end == std::string::npos) end = list.size();
+    std::string item = list.substr(begin, end - begin);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    COCA_CHECK(item != "wandb", "--report-to wandb is not supported: coca-train writes metrics.jsonl (always) and "
+               "TensorBoard event files (--report-to tensorboard)");
+    COCA_CHECK(item.empty() || item == "jsonl" || item == "tensorboard",
+               "--report-to takes a comma list of jsonl and tensorboard, got '", item, "' in '", list, "'");
+    tensorboard = tensorboard || item == "tensorboard";
+    begin = end + 1;
+  }
+  return tensorboard;
 }
 
 }  // namespace
@@ -112,6 +133,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   logging.add_options()("logs", po::value(&o.logs)->default_value("./logs"), "where runs are written")(
       "name", po::value(&o.name), "run name: <logs>/<name>/ (default: model-lr-batch-date)")(
       "log-every-n-steps", po::value(&o.log_every_n_steps)->default_value(10), "progress/metrics interval")(
+      "report-to", po::value(&o.report_to)->default_value("jsonl"),
+      "where metrics go, a comma list: jsonl (<logs>/<name>/metrics.jsonl, always written) and tensorboard "
+      "(event files in <logs>/<name>/tensorboard/, for tensorboard --logdir)")(
       "save-frequency", po::value(&o.save_frequency)->default_value(1), "checkpoint every N epochs (0: never)")(
       "save-every-n-steps", po::value(&o.save_every_n_steps)->default_value(0), "also checkpoint every N steps")(
       "keep-checkpoints", po::value(&o.keep_checkpoints)->default_value(3), "keep the last K checkpoints")(
@@ -227,6 +251,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   }
   COCA_CHECK(o.workers > 0, "--workers must be positive, got ", o.workers);
   COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive, got ", o.log_every_n_steps);
+  o.report_tensorboard = parse_report_to(o.report_to);
   COCA_CHECK(o.keep_checkpoints > 0, "--keep-checkpoints must be positive, got ", o.keep_checkpoints);
   COCA_CHECK(o.zeroshot_frequency == 0 || !o.zeroshot_data.empty(), "--zeroshot-frequency needs --zeroshot-data");
   COCA_CHECK(std::isfinite(o.bucket_mb) && o.bucket_mb > 0, "--bucket-mb must be positive, got ", o.bucket_mb);

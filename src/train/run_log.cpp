@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "coca/train/checkpoint.h"
+#include "coca/train/tensorboard.h"
 
 #include "coca/tensor/error.h"
 
@@ -53,11 +54,14 @@ MetricsFile::~MetricsFile() {
   if (f_) std::fclose(f_);
 }
 
+void MetricsFile::also_to_tensorboard(std::unique_ptr<EventFileWriter> events) { events_ = std::move(events); }
+
 void MetricsFile::write(const nlohmann::json& record) {
   if (!f_) return;
   const std::string line = record.dump() + "\n";
   COCA_CHECK(std::fwrite(line.data(), 1, line.size(), f_) == line.size() && std::fflush(f_) == 0,
              "write to ", path_, " failed (disk full?)");
+  if (events_) events_->write(record);
 }
 
 std::string format_duration(double s) {

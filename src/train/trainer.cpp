@@ -33,6 +33,7 @@
 #include "coca/train/checkpoint.h"
 #include "coca/train/plan.h"
 #include "coca/train/run_log.h"
+#include "coca/train/tensorboard.h"
 
 namespace coca::train {
 
@@ -541,6 +542,13 @@ int Trainer::run() {
              " (lower --batch-size or use more data)");
   if (lead_)
     metrics_ = std::make_unique<MetricsFile>((run_dir_ / "metrics.jsonl").string(), o_.resume.empty() ? -1 : step_);
+  if (lead_ && o_.report_tensorboard) {
+    // A new event file per start; its SessionLog START at the first step to come makes
+    // TensorBoard drop what an earlier file holds from there on (steps redone after a resume).
+    const std::string tb_dir = (run_dir_ / "tensorboard").string();
+    metrics_->also_to_tensorboard(std::make_unique<EventFileWriter>(new_event_file_path(tb_dir), step_ + 1));
+    std::printf("tensorboard: writing to %s (view with: tensorboard --logdir %s)\n", tb_dir.c_str(), tb_dir.c_str());
+  }
   if (lead_)
     std::printf("coca-train: %s, %lld parameters, %d rank(s) on %s (%s), global batch %d, %lld steps over %d epochs "
                 "(epoch %lld ends at step %lld)\n",

@@ -51,6 +51,8 @@ struct TrainOptions {
   std::string logs = "./logs";
   std::string name;                // run name (default: derived from model, lr, batch)
   int log_every_n_steps = 10;
+  std::string report_to = "jsonl";  // comma list: jsonl (metrics.jsonl, always written), tensorboard
+  bool report_tensorboard = false;  // parsed from report_to
   int save_frequency = 1;          // epochs
   int64_t save_every_n_steps = 0;
   int keep_checkpoints = 3;
