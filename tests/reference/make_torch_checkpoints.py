@@ -8,7 +8,7 @@ it reads from these archives with the safetensors weights it already trusts.
 | file | contents |
 |---|---|
 | micro.bin | torch.save(state_dict) as OpenCLIP publishes open_clip_pytorch_model.bin (an OrderedDict with _metadata) |
-| micro.pt | a training checkpoint: {epoch, name, state_dict with "module." prefixes, optimizer (AdamW state after one step), scaler}; its state dict also carries text.attn_mask / text_decoder.attn_mask buffers, one tensor stored transposed (non-contiguous) and one at a non-zero storage offset inside a shared storage |
+| micro.pt | a training checkpoint: {epoch, name, state_dict with "module." prefixes, optimizer (AdamW state after one step), scaler, best_metrics holding numpy scalars}; its state dict also carries text.attn_mask / text_decoder.attn_mask buffers, one tensor stored transposed (non-contiguous) and one at a non-zero storage offset inside a shared storage |
 | micro_mixed.bin | the state dict with tensors in turn float16, bfloat16 and float64 |
 | small_deflate.bin | the first 12 tensors, the archive re-zipped with deflate |
 | small_zip64.bin | the first 12 tensors, the archive rewritten with zip64 extra fields and a zip64 end record |
@@ -118,7 +118,10 @@ def main():
     opt.step()
     torch.save({"epoch": 3, "name": "micro-run", "state_dict": ck, "optimizer": opt.state_dict(),
                 "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5,
-                           "growth_interval": 2000, "_growth_tracker": 0}},
+                           "growth_interval": 2000, "_growth_tracker": 0},
+                # Values of classes the reader does not know (numpy scalars pickle through
+                # numpy globals and _codecs.encode): parsed as opaque, never called.
+                "best_metrics": {"val_loss": np.float64(0.25), "steps": np.int64(12)}},
                os.path.join(OUT, "micro.pt"))
 
     kinds = [torch.float16, torch.bfloat16, torch.float64]
