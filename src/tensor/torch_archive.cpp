@@ -543,7 +543,14 @@ bool storage_elem(const std::string& type, Elem& e, size_t& bytes) {
 Tensor materialize(const Value& t, const std::vector<char>& blob, Elem elem, size_t esize, const std::string& where) {
   const int64_t numel = shape_numel(t.size);
   std::vector<char> dense(static_cast<size_t>(numel) * esize);
-  if (numel > 0) {
+  bool contiguous = true;
+  for (int64_t d = static_cast<int64_t>(t.size.size()) - 1, expect = 1; d >= 0; --d) {
+    if (t.size[d] != 1 && t.stride[d] != expect) contiguous = false;
+    expect *= t.size[d];
+  }
+  if (contiguous && numel > 0) {  // the common case: one copy
+    std::memcpy(dense.data(), blob.data() + static_cast<size_t>(t.i) * esize, dense.size());
+  } else if (numel > 0) {
     const size_t nd = t.size.size();
     std::vector<int64_t> idx(nd, 0);
     int64_t src = t.i;

@@ -12,6 +12,7 @@ it reads from these archives with the safetensors weights it already trusts.
 | micro_mixed.bin | the state dict with tensors in turn float16, bfloat16 and float64 |
 | small_deflate.bin | the first 12 tensors, the archive re-zipped with deflate |
 | small_zip64.bin | the first 12 tensors, the archive rewritten with zip64 extra fields and a zip64 end record |
+| small_protocol4.bin | the first 12 tensors, saved with pickle_protocol=4 |
 | bad_opcode.bin | data.pkl uses an opcode outside the supported subset (LIST, protocol 0) |
 | bad_global.bin | a state dict entry built by an unknown global (os.system) instead of a tensor |
 | bad_short_pickle.bin | a valid data.pkl cut in half (no STOP) |
@@ -135,6 +136,8 @@ def main():
         for name, data in zip_entries(small_path):
             z.writestr(entry(name, zipfile.ZIP_DEFLATED), data)
     write_zip64(os.path.join(OUT, "small_zip64.bin"), zip_entries(small_path))
+    # Pickle protocol 4 (FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL), which torch.save writes on request.
+    torch.save(small, os.path.join(OUT, "small_protocol4.bin"), pickle_protocol=4)
 
     tiny = collections.OrderedDict([("logit_scale", sd["logit_scale"])])
     torch.save(tiny, small_path)

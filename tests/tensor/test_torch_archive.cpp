@@ -97,9 +97,9 @@ TEST(TorchArchive, HalfBfloat16AndDoubleTensors) {
   }
 }
 
-TEST(TorchArchive, DeflatedAndZip64Archives) {
+TEST(TorchArchive, DeflatedZip64AndProtocol4Archives) {
   const NamedTensors want = reference();
-  for (const char* file : {"small_deflate.bin", "small_zip64.bin"}) {
+  for (const char* file : {"small_deflate.bin", "small_zip64.bin", "small_protocol4.bin"}) {
     const NamedTensors got = read_weight_file(kTorch + "/" + file);
     ASSERT_EQ(got.size(), 12u) << file;
     for (size_t i = 0; i < got.size(); ++i) {
