@@ -676,14 +676,18 @@ NamedTensors load_torch_state_dict(const std::string& path) {
     }
     // The view must lie inside its storage: offset + sum((size-1) * stride) < numel.
     bool empty = false;
-    __int128 last = v->i;
+    __int128 last = v->i, count = 1;
     COCA_CHECK(v->i >= 0, where, "negative storage offset ", v->i);
     for (size_t d = 0; d < v->size.size(); ++d) {
       COCA_CHECK(v->size[d] >= 0 && v->stride[d] >= 0, where, "negative size or stride in size ", shape_str(v->size),
                  " stride ", shape_str(v->stride));
       if (v->size[d] == 0) empty = true;
       else last += static_cast<__int128>(v->size[d] - 1) * v->stride[d];
+      count = std::min<__int128>(count * v->size[d], __int128{1} << 62);
     }
+    // Stride-0 (expanded) views may hold more elements than their storage, but not absurdly many.
+    COCA_CHECK(count <= std::max<__int128>(st.numel, 1) * 1024 && count < (__int128{1} << 40), where, "size ",
+               shape_str(v->size), " is implausibly large for its storage of ", st.numel, " elements");
     COCA_CHECK(empty || last < st.numel, where, "view (offset ", v->i, ", size ", shape_str(v->size), ", stride ",
                shape_str(v->stride), ") reaches past its storage of ", st.numel, " elements");
     out.emplace_back(name, materialize(*v, blob->second, elem, esize, where));
