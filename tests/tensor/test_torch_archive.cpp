@@ -144,13 +144,22 @@ TEST(TorchArchive, EveryMismatchIsListed) {
   file.emplace_back("text.attn_mask", Tensor::zeros({8, 8}));  // a known buffer: ignored
   file.emplace_back("visual.attn_mask", Tensor::zeros({8, 8}));  // not one: an error
   expect_named.push_back("unexpected visual.attn_mask\n");
+  // By default: one line.
+  unsetenv("COCA_LIST_MISMATCH");
   testing::internal::CaptureStderr();
   const std::string msg = error_of([&] { load_weights(model, file, "w.bin"); });
-  const std::string listed = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   EXPECT_NE(msg.find("w.bin"), std::string::npos) << msg;
   EXPECT_NE(msg.find("... and 5 more (5 missing, 0 unexpected, 0 wrongly shaped)"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("text.attn_mask"), std::string::npos) << msg;
+  // Asked for: every name on stderr, then the same one-line error.
+  setenv("COCA_LIST_MISMATCH", "1", 1);
+  testing::internal::CaptureStderr();
+  const std::string again = error_of([&] { load_weights(model, file, "w.bin"); });
+  const std::string listed = testing::internal::GetCapturedStderr();
+  unsetenv("COCA_LIST_MISMATCH");
+  EXPECT_NE(again.find("w.bin do not match the model config: "), std::string::npos) << again;
   ASSERT_EQ(expect_named.size(), 13u);
   for (const std::string& n : expect_named) EXPECT_NE(listed.find("  " + n), std::string::npos) << n << "\n" << listed;
   EXPECT_EQ(std::count(listed.begin(), listed.end(), '\n'), 14) << listed;  // a heading and 13 names

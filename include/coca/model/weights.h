@@ -14,8 +14,9 @@ void save_weights(const nn::Module& model, const std::string& path);
 // "state_dict" is taken; see torch_archive.h). A "module." prefix on every name is removed.
 NamedTensors read_weight_file(const std::string& path);
 // Copies every tensor into the model's parameters (converting dtype). Any missing, extra or
-// wrongly shaped tensor is an error: one line naming the first few (describe_mismatch); when
-// there are more than it names, the complete list (list_mismatch) is written to stderr first.
+// wrongly shaped tensor is an error: one line naming the first few (describe_mismatch). When
+// there are more than it names and COCA_LIST_MISMATCH=1 is in the environment, the complete
+// list (list_mismatch) is written to stderr before it.
 // The causal-mask buffers text.attn_mask and text_decoder.attn_mask are ignored if present.
 void load_weights(nn::Module& model, const std::string& path);
 void load_weights(nn::Module& model, const NamedTensors& tensors, const std::string& source);
