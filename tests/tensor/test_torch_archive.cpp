@@ -93,7 +93,8 @@ TEST(TorchArchive, HalfBfloat16AndDoubleTensors) {
     const double rel = i % 3 == 0 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
     const double abs = i % 3 == 0 ? std::ldexp(1.0, -25) : 0.0;
     for (size_t k = 0; k < a.size(); ++k)
-      ASSERT_LE(std::abs(a[k] - b[k]), rel * std::abs(b[k]) + abs) << name << "[" << k << "]: " << a[k] << " vs " << b[k];
+      ASSERT_LE(std::abs(a[k] - b[k]), rel * std::abs(b[k]) + abs)
+          << name << "[" << k << "]: " << a[k] << " vs " << b[k];
   }
 }
 
@@ -136,7 +137,8 @@ TEST(TorchArchive, EveryMismatchIsListed) {
     } else if (name.ends_with("ln_2.bias") && reshaped < 3) {  // wrongly shaped
       ++reshaped;
       file.emplace_back(name, Tensor::zeros({t.numel() + 1}));
-      expect_named.push_back(str_cat("wrongly shaped ", name, " (file [", t.numel() + 1, "], model [", t.numel(), "])\n"));
+      expect_named.push_back(
+          str_cat("wrongly shaped ", name, " (file [", t.numel() + 1, "], model [", t.numel(), "])\n"));
     } else {
       file.emplace_back(name, t);
     }
