@@ -37,15 +37,18 @@ bool storage_elem(const std::string& type, Elem& e, size_t& bytes) {
 Tensor materialize(const PickleValue& t, const std::vector<char>& blob, Elem elem, size_t esize,
                    const std::string& where) {
   const int64_t numel = shape_numel(t.size);
-  std::vector<char> dense(static_cast<size_t>(numel) * esize);
+  const size_t bytes = static_cast<size_t>(numel) * esize;
   bool contiguous = true;
   for (int64_t d = static_cast<int64_t>(t.size.size()) - 1, expect = 1; d >= 0; --d) {
     if (t.size[d] != 1 && t.stride[d] != expect) contiguous = false;
     expect *= t.size[d];
   }
-  if (contiguous && numel > 0) {  // the common case: one copy
-    std::memcpy(dense.data(), blob.data() + static_cast<size_t>(t.i) * esize, dense.size());
-  } else if (numel > 0) {
+  // The common case, a contiguous view, is read in place; any other is gathered into `dense`.
+  std::vector<char> dense;
+  const char* src_bytes = numel > 0 ? blob.data() + static_cast<size_t>(t.i) * esize : nullptr;
+  if (!contiguous && numel > 0) {
+    dense.resize(bytes);
+    src_bytes = dense.data();
     const size_t nd = t.size.size();
     std::vector<int64_t> idx(nd, 0);
     int64_t src = t.i;
@@ -68,7 +71,7 @@ Tensor materialize(const PickleValue& t, const std::vector<char>& blob, Elem ele
                        : elem == Elem::i32  ? DType::i32
                                             : DType::u8;
       out = Tensor::empty(t.size, dt);
-      if (!dense.empty()) std::memcpy(out.raw_data(), dense.data(), dense.size());
+      if (bytes) std::memcpy(out.raw_data(), src_bytes, bytes);
       if (dt == DType::bf16) out = out.to(DType::f32);
       break;
     }
@@ -77,7 +80,7 @@ Tensor materialize(const PickleValue& t, const std::vector<char>& blob, Elem ele
       float* p = out.data<float>();
       for (int64_t k = 0; k < numel; ++k) {
         uint16_t h;
-        std::memcpy(&h, dense.data() + 2 * k, 2);
+        std::memcpy(&h, src_bytes + 2 * k, 2);
         p[k] = half_to_float(h);
       }
       break;
@@ -87,7 +90,7 @@ Tensor materialize(const PickleValue& t, const std::vector<char>& blob, Elem ele
       int32_t* p = out.data<int32_t>();
       for (int64_t k = 0; k < numel; ++k) {
         int64_t x;
-        std::memcpy(&x, dense.data() + 8 * k, 8);
+        std::memcpy(&x, src_bytes + 8 * k, 8);
         COCA_CHECK(x >= std::numeric_limits<int32_t>::min() && x <= std::numeric_limits<int32_t>::max(), where,
                    "int64 value ", x, " does not fit int32");
         p[k] = static_cast<int32_t>(x);
