@@ -10,7 +10,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-program-options-dev nlohmann-json3-dev
-  libpng-dev libjpeg-dev libturbojpeg0-dev libwebp-dev
+  libpng-dev libjpeg-dev libturbojpeg0-dev libwebp-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
   python3 python3-numpy python3-matplotlib python3-h5py
 )

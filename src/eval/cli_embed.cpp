@@ -13,7 +13,8 @@ int embed_main(int argc, char** argv) {
   po::options_description desc("coca-eval embed options");
   desc.add_options()("help,h", "print this help")(
       "model-config", po::value(&o.model_config)->required(), "model config JSON file, or a name in launch/configs/")(
-      "weights", po::value(&o.weights)->required(), "model.safetensors (ours or OpenCLIP's)")(
+      "weights", po::value(&o.weights)->required(),
+      "model weights: our model.safetensors, or OpenCLIP's .safetensors, .bin or epoch_K.pt")(
       "input", po::value(&o.input)->required(), "HDF5 with 'images' float32 [B,3,H,W] (normalised), 'tokens' int32 [B,L]")(
       "output", po::value(&o.output)->required(), "HDF5 to write: image_features, text_features, losses")(
       "logits", po::bool_switch(&o.logits), "also write caption_logits [B,L-1,V]");

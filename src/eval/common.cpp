@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 void ModelArgs::add_to(po::options_description& desc, bool with_device) {
   desc.add_options()("model", po::value(&model)->default_value("coca_tiny"), "config name in launch/configs/")(
       "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
-      "weights", po::value(&weights)->required(), "model.safetensors (ours or OpenCLIP's)");
+      "weights", po::value(&weights)->required(),
+      "model weights: our model.safetensors, or OpenCLIP's .safetensors, .bin or epoch_K.pt");
   if (with_device)
     desc.add_options()("device", po::value(&device)->default_value("auto"),
                        "cpu, cuda (GPU <local rank>) or auto (cuda when built with it and a GPU is there)")(

@@ -95,7 +95,9 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   po::options_description model("Model");
   model.add_options()("model", po::value(&o.model)->default_value("coca_tiny"), "config name in launch/configs/")(
       "model-config", po::value(&o.model_config), "model config JSON file (overrides --model)")(
-      "pretrained", po::value(&o.pretrained), "initial weights (safetensors, OpenCLIP names)");
+      "pretrained", po::value(&o.pretrained),
+      "initial weights with OpenCLIP names: .safetensors, or PyTorch's .bin (a state dict) or .pt (a training "
+      "checkpoint; its state_dict is used), told apart by content");
   po::options_description optim("Optimisation");
   optim.add_options()("batch-size", po::value(&o.batch_size)->default_value(64), "samples per rank per micro-batch")(
       "epochs", po::value(&o.epochs)->default_value(1), "passes over the data")(

@@ -94,3 +94,40 @@ TEST(Embed, WrongWeightsShapeNamesTensor) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("visual.conv1.weight"), std::string::npos) << r.output;
 }
+
+TEST(Embed, TorchCheckpointsGiveTheSameEmbeddingsAsSafetensors) {
+  const std::string g = COCA_GOLDEN_DIR;
+  std::map<std::string, Tensor> io;
+  for (auto& [n, t] : load_safetensors(g + "/micro_io.safetensors")) io[n] = t;
+  const fs::path dir = fs::temp_directory_path() / "coca_embed_torch";
+  fs::create_directories(dir);
+  {
+    h5::Writer w((dir / "batch.h5").string());
+    w.write("images", io.at("images"));
+    w.write("tokens", io.at("tokens"));
+    w.close();
+  }
+  auto embed = [&](const std::string& weights, const std::string& out) {
+    Outcome r = run("embed --model-config " + g + "/micro.json --weights " + weights + " --input " +
+                    (dir / "batch.h5").string() + " --output " + (dir / out).string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    return (dir / out).string();
+  };
+  const std::string st = embed(g + "/micro_weights.safetensors", "st.h5");
+  // The same weights as torch.save wrote them: a state dict, and a DDP training checkpoint.
+  for (const char* file : {"micro.bin", "micro.pt"}) {
+    const std::string out = embed(g + "/torch/" + file, std::string(file) + ".h5");
+    for (const char* name : {"image_features", "text_features"}) {
+      EXPECT_EQ(h5::read_tensor(out, name).to_double_vector(), h5::read_tensor(st, name).to_double_vector())
+          << file << " " << name;
+      EXPECT_LE(rel_err(h5::read_tensor(out, name), io.at(name)), 1e-4) << file << " " << name;
+    }
+  }
+  // A damaged archive: one error line naming the file, non-zero exit.
+  Outcome r = run("embed --model-config " + g + "/micro.json --weights " + g + "/torch/truncated.bin --input " +
+                  (dir / "batch.h5").string() + " --output " + (dir / "bad.h5").string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("torch/truncated.bin"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  fs::remove_all(dir);
+}

@@ -4,8 +4,9 @@
 #   coca-train: out-of-range numbers, unknown values, missing data or model, invalid JSON, a
 #   classification set given to --val-data (names --zeroshot-data) and the reverse, an
 #   unknown flag.
-#   coca-eval zeroshot: weights of another model, a truncated safetensors file, a missing file
-#   (the line also stays shorter than 600 characters).
+#   coca-eval zeroshot: weights of another model, a truncated safetensors file, a missing file,
+#   a PyTorch checkpoint of another model, a truncated PyTorch archive (the line also stays
+#   shorter than 600 characters).
 # usage: flags.sh BUILD_DIR
 source "$(dirname "$0")/lib.sh"
 make_fixture
@@ -81,5 +82,11 @@ one_line_error "truncated safetensors" "$work/truncated.safetensors" 600 \
   "$coca_eval" "${zs[@]}" --model-config "$fx/model.json" --weights "$work/truncated.safetensors"
 one_line_error "nonexistent weights" "$work/missing.safetensors" 600 \
   "$coca_eval" "${zs[@]}" --model-config "$fx/model.json" --weights "$work/missing.safetensors"
+# PyTorch zip checkpoints (torch.save): another model's training checkpoint, a truncated archive.
+# (no length bound: its names are the micro model's long text-tower ones)
+one_line_error "torch .pt of another model config" "$repo/tests/reference/golden/torch/micro.pt" "" \
+  "$coca_eval" "${zs[@]}" --model-config "$fx/model.json" --weights "$repo/tests/reference/golden/torch/micro.pt"
+one_line_error "truncated torch archive" "$repo/tests/reference/golden/torch/truncated.bin" 600 \
+  "$coca_eval" "${zs[@]}" --model-config "$fx/model.json" --weights "$repo/tests/reference/golden/torch/truncated.bin"
 check "no core file was written" test -z "$(find "$work" -maxdepth 1 -name 'core*' -print -quit)"
 finish

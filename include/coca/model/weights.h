@@ -9,8 +9,15 @@
 namespace coca {
 
 void save_weights(const nn::Module& model, const std::string& path);
+// The tensors of a weight file, whichever kind it is (told by its content, not its name):
+// safetensors, or a PyTorch zip checkpoint (.bin state dict, or a training checkpoint .pt whose
+// "state_dict" is taken; see torch_archive.h). A "module." prefix on every name is removed.
+NamedTensors read_weight_file(const std::string& path);
 // Copies every tensor into the model's parameters (converting dtype). Any missing, extra or
-// wrongly shaped tensor is an error: one line naming the first few (describe_mismatch).
+// wrongly shaped tensor is an error: one line naming the first few (describe_mismatch). When
+// there are more than it names and COCA_LIST_MISMATCH=1 is in the environment, the complete
+// list (list_mismatch) is written to stderr before it.
+// The causal-mask buffers text.attn_mask and text_decoder.attn_mask are ignored if present.
 void load_weights(nn::Module& model, const std::string& path);
 void load_weights(nn::Module& model, const NamedTensors& tensors, const std::string& source);
 
@@ -20,5 +27,10 @@ void load_weights(nn::Module& model, const NamedTensors& tensors, const std::str
 // wholly wrong config mismatches hundreds of tensors; the line must stay readable.
 std::string describe_mismatch(const std::vector<std::string>& missing, const std::vector<std::string>& unexpected,
                               const std::vector<std::string>& wrongly_shaped, size_t max_names = 8);
+inline constexpr size_t kMismatchNames = 8;
+// Every offending name, one per line ("  missing NAME"), missing first, then unexpected, then
+// wrongly shaped.
+std::string list_mismatch(const std::vector<std::string>& missing, const std::vector<std::string>& unexpected,
+                          const std::vector<std::string>& wrongly_shaped);
 
 }  // namespace coca

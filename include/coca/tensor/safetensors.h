@@ -18,4 +18,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // Every tensor in the file, in file order. Throws naming the file on any structural problem.
 NamedTensors load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 
+// IEEE binary16 bits to float (exact: every half is a float).
+float half_to_float(uint16_t h);
+
 }  // namespace coca
