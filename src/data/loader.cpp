@@ -523,10 +523,10 @@ bool EvalReader::next(Batch& out) {
                       throw Error(str_cat("shard ", index_.shard_path(opt_.dir, shard), " row ", r,
                                           ": image cannot be decoded: ", e.what()));
                     }
-                    return;
+                  } else {
+                    const RgbView view{px, S, S, static_cast<int64_t>(S) * 3};
+                    transform_sample(view, H, centre_only, unused, dst);
                   }
-                  const RgbView view{px, S, S, static_cast<int64_t>(S) * 3};
-                  transform_sample(view, H, centre_only, unused, dst);
                   if (L > 0 && out.tokens.defined())
                     std::memcpy(out.tokens.data<int32_t>() + static_cast<size_t>(i) * L, tok, sizeof(int32_t) * L);
                   if (out.labels.defined()) out.labels.data<int32_t>()[i] = label;
