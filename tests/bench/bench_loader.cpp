@@ -249,6 +249,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_loader: --threads, --seconds and --samples must be positive\n");
     return 2;
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each figure as it is measured, also into a file
   try {
     std::printf("threads %d, %.1f s per measurement, %d JPEGs per set (quality 90)\n", threads, seconds, n);
     const auto j256 = make_jpegs(n, 256, 1000);
