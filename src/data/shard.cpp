@@ -358,31 +358,31 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
       if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
     }
   } else {
-  images_ = open("images");
-  const auto idims = h5::dataset_dims(images_, path_);
-  COCA_CHECK(idims.size() == 4 && idims[1] == idims[2] && idims[3] == 3, "shard ", path_,
-             ": images must be [N, S, S, 3]");
-  size_ = static_cast<int64_t>(idims[0]);
-  image_size_ = static_cast<int>(idims[1]);
-  {
-    Handle dcpl(check_id(H5Dget_create_plist(images_), "H5Dget_create_plist", path_), Handle::Kind::plist);
-    hsize_t chunk[4] = {0, 0, 0, 0};
-    const H5D_layout_t layout = H5Pget_layout(dcpl);
-    check(layout == H5D_LAYOUT_ERROR ? -1 : 0, "H5Pget_layout", path_);
-    if (layout == H5D_CHUNKED) {
-      check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
-      const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
-      for (int i = 0; i < nfilters; ++i) {
-        unsigned flags = 0;
-        size_t nvalues = 0;
-        const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
-                                               nullptr);
-        check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
-        if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
+    images_ = open("images");
+    const auto idims = h5::dataset_dims(images_, path_);
+    COCA_CHECK(idims.size() == 4 && idims[1] == idims[2] && idims[3] == 3, "shard ", path_,
+               ": images must be [N, S, S, 3]");
+    size_ = static_cast<int64_t>(idims[0]);
+    image_size_ = static_cast<int>(idims[1]);
+    {
+      Handle dcpl(check_id(H5Dget_create_plist(images_), "H5Dget_create_plist", path_), Handle::Kind::plist);
+      hsize_t chunk[4] = {0, 0, 0, 0};
+      const H5D_layout_t layout = H5Pget_layout(dcpl);
+      check(layout == H5D_LAYOUT_ERROR ? -1 : 0, "H5Pget_layout", path_);
+      if (layout == H5D_CHUNKED) {
+        check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
+        const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
+        for (int i = 0; i < nfilters; ++i) {
+          unsigned flags = 0;
+          size_t nvalues = 0;
+          const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
+                                                 nullptr);
+          check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
+          if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
+        }
       }
+      chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
     }
-    chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
-  }
   }
   captions_ = open("captions");
   keys_ = open("keys");
