@@ -7,6 +7,7 @@
 // loaded machine the per-CPU-second figures are the robust ones.
 //   (a) decode + crop + normalise to 224 px, JPEGs of 256 px (shorter side)
 //   (b) the same from 512-px JPEGs
+//   each also with the decode alone (same crops and DCT scales, no resample)
 //   (c) ShardLoader end to end on a format-2 set of (a)'s JPEGs (HDF5 read, header checks,
 //       decode, crop, batch of 64), augmentation as the trainer runs it (scale 0.9-1.0, bilinear)
 //   (d) ShardLoader on format 1 (256 x 256 raw pixels) of the same images
@@ -127,8 +128,9 @@ struct Rate {
   int64_t samples = 0;
 };
 
-// (a), (b): `threads` threads transform the JPEGs round-robin for about `seconds`.
-Rate decode_rate(const std::vector<Jpeg>& jpegs, int threads, double seconds) {
+// (a), (b): `threads` threads transform the JPEGs round-robin for about `seconds`;
+// decode_only: the same decodes (same crops, same DCT scales) without the resample.
+Rate decode_rate(const std::vector<Jpeg>& jpegs, int threads, double seconds, bool decode_only = false) {
   std::atomic<int64_t> done{0};
   std::vector<double> cpu(static_cast<size_t>(threads), 0.0);
   const auto t0 = Clock::now();
@@ -143,7 +145,13 @@ Rate decode_rate(const std::vector<Jpeg>& jpegs, int threads, double seconds) {
       for (size_t i = static_cast<size_t>(t);; i += static_cast<size_t>(threads)) {
         const Jpeg& j = jpegs[i % jpegs.size()];
         Generator g(mix_seed(7, i));
-        transform_encoded(j.bytes.data(), j.bytes.size(), 224, p, g, out.data());
+        if (decode_only) {
+          const CropBox c = random_resized_crop_box(j.w, j.h, p, g);
+          const Image img = decode_jpeg_scaled(j.bytes.data(), j.bytes.size(), choose_dct_scale(c.w, c.h, 224, 224));
+          out[0] = img.rgb[0];
+        } else {
+          transform_encoded(j.bytes.data(), j.bytes.size(), 224, p, g, out.data());
+        }
         ++mine;
         if (mine % 16 == 0 && std::chrono::duration<double>(Clock::now() - t0).count() > seconds) break;
       }
@@ -263,9 +271,13 @@ int main(int argc, char** argv) {
     const Rate a = decode_rate(j256, threads, seconds);
     std::printf("(a) decode+crop+normalise 256px -> 224: %8.0f samples/CPU-s  %8.0f samples/s wall (%lld)\n",
                 a.per_cpu_s, a.per_wall_s, static_cast<long long>(a.samples));
+    const Rate a0 = decode_rate(j256, threads, seconds, true);
+    std::printf("    of which the decode alone:          %8.0f samples/CPU-s\n", a0.per_cpu_s);
     const Rate b = decode_rate(j512, threads, seconds);
     std::printf("(b) decode+crop+normalise 512px -> 224: %8.0f samples/CPU-s  %8.0f samples/s wall (%lld)\n",
                 b.per_cpu_s, b.per_wall_s, static_cast<long long>(b.samples));
+    const Rate b0 = decode_rate(j512, threads, seconds, true);
+    std::printf("    of which the decode alone:          %8.0f samples/CPU-s\n", b0.per_cpu_s);
     const std::string base = (fs::temp_directory_path() / ("coca-bench-loader-" + std::to_string(::getpid()))).string();
     const int64_t v2_bytes = write_set(base + "/v2", j256, true);
     const int64_t v1_bytes = write_set(base + "/v1", j256, false);
