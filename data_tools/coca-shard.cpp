@@ -56,6 +56,8 @@ int run(int argc, char** argv, int rank, int world) {
   std::string csv_sep = "\\t", csv_img = "filepath", csv_cap = "title", filter_name = "bicubic";
   std::vector<std::string> extra_inputs;
   int image_size = 256, chunk_images = 16, threads = 1, context_length = 77, gzip_level = 4;
+  std::string image_format_name = "jpeg";
+  int max_side = 512, jpeg_quality = 90;
   int64_t samples_per_shard = 1000, max_items = -1, shuffle_seed = -1;
   bool overwrite = false, quiet = false;
   po::options_description desc(
@@ -70,13 +72,20 @@ int run(int argc, char** argv, int rank, int world) {
       ("tars", po::value(&extra_inputs)->multitoken(), "more WebDataset tars")
       ("images-root", po::value(&images_root), "folder that relative image paths (csv) or file_name (coco) are under")
       ("output", po::value(&output)->required(), "output directory for shard-NNNNN.h5 and index.json")
-      ("image-size", po::value(&image_size), "S: shorter side resized to S, then centre-cropped to S x S (256)")
+      ("image-format", po::value(&image_format_name), "jpeg (default): images stored encoded (format 2), cropped "
+       "at load time; raw: decoded S x S pixels (format 1)")
+      ("max-side", po::value(&max_side), "jpeg: JPEGs whose longer side is at most N are stored as given; others "
+       "are resized to fit N (aspect kept, no crop) and re-encoded (512)")
+      ("jpeg-quality", po::value(&jpeg_quality), "jpeg: quality of re-encoded images, 1-100 (90)")
+      ("image-size", po::value(&image_size), "raw: S: shorter side resized to S, then centre-cropped to S x S (256)")
       ("samples-per-shard", po::value(&samples_per_shard), "samples per shard file (1000)")
       ("chunk-images", po::value(&chunk_images), "images per HDF5 chunk, the loader's read unit (16)")
       ("compression", po::value(&compression), "none (default), gzip or lzf")
       ("gzip-level", po::value(&gzip_level), "gzip level 1-9 (4)")
       ("tokenizer", po::value(&tokenizer_path), "CLIP-format BPE merges file; adds a tokens dataset")
-      ("context-length", po::value(&context_length), "L: tokens per caption with --tokenizer (77)")
+      ("context-length", po::value(&context_length), "L: tokens per caption with --tokenizer (raw: 77). jpeg: "
+       "tokens are stored only when L is given; otherwise the trainer tokenizes the captions at load time with "
+       "the tokenizer index.json names, at the model's context length")
       ("filter", po::value(&filter_name), "resize filter: bicubic (default), lanczos3, bilinear")
       ("threads", po::value(&threads), "decode threads per rank (1)")
       ("csv-separator", po::value(&csv_sep), "field separator: \\t (default, OpenCLIP) or ,")
@@ -104,6 +113,14 @@ int run(int argc, char** argv, int rank, int world) {
     return 0;
   }
   po::notify(vm);
+  const ShardImageFormat image_format = parse_shard_image_format(image_format_name);
+  const bool encoded = image_format == ShardImageFormat::jpeg;
+  COCA_CHECK(!encoded || !vm.count("image-size"), "--image-size applies to --image-format raw; jpeg shards keep "
+             "each image's aspect ratio, its longer side at most --max-side");
+  COCA_CHECK(max_side > 0 && max_side <= 8192, "--max-side must be in 1..8192, got ", max_side);
+  COCA_CHECK(jpeg_quality >= 1 && jpeg_quality <= 100, "--jpeg-quality must be in 1..100, got ", jpeg_quality);
+  if (encoded) image_size = max_side;
+  const bool store_tokens = !tokenizer_path.empty() && (!encoded || vm.count("context-length"));
   COCA_CHECK(image_size > 0 && image_size <= 4096, "--image-size must be in 1..4096");
   COCA_CHECK(chunk_images > 0, "--chunk-images must be positive");
   COCA_CHECK(samples_per_shard > 0, "--samples-per-shard must be positive");
@@ -166,9 +183,13 @@ int run(int argc, char** argv, int rank, int world) {
   bo.layout.classnames = listing.classnames;
   if (!tokenizer_path.empty()) {
     tokenizer = BpeTokenizer::load(tokenizer_path);
-    bo.tokenizer = &tokenizer;
-    bo.layout.context_length = context_length;
+    if (store_tokens) {
+      bo.tokenizer = &tokenizer;
+      bo.layout.context_length = context_length;
+    }
   }
+  bo.layout.image_format = image_format;
+  bo.jpeg_quality = jpeg_quality;
   bo.samples_per_shard = samples_per_shard;
   bo.threads = threads;
   bo.filter = parse_resample_filter(filter_name);
@@ -202,11 +223,13 @@ int run(int argc, char** argv, int rank, int world) {
   publish_shards(output, local.temp_paths, first);
   MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
   if (rank == 0) {
+    index.format_version = shard_format_version(image_format);
+    index.image_format = shard_image_format_name(image_format);
     index.image_size = image_size;
     index.chunk_images = chunk_images;
     index.compression = compression;
     index.checksum = kShardChecksumName;
-    index.context_length = tokenizer_path.empty() ? 0 : context_length;
+    index.context_length = store_tokens ? context_length : 0;
     if (!tokenizer_path.empty())
       index.tokenizer = {{"file", fs::absolute(tokenizer_path).string()}, {"sha256", sha256_file(tokenizer_path)},
                          {"vocab_size", tokenizer.vocab_size()}, {"sot", tokenizer.sot()}, {"eot", tokenizer.eot()},

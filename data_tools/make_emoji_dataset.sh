@@ -54,12 +54,12 @@ if [[ ${NP:-1} -gt 1 ]]; then launch=(mpirun --allow-run-as-root --oversubscribe
 # Sets made before the shuffle (no shuffle_seed in the index) are rebuilt.
 if [[ $force == 1 || ! -f $out/train/index.json ]] || ! grep -q '"shuffle_seed"' "$out/train/index.json"; then
   "${launch[@]}" "$bin/coca-shard" --format csv --input "$out/work/train.tsv" --images-root "$out/npm" \
-    --output "$out/train" --image-size 64 --samples-per-shard 500 --chunk-images 16 --shuffle-seed 0 \
+    --output "$out/train" --image-format raw --image-size 64 --samples-per-shard 500 --chunk-images 16 --shuffle-seed 0 \
     --tokenizer "$vocab" --context-length 32 --threads "$threads" --overwrite --quiet
 fi
 if [[ $force == 1 || ! -f $out/twitter_eval/index.json ]]; then
   "${launch[@]}" "$bin/coca-shard" --format folder --input "$out/work/twitter" \
-    --classnames "$out/work/twitter_classnames.txt" --output "$out/twitter_eval" --image-size 64 \
+    --classnames "$out/work/twitter_classnames.txt" --output "$out/twitter_eval" --image-format raw --image-size 64 \
     --samples-per-shard 1000 --chunk-images 16 --tokenizer "$vocab" --context-length 32 \
     --threads "$threads" --overwrite --quiet
 fi

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "coca/data/augment.h"
+#include "coca/data/jpeg_decode.h"
 #include "coca/data/shard.h"
 
 namespace coca {
@@ -83,8 +84,9 @@ LoaderState LoaderState::continue_elsewhere(const std::vector<LoaderState>& old_
 struct ShardLoader::Sample {
   SampleRef ref;
   int64_t position = 0;  // emission index within the epoch: seeds this sample's augmentation
-  std::vector<uint8_t> pixels;
+  std::vector<uint8_t> pixels;   // S*S*3 pixels (format 1) or the encoded file (format 2)
   std::vector<int32_t> tokens;
+  std::string caption;           // when the workers tokenize
   int32_t label = -1;
   std::string key;
 };
@@ -109,10 +111,14 @@ std::vector<int64_t> offsets_of(const ShardIndex& index) {
 
 namespace detail {
 
-// Reads rows [start, start+count) of one shard into samples (pixels, tokens, labels, keys).
+// Reads rows [start, start+count) of one shard into samples (pixels or encoded bytes,
+// tokens, labels, keys, captions when `want_captions`). Format 2: one read of the rows'
+// bytes, and every image's header is checked against its recorded size, so that a damaged
+// image fails the read (and --skip-bad-shards skips its shard) rather than a worker later.
 class ChunkSource {
  public:
-  ChunkSource(const ShardIndex& index, const std::string& dir) : index_(index), dir_(dir) {}
+  ChunkSource(const ShardIndex& index, const std::string& dir, bool want_captions = false)
+      : index_(index), dir_(dir), want_captions_(want_captions) {}
   template <typename Sink>
   void read(int32_t shard, int64_t start, int64_t count, Sink&& sink) {
     if (open_shard_ != shard) {
@@ -123,22 +129,41 @@ class ChunkSource {
       COCA_CHECK(reader_->size() == index_.shards[static_cast<size_t>(shard)].samples, "shard ", reader_->path(),
                  " has ", reader_->size(), " samples but index.json says ",
                  index_.shards[static_cast<size_t>(shard)].samples);
+      COCA_CHECK(reader_->format_version() == index_.format_version, "shard ", reader_->path(), " is format ",
+                 reader_->format_version(), " (", reader_->encoded() ? "jpeg" : "raw", ") but index.json says ",
+                 index_.format_version, " (", index_.image_format,
+                 "): a shard set cannot mix image formats; re-shard it with one --image-format");
       COCA_CHECK(reader_->image_size() == index_.image_size, "shard ", reader_->path(), " has ",
                  reader_->image_size(), "px images but index.json says ", index_.image_size);
       reader_->set_vocab_size(index_.vocab_size());  // token ids outside the vocabulary name the shard
     }
+    const bool encoded = reader_->encoded();
     const size_t img = static_cast<size_t>(index_.image_size) * index_.image_size * 3;
-    pixels_.resize(img * static_cast<size_t>(count));
-    reader_->read_images(start, count, pixels_.data());
+    if (encoded) {
+      reader_->read_encoded(start, count, pixels_);
+      check_headers(start, count);
+    } else {
+      pixels_.resize(img * static_cast<size_t>(count));
+      reader_->read_images(start, count, pixels_.data());
+    }
     const int L = reader_->context_length();
     tokens_.resize(static_cast<size_t>(L) * static_cast<size_t>(count));
     if (L > 0) reader_->read_tokens(start, count, tokens_.data());
     labels_.assign(static_cast<size_t>(count), -1);
     if (reader_->has_labels()) reader_->read_labels(start, count, labels_.data());
     const std::vector<std::string> keys = reader_->read_keys(start, count);
+    const std::vector<std::string> captions =
+        want_captions_ ? reader_->read_captions(start, count) : std::vector<std::string>(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) {
       const size_t k = static_cast<size_t>(i);
-      sink(start + i, pixels_.data() + img * k, img, tokens_.data() + static_cast<size_t>(L) * k, L, labels_[k], keys[k]);
+      const uint8_t* px = pixels_.data() + img * k;
+      size_t n = img;
+      if (encoded) {
+        const int64_t base = reader_->image_offset(start);
+        px = pixels_.data() + (reader_->image_offset(start + i) - base);
+        n = static_cast<size_t>(reader_->image_offset(start + i + 1) - reader_->image_offset(start + i));
+      }
+      sink(start + i, px, n, tokens_.data() + static_cast<size_t>(L) * k, L, labels_[k], keys[k], captions[k]);
     }
   }
   void close() {
@@ -147,8 +172,29 @@ class ChunkSource {
   }
 
  private:
+  void check_headers(int64_t start, int64_t count) const {
+    const int64_t base = reader_->image_offset(start);
+    for (int64_t r = start; r < start + count; ++r) {
+      const uint8_t* p = pixels_.data() + (reader_->image_offset(r) - base);
+      const size_t n = static_cast<size_t>(reader_->image_offset(r + 1) - reader_->image_offset(r));
+      const auto [w, h] = reader_->stored_size(r);
+      const ImageFormat f = sniff_image_format(p, n);
+      try {
+        if (f == ImageFormat::unknown) throw ImageDecodeError(ImageFault::not_an_image, "not an image file");
+        if (f != ImageFormat::jpeg) continue;  // decoded in full by the worker
+        const JpegInfo info = jpeg_info(p, n);
+        if (info.width != w || info.height != h)
+          throw ImageDecodeError(ImageFault::corrupt, str_cat("header says ", info.width, "x", info.height,
+                                                              ", image_sizes says ", w, "x", h));
+      } catch (const ImageDecodeError& e) {
+        throw Error(str_cat("shard ", reader_->path(), " row ", r, ": image bytes are damaged: ", e.what()));
+      }
+    }
+  }
+
   const ShardIndex& index_;
   std::string dir_;
+  bool want_captions_ = false;
   std::unique_ptr<ShardReader> reader_;
   int32_t open_shard_ = -1;
   std::vector<uint8_t> pixels_;
@@ -160,6 +206,21 @@ class ChunkSource {
 
 using detail::ChunkSource;
 
+void check_text_fits(const ShardIndex& index, const LoaderOptions& o) {
+  if (index.context_length > 0) {
+    COCA_CHECK(o.context_length <= 0 || index.context_length == o.context_length, o.dir, ": shards hold ",
+               index.context_length, "-token captions, ", o.model_name, " wants ", o.context_length,
+               " (re-shard with --context-length ", o.context_length, ", or without it to tokenize at load time)");
+    const int64_t stored_vocab = index.vocab_size();
+    COCA_CHECK(o.vocab_size <= 0 || stored_vocab <= o.vocab_size, o.dir, ": shards were tokenized with a ",
+               stored_vocab, "-token vocabulary, ", o.model_name, " has vocab_size ", o.vocab_size);
+    return;
+  }
+  if (!o.tokenizer) return;
+  COCA_CHECK(o.vocab_size <= 0 || o.tokenizer->vocab_size() <= o.vocab_size, o.dir, ": the tokenizer has a ",
+             o.tokenizer->vocab_size(), "-token vocabulary, ", o.model_name, " has vocab_size ", o.vocab_size);
+}
+
 ShardLoader::ShardLoader(LoaderOptions options) : opt_(std::move(options)) {
   index_ = ShardIndex::load(opt_.dir);
   COCA_CHECK(opt_.batch_size > 0, "loader: batch size must be positive");
@@ -167,6 +228,9 @@ ShardLoader::ShardLoader(LoaderOptions options) : opt_(std::move(options)) {
   COCA_CHECK(opt_.scale_min > 0 && opt_.scale_min <= opt_.scale_max && opt_.scale_max <= 1.0,
              "loader: crop scale range (", opt_.scale_min, ", ", opt_.scale_max, ") must lie in (0, 1]");
   out_size_ = opt_.image_size > 0 ? opt_.image_size : index_.image_size;
+  check_text_fits(index_, opt_);
+  tokenize_ = index_.context_length == 0 && opt_.tokenizer != nullptr;
+  COCA_CHECK(!tokenize_ || opt_.context_length > 0, "loader: tokenizing captions needs the model's context length");
   cfg_.seed = opt_.seed;
   cfg_.rank = opt_.rank;
   cfg_.world = opt_.world;
@@ -234,12 +298,12 @@ void ShardLoader::fail(std::exception_ptr e) {
 void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<SkippedShard> known) {
   try {
     SampleStream stream(index_, cfg_, epoch, consumed_.get(), consumed_count_, static_cast<int64_t>(segments_.size()));
-    ChunkSource source(index_, opt_.dir);
+    ChunkSource source(index_, opt_.dir, tokenize_);
     std::unordered_multimap<uint64_t, Sample> store;  // read, not yet emitted (resampling may repeat a row)
     const ConsumedSet* earlier = stream.excluded();  // whole chunks are read; their taken rows are not kept
     auto keep = [&store, earlier](int32_t shard) {
       return [&store, earlier, shard](int64_t row, const uint8_t* px, size_t n, const int32_t* tok, int L,
-                                      int32_t label, const std::string& key) {
+                                      int32_t label, const std::string& key, const std::string& caption) {
         if (earlier && earlier->contains({shard, row})) return;  // emitted by an earlier segment
         Sample s;
         s.ref = {shard, row};
@@ -247,6 +311,7 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         s.tokens.assign(tok, tok + L);
         s.label = label;
         s.key = key;
+        s.caption = caption;
         store.emplace(ref_key(s.ref), std::move(s));
       };
     };
@@ -283,9 +348,9 @@ void ShardLoader::producer_main(int64_t epoch, int64_t first_batch, std::vector<
         const int64_t n = std::min<int64_t>(cfg_.chunk_rows, index_.shards[static_cast<size_t>(shard)].samples - chunk_start);
         auto sink = keep(shard);
         source.read(shard, chunk_start, n, [&](int64_t row, const uint8_t* px, size_t bytes, const int32_t* tok, int L,
-                                               int32_t label, const std::string& key) {
+                                               int32_t label, const std::string& key, const std::string& caption) {
           const auto range = std::equal_range(wanted.begin(), wanted.end(), ref_key({shard, row}));
-          for (auto it = range.first; it != range.second; ++it) sink(row, px, bytes, tok, L, label, key);
+          for (auto it = range.first; it != range.second; ++it) sink(row, px, bytes, tok, L, label, key, caption);
         });
         while (i < held.size() && held[i].shard == shard && held[i].row < chunk_start + n) ++i;
         // Repeats of a row (resampling) were all loaded by the first pass over its chunk.
@@ -334,7 +399,9 @@ void ShardLoader::worker_main() {
       const int S = index_.image_size;
       out->images = take_image_tensor({B, 3, H, H});
       float* img = out->images.data<float>();
-      const int L = job->samples.empty() ? 0 : static_cast<int>(job->samples[0].tokens.size());
+      const int L = tokenize_ ? opt_.context_length
+                              : job->samples.empty() ? 0 : static_cast<int>(job->samples[0].tokens.size());
+      const bool encoded = index_.format_version == kShardFormatVersionEncoded;
       if (L > 0) out->tokens = Tensor::empty({B, L}, DType::i32);
       if (index_.has_labels()) out->labels = Tensor::empty({B}, DType::i32);
       AugmentParams ap{opt_.augment, opt_.scale_min, opt_.scale_max, opt_.ratio_min, opt_.ratio_max, opt_.filter};
@@ -343,9 +410,25 @@ void ShardLoader::worker_main() {
         Generator g(mix_seed(mix_seed(opt_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(opt_.rank),
                                       0xA06 + segments_.size() * 0x1000),
                              static_cast<uint64_t>(s.position)));
-        const RgbView view{s.pixels.data(), S, S, static_cast<int64_t>(S) * 3};
-        transform_sample(view, H, ap, g, img + static_cast<size_t>(i) * 3 * H * H);
-        if (L > 0) std::memcpy(out->tokens.data<int32_t>() + static_cast<size_t>(i) * L, s.tokens.data(), sizeof(int32_t) * L);
+        float* dst = img + static_cast<size_t>(i) * 3 * H * H;
+        if (encoded) {
+          try {
+            transform_encoded(s.pixels.data(), s.pixels.size(), H, ap, g, dst);
+          } catch (const ImageDecodeError& e) {
+            throw Error(str_cat("shard ", index_.shard_path(opt_.dir, static_cast<size_t>(s.ref.shard)), " row ",
+                                s.ref.row, ": image cannot be decoded: ", e.what()));
+          }
+        } else {
+          const RgbView view{s.pixels.data(), S, S, static_cast<int64_t>(S) * 3};
+          transform_sample(view, H, ap, g, dst);
+        }
+        int32_t* trow = L > 0 ? out->tokens.data<int32_t>() + static_cast<size_t>(i) * L : nullptr;
+        if (tokenize_) {
+          const std::vector<int32_t> ids = opt_.tokenizer->encode_row(s.caption, L);
+          std::memcpy(trow, ids.data(), sizeof(int32_t) * L);
+        } else if (L > 0) {
+          std::memcpy(trow, s.tokens.data(), sizeof(int32_t) * L);
+        }
         if (out->labels.defined()) out->labels.data<int32_t>()[i] = s.label;
         out->keys.push_back(s.key);
         out->indices.push_back(shard_offset_[static_cast<size_t>(s.ref.shard)] + s.ref.row);
@@ -431,10 +514,21 @@ bool EvalReader::next(Batch& out) {
     const int64_t row = g - shard_offset_[shard];
     const int64_t take = std::min(n - done, index_.shards[shard].samples - row);
     source.read(static_cast<int32_t>(shard), row, take,
-                [&](int64_t r, const uint8_t* px, size_t, const int32_t* tok, int L, int32_t label, const std::string& key) {
+                [&](int64_t r, const uint8_t* px, size_t bytes, const int32_t* tok, int L, int32_t label,
+                    const std::string& key, const std::string&) {
                   const int64_t i = done + (r - row);
-                  const RgbView view{px, S, S, static_cast<int64_t>(S) * 3};
-                  transform_sample(view, H, centre_only, unused, out.images.data<float>() + static_cast<size_t>(i) * 3 * H * H);
+                  float* dst = out.images.data<float>() + static_cast<size_t>(i) * 3 * H * H;
+                  if (index_.format_version == kShardFormatVersionEncoded) {
+                    try {
+                      transform_encoded(px, bytes, H, centre_only, unused, dst);
+                    } catch (const ImageDecodeError& e) {
+                      throw Error(str_cat("shard ", index_.shard_path(opt_.dir, shard), " row ", r,
+                                          ": image cannot be decoded: ", e.what()));
+                    }
+                  } else {
+                    const RgbView view{px, S, S, static_cast<int64_t>(S) * 3};
+                    transform_sample(view, H, centre_only, unused, dst);
+                  }
                   if (L > 0 && out.tokens.defined())
                     std::memcpy(out.tokens.data<int32_t>() + static_cast<size_t>(i) * L, tok, sizeof(int32_t) * L);
                   if (out.labels.defined()) out.labels.data<int32_t>()[i] = label;

@@ -30,6 +30,18 @@ const char* compression_name(Compression c) {
   return "none";
 }
 
+ShardImageFormat parse_shard_image_format(const std::string& name) {
+  if (name == "raw") return ShardImageFormat::raw;
+  if (name == "jpeg") return ShardImageFormat::jpeg;
+  throw Error(str_cat("unknown image format '", name, "' (jpeg, raw)"));
+}
+
+const char* shard_image_format_name(ShardImageFormat f) { return f == ShardImageFormat::jpeg ? "jpeg" : "raw"; }
+
+int shard_format_version(ShardImageFormat f) {
+  return f == ShardImageFormat::jpeg ? kShardFormatVersionEncoded : kShardFormatVersion;
+}
+
 namespace {
 
 // An extendible dataset [0, dims...] chunked along the first axis. `filters`: compression
@@ -92,6 +104,13 @@ ShardWriter::ShardWriter(std::string path, ShardLayout layout) : path_(std::move
   file_ = Handle(check_id(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "create file", path_),
                  Handle::Kind::file);
   const hsize_t s = static_cast<hsize_t>(layout_.image_size);
+  if (layout_.image_format == ShardImageFormat::jpeg) {
+    // Encoded bytes do not compress further: checksum only.
+    images_ = create_rows_dataset(file_, "image_bytes", H5T_STD_U8LE, {}, static_cast<hsize_t>(kImageBlobChunkBytes),
+                                  layout_, false, true, path_);
+    pending_blob_.reserve(static_cast<size_t>(kImageBlobChunkBytes));
+    return;
+  }
   images_ = create_rows_dataset(file_, "images", H5T_STD_U8LE, {s, s, 3},
                                 static_cast<hsize_t>(layout_.chunk_images), layout_, true, true, path_);
   pending_.reserve(static_cast<size_t>(layout_.chunk_images) * s * s * 3);
@@ -108,8 +127,30 @@ ShardWriter::~ShardWriter() {
 void ShardWriter::add(const uint8_t* rgb, const std::string& caption, const std::string& key, const int32_t* tokens,
                       int32_t label) {
   COCA_CHECK(!closed_, "shard writer: add after close (", path_, ")");
+  COCA_CHECK(layout_.image_format == ShardImageFormat::raw, "shard writer: ", path_,
+             " stores encoded images (add_encoded, not add)");
   const size_t bytes = static_cast<size_t>(layout_.image_size) * layout_.image_size * 3;
   pending_.insert(pending_.end(), rgb, rgb + bytes);
+  add_text(caption, key, tokens, label);
+  if (pending_.size() >= bytes * static_cast<size_t>(layout_.chunk_images)) flush_images();
+}
+
+void ShardWriter::add_encoded(const uint8_t* bytes, size_t size, int width, int height, const std::string& caption,
+                              const std::string& key, const int32_t* tokens, int32_t label) {
+  COCA_CHECK(!closed_, "shard writer: add after close (", path_, ")");
+  COCA_CHECK(layout_.image_format == ShardImageFormat::jpeg, "shard writer: ", path_,
+             " stores raw pixels (add, not add_encoded)");
+  COCA_CHECK(size > 0 && width > 0 && height > 0, "shard writer: ", path_, ": empty image for ", key);
+  pending_blob_.insert(pending_blob_.end(), bytes, bytes + size);
+  offsets_.push_back(offsets_.back() + static_cast<int64_t>(size));
+  sizes_.push_back(width);
+  sizes_.push_back(height);
+  add_text(caption, key, tokens, label);
+  if (static_cast<int64_t>(pending_blob_.size()) >= kImageBlobChunkBytes) flush_blob();
+}
+
+void ShardWriter::add_text(const std::string& caption, const std::string& key, const int32_t* tokens,
+                           int32_t label) {
   captions_.push_back(caption);
   keys_.push_back(key);
   if (layout_.context_length > 0) {
@@ -122,10 +163,18 @@ void ShardWriter::add(const uint8_t* rgb, const std::string& caption, const std:
     labels_.push_back(label);
   }
   ++count_;
-  if (pending_.size() >= bytes * static_cast<size_t>(layout_.chunk_images)) flush_images();
+}
+
+void ShardWriter::flush_blob() {
+  Lock g(h5::lock());
+  append_rows(images_, H5T_NATIVE_UINT8, blob_written_, static_cast<int64_t>(pending_blob_.size()),
+              pending_blob_.data(), path_, "image_bytes");
+  blob_written_ += static_cast<int64_t>(pending_blob_.size());
+  pending_blob_.clear();
 }
 
 void ShardWriter::flush_images() {
+  if (layout_.image_format != ShardImageFormat::raw) return;
   const size_t bytes = static_cast<size_t>(layout_.image_size) * layout_.image_size * 3;
   const int64_t rows = static_cast<int64_t>(pending_.size() / bytes);
   Lock g(h5::lock());
@@ -137,8 +186,21 @@ void ShardWriter::flush_images() {
 void ShardWriter::close() {
   if (closed_) return;
   flush_images();
+  const bool encoded = layout_.image_format == ShardImageFormat::jpeg;
+  if (encoded) flush_blob();
   Lock g(h5::lock());
   const hsize_t string_chunk = 1024;
+  if (encoded) {
+    Handle off = create_rows_dataset(file_, "image_offsets", H5T_STD_I64LE, {}, string_chunk, layout_, false, true,
+                                     path_);
+    append_rows(off, H5T_NATIVE_INT64, 0, count_ + 1, offsets_.data(), path_, "image_offsets");
+    off.close(path_);
+    Handle sz = create_rows_dataset(file_, "image_sizes", H5T_STD_I32LE, {2}, string_chunk, layout_, false, true,
+                                    path_);
+    append_rows(sz, H5T_NATIVE_INT32, 0, count_, sizes_.data(), path_, "image_sizes");
+    sz.close(path_);
+    h5::write_attribute(file_, "image_format", std::string(shard_image_format_name(layout_.image_format)), path_);
+  }
   {
     Handle str = h5::utf8_string_type();
     std::vector<const char*> ptrs;
@@ -165,7 +227,7 @@ void ShardWriter::close() {
     d.close(path_);
   }
   h5::write_attribute(file_, "format", std::string(kShardFormatName), path_);
-  h5::write_attribute(file_, "format_version", int64_t{kShardFormatVersion}, path_);
+  h5::write_attribute(file_, "format_version", int64_t{shard_format_version(layout_.image_format)}, path_);
   h5::write_attribute(file_, "num_samples", count_, path_);
   h5::write_attribute(file_, "image_size", int64_t{layout_.image_size}, path_);
   h5::write_attribute(file_, "chunk_images", int64_t{layout_.chunk_images}, path_);
@@ -179,79 +241,6 @@ void ShardWriter::close() {
 }
 
 // ---- reader -------------------------------------------------------------------------------
-
-ShardReader::ShardReader(const std::string& path) : path_(path) {
-  std::error_code ec;
-  COCA_CHECK(std::filesystem::is_regular_file(path, ec), "shard ", path, " is missing (listed in index.json)");
-  h5::init();
-  Lock g(h5::lock());
-  file_ = Handle(check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open shard", path_),
-                 Handle::Kind::file);
-  // Checksum verification on read is HDF5's default; set it explicitly so no global
-  // default can turn it off behind our back.
-  xfer_ = Handle(check_id(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate(xfer)", path_), Handle::Kind::plist);
-  check(H5Pset_edc_check(xfer_, H5Z_ENABLE_EDC), "H5Pset_edc_check", path_);
-  auto open = [&](const char* name) {
-    return Handle(check_id(H5Dopen2(file_, name, H5P_DEFAULT), (std::string("open dataset ") + name).c_str(), path_),
-                  Handle::Kind::dataset);
-  };
-  images_ = open("images");
-  const auto idims = h5::dataset_dims(images_, path_);
-  COCA_CHECK(idims.size() == 4 && idims[1] == idims[2] && idims[3] == 3, "shard ", path_,
-             ": images must be [N, S, S, 3]");
-  size_ = static_cast<int64_t>(idims[0]);
-  image_size_ = static_cast<int>(idims[1]);
-  {
-    Handle dcpl(check_id(H5Dget_create_plist(images_), "H5Dget_create_plist", path_), Handle::Kind::plist);
-    hsize_t chunk[4] = {0, 0, 0, 0};
-    const H5D_layout_t layout = H5Pget_layout(dcpl);
-    check(layout == H5D_LAYOUT_ERROR ? -1 : 0, "H5Pget_layout", path_);
-    if (layout == H5D_CHUNKED) {
-      check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
-      const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
-      for (int i = 0; i < nfilters; ++i) {
-        unsigned flags = 0;
-        size_t nvalues = 0;
-        const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
-                                               nullptr);
-        check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
-        if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
-      }
-    }
-    chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
-  }
-  captions_ = open("captions");
-  keys_ = open("keys");
-  auto expect_rows = [&](const Handle& d, const char* name, size_t nd) {
-    const auto dims = h5::dataset_dims(d, path_);
-    COCA_CHECK(dims.size() == nd && static_cast<int64_t>(dims[0]) == size_, "shard ", path_, ": ", name, " has ",
-               dims.empty() ? 0 : dims[0], " rows (rank ", dims.size(), "), images has ", size_);
-    return dims;
-  };
-  expect_rows(captions_, "captions", 1);
-  expect_rows(keys_, "keys", 1);
-  if (h5::has_dataset(file_, "tokens")) {
-    tokens_ = open("tokens");
-    context_length_ = static_cast<int>(expect_rows(tokens_, "tokens", 2)[1]);
-  }
-  if (h5::has_dataset(file_, "labels")) {
-    labels_ = open("labels");
-    expect_rows(labels_, "labels", 1);
-    has_labels_ = true;
-    if (h5::has_attribute(file_, "classnames"))
-      classnames_ = h5::read_string_list_attribute(file_, "classnames", path_);
-  }
-}
-
-void ShardReader::check_rows(int64_t start, int64_t count, const char* what) const {
-  COCA_CHECK(start >= 0 && count >= 0 && start + count <= size_, "shard ", path_, ": ", what, " rows [", start, ", ",
-             start + count, ") outside [0, ", size_, ")");
-}
-
-void ShardReader::set_vocab_size(int64_t vocab_size) {
-  COCA_CHECK(vocab_size >= 0, "shard ", path_, ": vocabulary size ", vocab_size, " is negative");
-  vocab_size_ = vocab_size;
-}
 
 namespace {
 
@@ -304,7 +293,148 @@ void read_rows(hid_t dset, hid_t mem_type, hid_t xfer, int64_t start, int64_t co
 
 }  // namespace
 
+ShardReader::ShardReader(const std::string& path) : path_(path) {
+  std::error_code ec;
+  COCA_CHECK(std::filesystem::is_regular_file(path, ec), "shard ", path, " is missing (listed in index.json)");
+  h5::init();
+  Lock g(h5::lock());
+  file_ = Handle(check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open shard", path_),
+                 Handle::Kind::file);
+  // Checksum verification on read is HDF5's default; set it explicitly so no global
+  // default can turn it off behind our back.
+  xfer_ = Handle(check_id(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate(xfer)", path_), Handle::Kind::plist);
+  check(H5Pset_edc_check(xfer_, H5Z_ENABLE_EDC), "H5Pset_edc_check", path_);
+  auto open = [&](const char* name) {
+    return Handle(check_id(H5Dopen2(file_, name, H5P_DEFAULT), (std::string("open dataset ") + name).c_str(), path_),
+                  Handle::Kind::dataset);
+  };
+  if (h5::has_attribute(file_, "format_version"))
+    format_version_ = static_cast<int>(h5::read_int_attribute(file_, "format_version", path_));
+  COCA_CHECK(format_version_ == kShardFormatVersion || format_version_ == kShardFormatVersionEncoded, "shard ", path_,
+             ": format_version ", format_version_, " is not supported (this build reads 1 and 2)");
+  if (encoded()) {
+    const std::string fmt = h5::has_attribute(file_, "image_format")
+                                ? h5::read_string_attribute(file_, "image_format", path_)
+                                : std::string("(none)");
+    COCA_CHECK(fmt == "jpeg", "shard ", path_, ": format_version 2 with image_format '", fmt, "' (expected jpeg)");
+    blob_ = open("image_bytes");
+    const auto bdims = h5::dataset_dims(blob_, path_);
+    COCA_CHECK(bdims.size() == 1, "shard ", path_, ": image_bytes must be one-dimensional");
+    Handle off = open("image_offsets");
+    const auto odims = h5::dataset_dims(off, path_);
+    COCA_CHECK(odims.size() == 1 && odims[0] >= 1, "shard ", path_, ": image_offsets must be [N + 1]");
+    size_ = static_cast<int64_t>(odims[0]) - 1;
+    offsets_.resize(odims[0]);
+    read_rows(off, H5T_NATIVE_INT64, xfer_, 0, static_cast<int64_t>(odims[0]), offsets_.data(), path_,
+              "image_offsets");
+    const int64_t blob_bytes = static_cast<int64_t>(bdims[0]);
+    COCA_CHECK(offsets_[0] == 0, "shard ", path_, ": image_offsets[0] is ", offsets_[0], ", not 0");
+    for (int64_t i = 0; i < size_; ++i)
+      COCA_CHECK(offsets_[i + 1] > offsets_[i], "shard ", path_, ": image_offsets decrease or repeat at row ", i,
+                 " (", offsets_[i], " then ", offsets_[i + 1], ")");
+    COCA_CHECK(offsets_.back() == blob_bytes, "shard ", path_, ": image_offsets end at byte ", offsets_.back(),
+               " but image_bytes holds ", blob_bytes, " (truncated or damaged)");
+    Handle sz = open("image_sizes");
+    const auto sdims = h5::dataset_dims(sz, path_);
+    COCA_CHECK(sdims.size() == 2 && sdims[1] == 2 && static_cast<int64_t>(sdims[0]) == size_, "shard ", path_,
+               ": image_sizes must be [", size_, ", 2]");
+    sizes_.resize(static_cast<size_t>(2 * size_));
+    read_rows(sz, H5T_NATIVE_INT32, xfer_, 0, size_, sizes_.data(), path_, "image_sizes");
+    for (int64_t i = 0; i < 2 * size_; ++i)
+      COCA_CHECK(sizes_[static_cast<size_t>(i)] > 0, "shard ", path_, ": image_sizes row ", i / 2,
+                 " is not a positive size");
+    image_size_ = static_cast<int>(h5::read_int_attribute(file_, "image_size", path_));
+    chunk_images_ = h5::has_attribute(file_, "chunk_images")
+                        ? static_cast<int>(h5::read_int_attribute(file_, "chunk_images", path_))
+                        : 16;
+    Handle dcpl(check_id(H5Dget_create_plist(blob_), "H5Dget_create_plist", path_), Handle::Kind::plist);
+    const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
+    for (int i = 0; i < nfilters; ++i) {
+      unsigned flags = 0;
+      size_t nvalues = 0;
+      const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
+                                             nullptr);
+      check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
+      if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
+    }
+  } else {
+    images_ = open("images");
+    const auto idims = h5::dataset_dims(images_, path_);
+    COCA_CHECK(idims.size() == 4 && idims[1] == idims[2] && idims[3] == 3, "shard ", path_,
+               ": images must be [N, S, S, 3]");
+    size_ = static_cast<int64_t>(idims[0]);
+    image_size_ = static_cast<int>(idims[1]);
+    {
+      Handle dcpl(check_id(H5Dget_create_plist(images_), "H5Dget_create_plist", path_), Handle::Kind::plist);
+      hsize_t chunk[4] = {0, 0, 0, 0};
+      const H5D_layout_t layout = H5Pget_layout(dcpl);
+      check(layout == H5D_LAYOUT_ERROR ? -1 : 0, "H5Pget_layout", path_);
+      if (layout == H5D_CHUNKED) {
+        check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
+        const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
+        for (int i = 0; i < nfilters; ++i) {
+          unsigned flags = 0;
+          size_t nvalues = 0;
+          const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
+                                                 nullptr);
+          check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
+          if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
+        }
+      }
+      chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
+    }
+  }
+  captions_ = open("captions");
+  keys_ = open("keys");
+  auto expect_rows = [&](const Handle& d, const char* name, size_t nd) {
+    const auto dims = h5::dataset_dims(d, path_);
+    COCA_CHECK(dims.size() == nd && static_cast<int64_t>(dims[0]) == size_, "shard ", path_, ": ", name, " has ",
+               dims.empty() ? 0 : dims[0], " rows (rank ", dims.size(), "), images has ", size_);
+    return dims;
+  };
+  expect_rows(captions_, "captions", 1);
+  expect_rows(keys_, "keys", 1);
+  if (h5::has_dataset(file_, "tokens")) {
+    tokens_ = open("tokens");
+    context_length_ = static_cast<int>(expect_rows(tokens_, "tokens", 2)[1]);
+  }
+  if (h5::has_dataset(file_, "labels")) {
+    labels_ = open("labels");
+    expect_rows(labels_, "labels", 1);
+    has_labels_ = true;
+    if (h5::has_attribute(file_, "classnames"))
+      classnames_ = h5::read_string_list_attribute(file_, "classnames", path_);
+  }
+}
+
+void ShardReader::check_rows(int64_t start, int64_t count, const char* what) const {
+  COCA_CHECK(start >= 0 && count >= 0 && start + count <= size_, "shard ", path_, ": ", what, " rows [", start, ", ",
+             start + count, ") outside [0, ", size_, ")");
+}
+
+void ShardReader::set_vocab_size(int64_t vocab_size) {
+  COCA_CHECK(vocab_size >= 0, "shard ", path_, ": vocabulary size ", vocab_size, " is negative");
+  vocab_size_ = vocab_size;
+}
+
+
+void ShardReader::read_encoded(int64_t start, int64_t count, std::vector<uint8_t>& bytes) const {
+  COCA_CHECK(encoded(), "shard ", path_, " stores raw pixels (format_version 1), not encoded images");
+  check_rows(start, count, "image_bytes");
+  const int64_t b0 = offsets_[static_cast<size_t>(start)], b1 = offsets_[static_cast<size_t>(start + count)];
+  bytes.resize(static_cast<size_t>(b1 - b0));
+  if (b1 == b0) return;
+  Lock g(h5::lock());
+  const hsize_t off = static_cast<hsize_t>(b0), cnt = static_cast<hsize_t>(b1 - b0);
+  Handle fspace(check_id(H5Dget_space(blob_), "H5Dget_space", path_), Handle::Kind::dataspace);
+  check(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &off, nullptr, &cnt, nullptr), "H5Sselect_hyperslab", path_);
+  Handle mspace(check_id(H5Screate_simple(1, &cnt, nullptr), "H5Screate_simple", path_), Handle::Kind::dataspace);
+  if (H5Dread(blob_, H5T_NATIVE_UINT8, mspace, fspace, xfer_, bytes.data()) < 0)
+    read_failed("image_bytes", start, count, path_);
+}
+
 void ShardReader::read_images(int64_t start, int64_t count, uint8_t* out) const {
+  COCA_CHECK(!encoded(), "shard ", path_, " stores encoded images (format_version 2): read_encoded, not read_images");
   check_rows(start, count, "images");
   Lock g(h5::lock());
   read_rows(images_, H5T_NATIVE_UINT8, xfer_, start, count, out, path_, "images");

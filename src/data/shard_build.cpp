@@ -1,11 +1,14 @@
 #include "coca/data/shard_build.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include "coca/data/jpeg_decode.h"
 #include "coca/data/progress.h"
 #include "coca/data/shard_index.h"
 #include "coca/data/text.h"
@@ -90,11 +93,46 @@ namespace {
 
 struct Decoded {
   std::vector<uint8_t> rgb;             // S*S*3, empty when the image was rejected
+  std::vector<uint8_t> encoded;         // jpeg layouts: the bytes to store
+  int width = 0, height = 0;            // of `encoded`
   std::vector<std::string> captions;    // validated, trimmed
   std::vector<std::string> keys;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<InputIssue> issues;       // one per skipped sample
 };
+
+// jpeg layouts: a JPEG (not CMYK) whose longer side fits layout.image_size is stored as given,
+// once the loader's own decoder has read it without complaint; anything else is decoded,
+// resized to fit (aspect kept, no crop) and encoded as JPEG.
+void encode_for_shard(const std::vector<uint8_t>& bytes, const BuildOptions& opt, Decoded& d) {
+  const int max_side = opt.layout.image_size;
+  if (sniff_image_format(bytes.data(), bytes.size()) == ImageFormat::jpeg) {
+    const JpegInfo info = jpeg_info(bytes.data(), bytes.size());
+    if (!info.cmyk && std::max(info.width, info.height) <= max_side) {
+      const Image check = decode_jpeg_scaled(bytes.data(), bytes.size());  // throws on damaged data
+      d.encoded = bytes;
+      d.width = check.width;
+      d.height = check.height;
+      return;
+    }
+  }
+  Image img = decode_image(bytes);
+  const int longer = std::max(img.width, img.height);
+  if (longer > max_side) {
+    const double f = static_cast<double>(max_side) / longer;
+    Image small;
+    small.width = std::max(1, static_cast<int>(std::lround(img.width * f)));
+    small.height = std::max(1, static_cast<int>(std::lround(img.height * f)));
+    small.rgb.resize(static_cast<size_t>(small.width) * small.height * 3);
+    const RgbView v{img.rgb.data(), img.width, img.height, static_cast<int64_t>(img.width) * 3};
+    resample_rgb_u8(v, {0, 0, static_cast<double>(img.width), static_cast<double>(img.height)}, small.width,
+                    small.height, opt.filter, small.rgb.data());
+    img = std::move(small);
+  }
+  d.encoded = encode_jpeg(img.rgb.data(), img.width, img.height, 3, opt.jpeg_quality);
+  d.width = img.width;
+  d.height = img.height;
+}
 
 Decoded process_item(const WorkItem& item, const BuildOptions& opt) {
   Decoded d;
@@ -126,8 +164,12 @@ Decoded process_item(const WorkItem& item, const BuildOptions& opt) {
     return d;
   }
   try {
-    const Image img = decode_image(bytes);
-    d.rgb = resize_shorter_center_crop(img, opt.layout.image_size, opt.filter).rgb;
+    if (opt.layout.image_format == ShardImageFormat::jpeg) {
+      encode_for_shard(bytes, opt, d);
+    } else {
+      const Image img = decode_image(bytes);
+      d.rgb = resize_shorter_center_crop(img, opt.layout.image_size, opt.filter).rgb;
+    }
   } catch (const ImageDecodeError& e) {
     reject_all(image_fault_name(e.fault()), e.what());
     return d;
@@ -148,7 +190,7 @@ class ShardSetWriter {
     for (const auto& p : out_.temp_paths) fs::remove(p, ec);
     if (!current_path_.empty()) fs::remove(current_path_, ec);
   }
-  void add(const uint8_t* rgb, const std::string& caption, const std::string& key, const int32_t* tokens,
+  void add(const Decoded& d, const std::string& caption, const std::string& key, const int32_t* tokens,
            int32_t label) {
     if (!current_) {
       current_path_ = (fs::path(opt_.out_dir) /
@@ -156,7 +198,10 @@ class ShardSetWriter {
                           .string();
       current_ = std::make_unique<ShardWriter>(current_path_, opt_.layout);
     }
-    current_->add(rgb, caption, key, tokens, label);
+    if (opt_.layout.image_format == ShardImageFormat::jpeg)
+      current_->add_encoded(d.encoded.data(), d.encoded.size(), d.width, d.height, caption, key, tokens, label);
+    else
+      current_->add(d.rgb.data(), caption, key, tokens, label);
     if (current_->size() >= opt_.samples_per_shard) close_current();
   }
   LocalShards finish() {
@@ -218,7 +263,7 @@ LocalShards build_shards(const std::vector<WorkItem>& items, const BuildOptions&
       report.considered += static_cast<int64_t>(items[i].captions.size());
       for (const auto& issue : d.issues) report.add(issue.reason, issue.key, issue.detail);
       for (size_t c = 0; c < d.captions.size(); ++c) {
-        writer.add(d.rgb.data(), d.captions[c], d.keys[c], d.tokens.empty() ? nullptr : d.tokens[c].data(),
+        writer.add(d, d.captions[c], d.keys[c], d.tokens.empty() ? nullptr : d.tokens[c].data(),
                    items[i].label);
         ++report.written;
       }

@@ -31,6 +31,7 @@ nlohmann::json ShardIndex::to_json() const {
   j["format_version"] = format_version;
   j["total_samples"] = total_samples;
   j["num_shards"] = shards.size();
+  j["image_format"] = image_format;
   j["image_size"] = image_size;
   j["chunk_images"] = chunk_images;
   j["compression"] = compression;
@@ -55,8 +56,13 @@ ShardIndex ShardIndex::from_json(const nlohmann::json& j, const std::string& whe
     COCA_CHECK(j.value("format", std::string()) == kShardFormatName, where, ": not a ", kShardFormatName, " index");
     ShardIndex idx;
     idx.format_version = j.at("format_version").get<int>();
-    COCA_CHECK(idx.format_version == kShardFormatVersion, where, ": format_version ", idx.format_version,
-               " is not supported (this build reads ", kShardFormatVersion, ")");
+    COCA_CHECK(idx.format_version == kShardFormatVersion || idx.format_version == kShardFormatVersionEncoded, where,
+               ": format_version ", idx.format_version, " is not supported (this build reads ", kShardFormatVersion,
+               " and ", kShardFormatVersionEncoded, ")");
+    idx.image_format = j.value("image_format", std::string("raw"));
+    const std::string expected = idx.format_version == kShardFormatVersionEncoded ? "jpeg" : "raw";
+    COCA_CHECK(idx.image_format == expected, where, ": image_format '", idx.image_format, "' does not go with format_version ",
+               idx.format_version, " (which stores ", expected, ")");
     idx.total_samples = j.at("total_samples").get<int64_t>();
     idx.image_size = j.at("image_size").get<int>();
     idx.chunk_images = j.value("chunk_images", 0);

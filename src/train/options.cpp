@@ -84,7 +84,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "classification shard directory (coca-shard --format folder) for zero-shot evaluation at the end of training and "
       "every --zeroshot-frequency epochs")(
       "zeroshot-templates", po::value(&o.zeroshot_templates), "prompt templates, one per line, '{}' = class name")(
-      "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one named by the training index)")(
+      "tokenizer", po::value(&o.tokenizer), "BPE merges file (default: the one named by the training index); tokenizes the captions of shards stored without tokens")(
       "train-num-samples", po::value(&o.train_num_samples), "samples per epoch over all ranks (default: all); without --dataset-resampled an epoch can "
       "only be shortened, since no sample repeats within one")(
       "dataset-resampled", po::bool_switch(&o.dataset_resampled), "draw shards with replacement, endlessly")(

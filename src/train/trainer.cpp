@@ -224,6 +224,12 @@ void Trainer::setup_data() {
   lo.skip_bad_shards = o_.skip_bad_shards;
   lo.scale_min = o_.aug_scale_min;
   lo.scale_max = o_.aug_scale_max;
+  lo.context_length = static_cast<int>(cfg_.text.context_length);
+  lo.vocab_size = cfg_.text.vocab_size;
+  lo.model_name = cfg_.name;
+  if (ShardIndex::load(o_.train_data).context_length == 0)  // no stored tokens: tokenize at load time
+    lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(
+        eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data, "--train-data")));
   loader_ = std::make_unique<ShardLoader>(lo);
 }
 

@@ -6,7 +6,7 @@ shard=$1 tool=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$tool" make "$tmp"
-common=(--format csv --input "$tmp/list.tsv" --images-root "$tmp/imgs" --image-size 8 --samples-per-shard 4 --quiet)
+common=(--format csv --input "$tmp/list.tsv" --images-root "$tmp/imgs" --image-format raw --image-size 8 --samples-per-shard 4 --quiet)
 "$shard" "${common[@]}" --output "$tmp/one" > /dev/null
 mpirun --allow-run-as-root --oversubscribe -np 3 "$shard" "${common[@]}" --output "$tmp/three" > /dev/null
 "$tool" compare "$tmp/one" "$tmp/three"

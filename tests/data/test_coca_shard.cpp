@@ -105,7 +105,7 @@ TEST(CocaShard, CsvWithEveryBadInputKind) {
   write_merges_file(t.str("v.txt"), {{"r", "e"}, {"re", "d</w>"}});
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format csv --input " + t.str("train.tsv") + " --images-root " + img.string() + " --output " +
-                         out + " --image-size 16 --samples-per-shard 3 --chunk-images 2 --threads 2 --tokenizer " +
+                         out + " --image-format raw --image-size 16 --samples-per-shard 3 --chunk-images 2 --threads 2 --tokenizer " +
                          t.str("v.txt") + " --context-length 6 --quiet",
                      t.str("log")),
             0)
@@ -164,7 +164,7 @@ TEST(CocaShard, CsvWithEveryBadInputKind) {
   const std::string err = slurp(t.str("log2"));
   EXPECT_NE(err.find("--overwrite"), std::string::npos) << err;
   EXPECT_EQ(run_tool("--format csv --input " + t.str("train.tsv") + " --images-root " + img.string() + " --output " +
-                         out + " --image-size 8 --overwrite --quiet",
+                         out + " --image-format raw --image-size 8 --overwrite --quiet",
                      t.str("log3")),
             0);
   EXPECT_EQ(ShardIndex::load(out).shards.size(), 1u);
@@ -189,7 +189,7 @@ TEST(CocaShard, CsvUnclosedQuoteLosesOnlyItsRow) {
   write_text(t.path() / "train.tsv", tsv);
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format csv --input " + t.str("train.tsv") + " --images-root " + t.str("") + " --output " +
-                         out + " --image-size 8 --quiet",
+                         out + " --image-format raw --image-size 8 --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));
@@ -259,7 +259,7 @@ TEST(CocaShard, CocaCaptionsJson) {
   write_text(t.path() / "captions.json", coco.dump());
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format coco --input " + t.str("captions.json") + " --images-root " + t.str("images") +
-                         " --output " + out + " --image-size 8 --quiet",
+                         " --output " + out + " --image-format raw --image-size 8 --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));
@@ -295,7 +295,7 @@ TEST(CocaShard, WebDatasetTars) {
   write_file(t.path() / "00001.tar", second);
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format wds --input " + t.str("00000.tar") + " " + t.str("00001.tar") + " --output " + out +
-                         " --image-size 8 --quiet",
+                         " --image-format raw --image-size 8 --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));
@@ -392,7 +392,7 @@ TEST(CocaShard, ImageFolderClassification) {
   write_text(root / "dog" / "README.txt", "not an image");
   write_file(root / "hot_dog" / "d.png", png_solid(10, 10, 30, 30, 30));
   const std::string out = t.str("out");
-  ASSERT_EQ(run_tool("--format folder --input " + root.string() + " --output " + out + " --image-size 8 --quiet",
+  ASSERT_EQ(run_tool("--format folder --input " + root.string() + " --output " + out + " --image-format raw --image-size 8 --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));
@@ -407,7 +407,7 @@ TEST(CocaShard, ImageFolderClassification) {
   EXPECT_EQ(read_json(fs::path(out) / "report.json").at("skipped_by_reason").value("not_an_image", 0), 1);
   write_text(t.path() / "names.txt", "Tabby Cat\nGood Dog\nHot Dog\n");
   ASSERT_EQ(run_tool("--format folder --input " + root.string() + " --classnames " + t.str("names.txt") +
-                         " --output " + out + " --image-size 8 --overwrite --quiet",
+                         " --output " + out + " --image-format raw --image-size 8 --overwrite --quiet",
                      t.str("log")),
             0);
   EXPECT_EQ(ShardIndex::load(out).classnames, (std::vector<std::string>{"Tabby Cat", "Good Dog", "Hot Dog"}));
@@ -475,7 +475,7 @@ TEST(CocaShard, ShuffleSeed) {
   }
   write_file(t.path() / "train.tsv", std::vector<uint8_t>(tsv.begin(), tsv.end()));
   const std::string base = "--format csv --input " + t.str("train.tsv") + " --images-root " + t.str("") +
-                           " --image-size 8 --samples-per-shard 10 --quiet --output ";
+                           " --image-format raw --image-size 8 --samples-per-shard 10 --quiet --output ";
   ASSERT_EQ(run_tool(base + t.str("plain"), t.str("log0")), 0) << slurp(t.str("log0"));
   ASSERT_EQ(run_tool(base + t.str("s1") + " --shuffle-seed 1", t.str("log1")), 0) << slurp(t.str("log1"));
   ASSERT_EQ(run_tool(base + t.str("s1b") + " --shuffle-seed 1", t.str("log2")), 0) << slurp(t.str("log2"));

@@ -95,7 +95,7 @@ with open(os.path.join(d, "train.tsv"), "w") as f:
     f.write('good1.png\t"a quote that never closes\n')
 PY
 run_timed "coca-shard on damaged inputs" "$work/shard.log" \
-  "$coca_shard" --format csv --input "$raw/train.tsv" --images-root "$raw" --output "$work/sharded" --image-size 16 --quiet
+  "$coca_shard" --format csv --input "$raw/train.tsv" --images-root "$raw" --output "$work/sharded" --image-format raw --image-size 16 --quiet
 check "coca-shard exits 0" test $rc -eq 0
 [ $rc -ne 0 ] && show_log "$work/shard.log"
 report="$work/sharded/report.json"

@@ -7,7 +7,12 @@
 // rank[, sample position]), so batches depend only on (seed, epoch, rank, world size) and
 // state()/restore() resume exactly. Rank and world size are plain ints: no communicator.
 //
-// EvalReader: a classification shard set in order, with labels, centre-crop only.
+// Shards of format 2 hold encoded images: the workers decode them (JPEG through TurboJPEG at
+// the smallest DCT scale that still covers the crop, other formats through decode_image) and
+// crop the whole image. Captions are tokenized by the workers when the shards hold no tokens.
+//
+// EvalReader: a classification shard set in order, with labels, centre-crop only (format 2:
+// OpenCLIP's eval transform, shorter side resized to H then the centred H x H).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -24,6 +29,7 @@
 #include "coca/data/resample.h"
 #include "coca/data/sample_stream.h"
 #include "coca/data/shard_index.h"
+#include "coca/data/tokenizer.h"
 #include "coca/tensor/tensor.h"
 
 namespace coca {
@@ -55,7 +61,19 @@ struct LoaderOptions {
   bool resampled = false;        // shards drawn with replacement, endlessly
   int64_t epoch_samples = 0;     // samples per epoch over all ranks (0: index total; not resampled: at most)
   bool skip_bad_shards = false;  // warn and skip a shard that fails to read, instead of failing
+  // Text. Shards without a tokens dataset have their captions tokenized by the workers with
+  // `tokenizer` at `context_length`. Either way the constructor refuses a set that cannot
+  // serve the model: stored tokens of another length than context_length, or token ids
+  // (the index's tokenizer, else `tokenizer`) beyond vocab_size. 0 / null: unchecked.
+  std::shared_ptr<const BpeTokenizer> tokenizer;
+  int context_length = 0;
+  int64_t vocab_size = 0;
+  std::string model_name = "the model";  // for those messages
 };
+
+// The checks described at LoaderOptions::tokenizer, for a set with `index`; throws an Error
+// naming both numbers.
+void check_text_fits(const ShardIndex& index, const LoaderOptions& options);
 
 struct Batch {
   Tensor images;                  // f32 [B, 3, H, W]
@@ -117,6 +135,7 @@ class ShardLoader {
   StreamConfig cfg_;
   std::vector<int64_t> shard_offset_;
   int out_size_ = 0;
+  bool tokenize_ = false;  // captions tokenized by the workers (the shards hold no tokens)
 
   int64_t epoch_ = 0;
   int64_t consumed_batches_ = 0;  // batches handed out this epoch (segment)

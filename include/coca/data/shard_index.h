@@ -10,7 +10,8 @@
 
 namespace coca {
 
-constexpr int kShardFormatVersion = 1;
+constexpr int kShardFormatVersion = 1;          // images stored decoded (image_format "raw")
+constexpr int kShardFormatVersionEncoded = 2;   // images stored encoded (image_format "jpeg")
 constexpr const char* kShardFormatName = "coca-shards";
 
 struct ShardEntry {
@@ -22,7 +23,10 @@ struct ShardIndex {
   int format_version = kShardFormatVersion;
   int64_t total_samples = 0;
   std::vector<ShardEntry> shards;
-  int image_size = 0;
+  // "raw" (format 1: decoded S x S pixels) or "jpeg" (format 2: encoded files); every shard
+  // of a set is the same, and the loader refuses a shard that disagrees with its index.
+  std::string image_format = "raw";
+  int image_size = 0;   // raw: S; jpeg: the longest side stored (coca-shard --max-side)
   int chunk_images = 0;
   std::string compression = "none";
   // Per-chunk checksum of the shards: "fletcher32" (what this build writes, hence the
