@@ -333,7 +333,7 @@ TEST(CocaShard, WebDatasetJsonMetadataAndWebp) {
                   {"e.webp", coca::testing::animated_webp(6, 6)},
                   {"e.txt", txt("an animation")}}));
   const std::string out = t.str("out");
-  ASSERT_EQ(run_tool("--format wds --input " + t.str("00007.tar") + " --output " + out + " --image-size 8 --quiet",
+  ASSERT_EQ(run_tool("--format wds --input " + t.str("00007.tar") + " --output " + out + " --image-format raw --image-size 8 --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));
@@ -363,8 +363,7 @@ TEST(CocaShard, CsvColumnsByNameQuotingAndRelativePaths) {
              "2,http://y,imgs/b.jpg,plain green,\"y,z\"\n");
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format csv --input " + t.str("data/table.csv") +
-                         " --csv-separator , --csv-img-key path --csv-caption-key text --output " + out +
-                         " --image-size 8 --quiet",
+                         " --csv-separator , --csv-img-key path --csv-caption-key text --output " + out + " --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));
@@ -426,8 +425,7 @@ TEST(CocaShard, ImageFolderWithWordNetIds) {
   write_file(root / "n01443537" / "ILSVRC2012_val_00000004.JPEG", jpeg_solid(10, 10, 240, 140, 0));
   const std::string out = t.str("out");
   ASSERT_EQ(run_tool("--format folder --input " + root.string() +
-                         " --class-ids imagenet1k_wnids --classnames imagenet1k --output " + out +
-                         " --image-size 8 --quiet",
+                         " --class-ids imagenet1k_wnids --classnames imagenet1k --output " + out + " --quiet",
                      t.str("log")),
             0)
       << slurp(t.str("log"));

@@ -46,7 +46,7 @@ TEST(ZeroShotImagenet, WordNetFoldersBundledNamesAndTemplates) {
                  jpeg_solid(40, 36, static_cast<uint8_t>(60 * c + 20 * k), 90, static_cast<uint8_t>(200 - 50 * c)));
   const std::string shards = t.str("shards");
   ASSERT_EQ(run(std::string(COCA_SHARD_BIN) + " --format folder --input " + val.string() +
-                    " --class-ids imagenet1k_wnids --classnames imagenet1k --image-size 32 --quiet --output " + shards,
+                    " --class-ids imagenet1k_wnids --classnames imagenet1k --quiet --output " + shards,
                 t.str("shard.log")),
             0)
       << slurp(t.str("shard.log"));
