@@ -8,6 +8,7 @@
 // state()/restore() resume exactly. Rank and world size are plain ints: no communicator.
 //
 // EvalReader: a classification shard set in order, with labels, centre-crop only.
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -55,6 +56,8 @@ struct LoaderOptions {
   bool resampled = false;        // shards drawn with replacement, endlessly
   int64_t epoch_samples = 0;     // samples per epoch over all ranks (0: index total; not resampled: at most)
   bool skip_bad_shards = false;  // warn and skip a shard that fails to read, instead of failing
+  std::array<float, 3> mean{kClipMean[0], kClipMean[1], kClipMean[2]};  // normalisation
+  std::array<float, 3> std{kClipStd[0], kClipStd[1], kClipStd[2]};
 };
 
 struct Batch {
@@ -149,6 +152,8 @@ struct EvalOptions {
   ResampleFilter filter = ResampleFilter::bicubic;
   int rank = 0;         // a contiguous 1/world of the samples, for distributed evaluation
   int world = 1;
+  std::array<float, 3> mean{kClipMean[0], kClipMean[1], kClipMean[2]};  // normalisation
+  std::array<float, 3> std{kClipStd[0], kClipStd[1], kClipStd[2]};
 };
 
 class EvalReader {
