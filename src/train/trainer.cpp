@@ -439,8 +439,9 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                      {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
                      {"grad_norm", r.grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world_},
                      {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
-                     {"elapsed_s", elapsed}});
+                     {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0}});
   }
+  reset_host_tensor_peak_bytes();  // the peak of host tensor memory over each logging window
   t_log_ = Clock::now();
   log_samples_ = 0;
   log_loss_ = log_con_ = log_cap_ = 0;
