@@ -105,10 +105,8 @@ PY
 # 4. Patch dropout: changes training; a stopped and resumed run draws the same patches.
 run pd --max-steps 4 --force-patch-dropout 0.5 --save-every-n-steps 2
 check "--force-patch-dropout run exits 0" test $? -eq 0
-check "--force-patch-dropout changes training" \
-  st differ "$(ck plain step_000003)/model.safetensors" "$(ck pd step_000004)/model.safetensors"
 run pd3 --max-steps 3 --force-patch-dropout 0.5
-check "--force-patch-dropout 3-step run differs from the plain one" \
+check "--force-patch-dropout changes training" \
   st differ "$(ck plain step_000003)/model.safetensors" "$(ck pd3 step_000003)/model.safetensors"
 mkdir -p "$work/logs/pdr/checkpoints"
 cp -r "$(ck pd step_000002)" "$work/pdr_from"
