@@ -72,8 +72,6 @@ class Reader {
 
 }  // namespace
 
-static bool v_json_has(const json& j, const char* key) { return j.is_object() && j.contains(key); }
-
 CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   CocaConfig c;
   c.name = source;
@@ -114,7 +112,7 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   c.vision.attn_pooler_heads = v.integer("attn_pooler_heads", 8);
   v.accept({"output_tokens", "pool_type"});
   v.accept({"patch_dropout"});
-  if (v_json_has(j.at("vision_cfg"), "patch_dropout")) {
+  if (j.at("vision_cfg").is_object() && j.at("vision_cfg").contains("patch_dropout")) {
     const json& pd = j.at("vision_cfg").at("patch_dropout");
     COCA_CHECK(pd.is_number() && pd.get<double>() >= 0 && pd.get<double>() < 1, source,
                ": key 'vision_cfg.patch_dropout' must be a number in [0, 1), got ", pd.dump());
