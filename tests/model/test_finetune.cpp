@@ -8,6 +8,7 @@
 #include <set>
 
 #include "coca/autograd/checkpoint.h"
+#include "coca/eval/common.h"
 #include "coca/loss/coca_loss.h"
 #include "coca/model/coca.h"
 #include "coca/model/finetune.h"
@@ -364,4 +365,14 @@ TEST(PreprocessCfg, MeanStdReadWrittenAndChecked) {
   EXPECT_EQ(parse_rgb_triple("0.1 0.2 0.3", "--image-std", true), (std::array<double, 3>{0.1, 0.2, 0.3}));
   EXPECT_THROW(parse_rgb_triple("0.1,0.2", "--image-std", true), Error);
   EXPECT_THROW(parse_rgb_triple("0.1,0,0.3", "--image-std", true), Error);
+}
+
+// Evaluation (coca-eval, zero-shot during training) normalises with the model config's values.
+TEST(PreprocessCfg, EvalReaderOptionsFollowTheConfig) {
+  nlohmann::json j = test::micro_config().to_json();
+  j["preprocess_cfg"] = {{"mean", {0.5, 0.25, 0.125}}, {"std", {0.1, 0.2, 0.3}}};
+  CoCa model(CocaConfig::from_json(j, "cfg.json"));
+  const EvalOptions eo = eval::reader_options(model, "unused", 4, 0, 1);
+  EXPECT_EQ(eo.mean, (std::array<float, 3>{0.5f, 0.25f, 0.125f}));
+  EXPECT_EQ(eo.std, (std::array<float, 3>{0.1f, 0.2f, 0.3f}));
 }
