@@ -32,22 +32,22 @@ void transform_sample(const RgbView& src, int out_size, const AugmentParams& p, 
   if (p.random_crop) {
     const CropBox b = random_resized_crop_box(src.width, src.height, p, g);
     if (b.w == out_size && b.h == out_size) {
-      crop_rgb_normalized(src, b.x, b.y, b.w, b.h, kClipMean, kClipStd, out);
+      crop_rgb_normalized(src, b.x, b.y, b.w, b.h, p.mean.data(), p.std.data(), out);
       return;
     }
     const SourceBox box{static_cast<double>(b.x), static_cast<double>(b.y), static_cast<double>(b.w),
                         static_cast<double>(b.h)};
-    resample_rgb_normalized(src, box, out_size, out_size, p.filter, kClipMean, kClipStd, out);
+    resample_rgb_normalized(src, box, out_size, out_size, p.filter, p.mean.data(), p.std.data(), out);
     return;
   }
   if (src.width == out_size && src.height == out_size) {
-    crop_rgb_normalized(src, 0, 0, out_size, out_size, kClipMean, kClipStd, out);
+    crop_rgb_normalized(src, 0, 0, out_size, out_size, p.mean.data(), p.std.data(), out);
     return;
   }
   // Centre square, resized: the shard image is square already, so this is a plain resize.
   const double side = std::min(src.width, src.height);
   const SourceBox box{(src.width - side) / 2.0, (src.height - side) / 2.0, side, side};
-  resample_rgb_normalized(src, box, out_size, out_size, p.filter, kClipMean, kClipStd, out);
+  resample_rgb_normalized(src, box, out_size, out_size, p.filter, p.mean.data(), p.std.data(), out);
 }
 
 }  // namespace coca

@@ -43,6 +43,10 @@ CaptionRun caption_images(const CoCa& model, const CaptionedSet& set, const std:
   eo.image_size = static_cast<int>(model.config().vision.image_size);
   eo.rank = rank;
   eo.world = world;
+  for (int c = 0; c < 3; ++c) {
+    eo.mean[c] = static_cast<float>(model.config().image_mean[c]);
+    eo.std[c] = static_cast<float>(model.config().image_std[c]);
+  }
   EvalReader reader(eo);
   std::vector<int64_t> records;
   CaptionRun run;

@@ -19,7 +19,10 @@ void ModelArgs::add_to(po::options_description& desc, bool with_device) {
   desc.add_options()("model", po::value(&model)->default_value("coca_tiny"), "config name in launch/configs/")(
       "model-config", po::value(&model_config), "model config JSON (overrides --model)")(
       "weights", po::value(&weights)->required(),
-      "model weights: our model.safetensors, or OpenCLIP's .safetensors, .bin or epoch_K.pt");
+      "model weights: our model.safetensors, or OpenCLIP's .safetensors, .bin or epoch_K.pt")(
+      "image-mean", po::value(&image_mean), "R,G,B: image normalisation mean (default: the config's preprocess_cfg, "
+      "else CLIP's); pass what the model was trained with")(
+      "image-std", po::value(&image_std), "R,G,B: image normalisation std (as --image-mean)");
   if (with_device)
     desc.add_options()("device", po::value(&device)->default_value("auto"),
                        "cpu, cuda (GPU <local rank>) or auto (cuda when built with it and a GPU is there)")(
@@ -30,7 +33,10 @@ void ModelArgs::add_to(po::options_description& desc, bool with_device) {
 std::unique_ptr<CoCa> ModelArgs::load(int local_rank, int local_size) const {
   const Device dev = dist::select_device(device, local_rank, local_size);
   dist::apply_precision(dev, precision);
-  auto net = std::make_unique<CoCa>(CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config));
+  CocaConfig cfg = CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config);
+  if (!image_mean.empty()) cfg.image_mean = parse_rgb_triple(image_mean, "--image-mean", false);
+  if (!image_std.empty()) cfg.image_std = parse_rgb_triple(image_std, "--image-std", true);
+  auto net = std::make_unique<CoCa>(cfg);
   load_weights(*net, weights);
   net->to(dev);
   return net;
@@ -55,6 +61,10 @@ EvalOptions reader_options(const CoCa& model, const std::string& dir, int batch_
   eo.image_size = static_cast<int>(model.config().vision.image_size);
   eo.rank = rank;
   eo.world = world;
+  for (int c = 0; c < 3; ++c) {  // the model config's preprocess_cfg (coca-train --image-mean/--image-std)
+    eo.mean[c] = static_cast<float>(model.config().image_mean[c]);
+    eo.std[c] = static_cast<float>(model.config().image_std[c]);
+  }
   return eo;
 }
 

@@ -2,8 +2,11 @@
 // E embed dim (= decoder width), Q pooler queries, N = grid^2 + 1 image tokens.
 #include "coca/model/coca.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "coca/autograd/checkpoint.h"
 
 namespace coca {
 
@@ -13,8 +16,19 @@ Transformer::Transformer(int64_t width, int64_t layers, int64_t heads, double ml
     resblocks->push_back(std::make_shared<Block>(width, heads, mlp_ratio, false, dtype));
 }
 
+namespace {
+
+// One residual block, through a checkpoint when `checkpointed` (and grad mode is on).
+Tensor run_block(const Block& block, const Tensor& x, const Tensor& kv, const AttentionMask& mask, bool checkpointed) {
+  if (!checkpointed || !grad_enabled()) return block.forward(x, kv, mask);
+  auto fn = [&block, mask](const std::vector<Tensor>& in) { return block.forward(in[0], in[1], mask); };
+  return checkpoint(fn, {x, kv}, block.parameters());
+}
+
+}  // namespace
+
 Tensor Transformer::forward(Tensor x, const AttentionMask& mask) const {
-  for (const auto& block : *resblocks) x = block->forward(x, Tensor(), mask);
+  for (const auto& block : *resblocks) x = run_block(*block, x, Tensor(), mask, grad_checkpointing);
   return x;
 }
 
@@ -34,6 +48,7 @@ Tensor AttentionalPooler::forward(const Tensor& x) const {
 
 VisionTransformer::VisionTransformer(const CocaConfig& c, DType dtype) : cfg(c.vision), embed_dim(c.embed_dim) {
   const int64_t w = cfg.width, p = cfg.patch_size, n = cfg.grid() * cfg.grid() + 1;
+  patch_dropout = cfg.patch_dropout;
   // Registration order follows OpenCLIP's state_dict order.
   class_embedding = register_parameter("class_embedding", Tensor::zeros({w}, dtype));
   positional_embedding = register_parameter("positional_embedding", Tensor::zeros({n, w}, dtype));
@@ -47,7 +62,7 @@ VisionTransformer::VisionTransformer(const CocaConfig& c, DType dtype) : cfg(c.v
   ln_post = register_module("ln_post", std::make_shared<nn::LayerNorm>(embed_dim, dtype));
 }
 
-ImageEncoding VisionTransformer::forward(const Tensor& images) const {
+Tensor VisionTransformer::embed(const Tensor& images) const {
   const int64_t B = images.size(0), p = cfg.patch_size, g = cfg.grid(), w = cfg.width;
   COCA_CHECK(images.dim() == 4 && images.size(1) == 3 && images.size(2) == cfg.image_size &&
                  images.size(3) == cfg.image_size,
@@ -57,8 +72,31 @@ ImageEncoding VisionTransformer::forward(const Tensor& images) const {
   Tensor x = linear(patches, conv1_weight.reshape({w, 3 * p * p}));  // [B, g*g, w]
   Tensor cls = class_embedding.reshape({1, 1, w}).expand({B, 1, w});
   x = add(concat({cls, x}, 1), positional_embedding);  // [B, N, w]
-  x = ln_pre->forward(x);
-  x = transformer->forward(x, {});
+  if (training && patch_dropout > 0) {
+    COCA_CHECK(patch_dropout_gen != nullptr, "visual: patch dropout in training needs a generator");
+    // Keep the class token and a random subset of patches per sample, gathered as rows of
+    // [B * N, w] with the embedding op (its backward scatters into the kept rows).
+    const int64_t N = g * g + 1, P = g * g;
+    const int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(P * (1.0 - patch_dropout)));
+    std::vector<int32_t> rows(B * (keep + 1));
+    std::vector<int32_t> perm(P);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t i = 0; i < P; ++i) perm[i] = static_cast<int32_t>(i + 1);
+      for (int64_t i = 0; i < keep; ++i)  // partial Fisher-Yates: the first `keep` are the sample
+        std::swap(perm[i], perm[i + static_cast<int64_t>(patch_dropout_gen->below(P - i))]);
+      std::sort(perm.begin(), perm.begin() + keep);
+      int32_t* r = rows.data() + b * (keep + 1);
+      r[0] = static_cast<int32_t>(b * N);
+      for (int64_t i = 0; i < keep; ++i) r[i + 1] = static_cast<int32_t>(b * N + perm[i]);
+    }
+    Tensor index = Tensor::from_vector(rows, {B, keep + 1}).to(x.device());
+    x = embedding(x.reshape({B * N, w}), index);  // [B, 1 + keep, w]
+  }
+  return ln_pre->forward(x);
+}
+
+ImageEncoding VisionTransformer::forward(const Tensor& images) const {
+  Tensor x = transformer->forward(embed(images), {});
   Tensor pooled = ln_post->forward(attn_pool->forward(x));  // [B, Q, E]
   const int64_t Q = pooled.size(1);
   ImageEncoding out;
@@ -132,8 +170,8 @@ Tensor MultimodalDecoder::forward(const Tensor& tokens, const Tensor& image_toke
   causal.causal = true;
   Tensor x = tokens;
   for (int64_t i = 0; i < cfg.layers; ++i) {
-    x = (*resblocks)[i]->forward(x, Tensor(), causal);
-    x = (*cross_attn)[i]->forward(x, image_tokens, {});
+    x = run_block(*(*resblocks)[i], x, Tensor(), causal, grad_checkpointing);
+    x = run_block(*(*cross_attn)[i], x, image_tokens, {}, grad_checkpointing);
   }
   return matmul(ln_final->forward(x), text_projection);  // [B, T, V]
 }
@@ -145,6 +183,12 @@ CoCa::CoCa(const CocaConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
   visual = register_module("visual", std::make_shared<VisionTransformer>(cfg, dtype));
   text_decoder = register_module("text_decoder", std::make_shared<MultimodalDecoder>(cfg, dtype));
   initialize(0);
+}
+
+void CoCa::set_grad_checkpointing(bool on) {
+  visual->transformer->grad_checkpointing = on;
+  text->transformer->grad_checkpointing = on;
+  text_decoder->grad_checkpointing = on;
 }
 
 void CoCa::clamp_logit_scale() {

@@ -78,11 +78,27 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   COCA_CHECK(j.is_object(), source, ": a model config must be a JSON object");
   Reader top(j, "config", source);
   c.embed_dim = top.integer("embed_dim");
-  top.accept({"vision_cfg", "text_cfg", "multimodal_cfg", "custom_text"});
+  top.accept({"vision_cfg", "text_cfg", "multimodal_cfg", "custom_text", "preprocess_cfg"});
   top.refuse_if("quick_gelu", false);
   for (const char* k : {"vision_cfg", "text_cfg", "multimodal_cfg"})
     COCA_CHECK(j.contains(k), source, ": required key '", k, "' is missing");
   top.warn_unknown();
+  if (j.contains("preprocess_cfg")) {
+    const json& pp = j.at("preprocess_cfg");
+    COCA_CHECK(pp.is_object(), source, ": key 'preprocess_cfg' must be an object");
+    Reader r(pp, "preprocess_cfg", source);
+    for (auto [key, dst] : {std::pair<const char*, std::array<double, 3>*>{"mean", &c.image_mean}, {"std", &c.image_std}}) {
+      r.accept({key});
+      if (!pp.contains(key)) continue;
+      const json& v = pp.at(key);
+      const bool ok = v.is_array() && v.size() == 3 && v[0].is_number() && v[1].is_number() && v[2].is_number();
+      COCA_CHECK(ok, source, ": key 'preprocess_cfg.", key, "' must be 3 numbers (R, G, B), got ", v.dump());
+      for (int i = 0; i < 3; ++i) (*dst)[i] = v[i].get<double>();
+    }
+    for (double s : c.image_std)
+      COCA_CHECK(s > 0, source, ": key 'preprocess_cfg.std' must be positive, got ", pp.at("std").dump());
+    r.warn_unknown();
+  }
 
   Reader v(j.at("vision_cfg"), "vision_cfg", source);
   c.vision.image_size = v.integer("image_size");
@@ -95,7 +111,13 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   c.vision.attn_pooler_queries = v.integer("attn_pooler_queries", 256, 2);
   c.vision.attn_pooler_heads = v.integer("attn_pooler_heads", 8);
   v.accept({"output_tokens", "pool_type"});
-  v.refuse_if("patch_dropout", 0.0);
+  v.accept({"patch_dropout"});
+  if (j.at("vision_cfg").is_object() && j.at("vision_cfg").contains("patch_dropout")) {
+    const json& pd = j.at("vision_cfg").at("patch_dropout");
+    COCA_CHECK(pd.is_number() && pd.get<double>() >= 0 && pd.get<double>() < 1, source,
+               ": key 'vision_cfg.patch_dropout' must be a number in [0, 1), got ", pd.dump());
+    c.vision.patch_dropout = pd.get<double>();
+  }
   v.refuse_if("ls_init_value", nullptr);
   v.refuse_if("final_ln_after_pool", false);
   v.warn_unknown();
@@ -165,6 +187,9 @@ json CocaConfig::to_json() const {
                      {"head_width", vision.head_width},     {"mlp_ratio", vision.mlp_ratio},
                      {"attentional_pool", true},            {"attn_pooler_queries", vision.attn_pooler_queries},
                      {"attn_pooler_heads", vision.attn_pooler_heads}, {"output_tokens", true}};
+  if (vision.patch_dropout > 0) j["vision_cfg"]["patch_dropout"] = vision.patch_dropout;
+  if (image_mean != CocaConfig().image_mean || image_std != CocaConfig().image_std)
+    j["preprocess_cfg"] = {{"mean", image_mean}, {"std", image_std}};
   j["text_cfg"] = {{"context_length", text.context_length}, {"vocab_size", text.vocab_size},
                    {"width", text.width},                   {"heads", text.heads},
                    {"layers", text.layers},                 {"mlp_ratio", text.mlp_ratio},
@@ -175,6 +200,28 @@ json CocaConfig::to_json() const {
                          {"layers", multimodal.layers},                 {"mlp_ratio", multimodal.mlp_ratio}};
   j["custom_text"] = true;
   return j;
+}
+
+std::array<double, 3> parse_rgb_triple(const std::string& text, const std::string& flag, bool positive) {
+  std::array<double, 3> out{};
+  size_t n = 0, pos = 0;
+  bool ok = true;
+  while (ok && pos < text.size()) {
+    const size_t end = text.find_first_of(", ", pos);
+    const std::string word = text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    pos = end == std::string::npos ? text.size() : end + 1;
+    if (word.empty()) continue;
+    try {
+      size_t used = 0;
+      const double v = std::stod(word, &used);
+      ok = used == word.size() && n < 3 && std::isfinite(v) && (!positive || v > 0);
+      if (ok) out[n++] = v;
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  COCA_CHECK(ok && n == 3, flag, " must be three numbers R,G,B", positive ? " (positive)" : "", ", got '", text, "'");
+  return out;
 }
 
 std::string find_model_config(const std::string& name_or_path) {

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -91,6 +92,12 @@ static bool tune_malloc() {
   return true;
 }
 
+static std::atomic<int64_t> g_host_bytes{0}, g_host_peak{0};
+
+int64_t host_tensor_bytes() { return g_host_bytes.load(); }
+int64_t host_tensor_peak_bytes() { return g_host_peak.load(); }
+void reset_host_tensor_peak_bytes() { g_host_peak.store(g_host_bytes.load()); }
+
 Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
   static const bool tuned = tune_malloc();
   (void)tuned;
@@ -98,6 +105,10 @@ Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
     const size_t rounded = ((n + 63) / 64) * 64;
     data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
     COCA_CHECK(data || rounded == 0, "out of host memory allocating ", n, " bytes");
+    const int64_t now = g_host_bytes += static_cast<int64_t>(n);
+    int64_t peak = g_host_peak.load();
+    while (now > peak && !g_host_peak.compare_exchange_weak(peak, now)) {
+    }
   } else {
 #ifdef COCA_WITH_CUDA
     data = cuda_storage_alloc(n);
@@ -110,6 +121,7 @@ Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
 Storage::~Storage() {
   if (device == Device::CPU) {
     std::free(data);
+    g_host_bytes -= static_cast<int64_t>(nbytes);
   } else {
 #ifdef COCA_WITH_CUDA
     cuda_storage_free(data);

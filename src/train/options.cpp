@@ -33,7 +33,11 @@ nlohmann::json TrainOptions::to_json() const {
           {"save_every_n_steps", save_every_n_steps}, {"keep_checkpoints", keep_checkpoints},
           {"continue_on_save_error", continue_on_save_error},
           {"report_to", report_to},
-          {"resume", resume}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line}};
+          {"resume", resume}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line},
+          {"lock_image", lock_image}, {"lock_image_unlocked_groups", lock_image_unlocked_groups},
+          {"lock_text", lock_text}, {"lock_text_unlocked_layers", lock_text_unlocked_layers},
+          {"grad_checkpointing", grad_checkpointing}, {"force_patch_dropout", force_patch_dropout},
+          {"aug_cfg", aug_cfg}, {"image_mean", image_mean}, {"image_std", image_std}};
 }
 
 namespace {
@@ -68,6 +72,58 @@ bool parse_report_to(const std::string& list) {
   return tensorboard;
 }
 
+// One Python literal of a pair: "(0.08, 1.0)", "[0.08,1.0]", "'(0.08,1.0)'" -> {lo, hi}.
+bool parse_pair(std::string v, double& lo, double& hi) {
+  std::string s;
+  for (char c : v)
+    if (c != ' ' && c != '\'' && c != '"') s += c;
+  if (s.size() < 2 || !((s.front() == '(' && s.back() == ')') || (s.front() == '[' && s.back() == ']'))) return false;
+  s = s.substr(1, s.size() - 2);
+  const size_t comma = s.find(',');
+  if (comma == std::string::npos) return false;
+  try {
+    size_t used = 0;
+    const std::string a = s.substr(0, comma), b = s.substr(comma + 1);
+    lo = std::stod(a, &used);
+    if (used != a.size()) return false;
+    hi = std::stod(b, &used);
+    return used == b.size() && std::isfinite(lo) && std::isfinite(hi);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::string unquote(std::string v) {
+  if (v.size() >= 2 && (v.front() == '\'' || v.front() == '"') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
+  return v;
+}
+
+// OpenCLIP's --aug-cfg: key=value words, each value a Python literal.
+void parse_aug_cfg(TrainOptions& o) {
+  for (const std::string& word : o.aug_cfg) {
+    const size_t eq = word.find('=');
+    COCA_CHECK(eq != std::string::npos && eq > 0, "--aug-cfg: '", word, "' is not key=value");
+    const std::string key = word.substr(0, eq), value = word.substr(eq + 1);
+    if (key == "scale") {
+      COCA_CHECK(parse_pair(value, o.aug_scale_min, o.aug_scale_max) && o.aug_scale_min > 0 &&
+                     o.aug_scale_min <= o.aug_scale_max && o.aug_scale_max <= 1,
+                 "--aug-cfg scale must be (LO,HI) with 0 < LO <= HI <= 1, got '", value, "'");
+      o.aug_scale = str_cat(o.aug_scale_min, ",", o.aug_scale_max);
+    } else if (key == "ratio") {
+      COCA_CHECK(parse_pair(value, o.aug_ratio_min, o.aug_ratio_max) && o.aug_ratio_min > 0 &&
+                     o.aug_ratio_min <= o.aug_ratio_max,
+                 "--aug-cfg ratio must be (LO,HI) with 0 < LO <= HI, got '", value, "'");
+    } else if (key == "interpolation") {
+      o.interpolation = unquote(value);
+      COCA_CHECK(o.interpolation == "bilinear" || o.interpolation == "bicubic",
+                 "--aug-cfg interpolation must be bilinear or bicubic, got '", value, "'");
+    } else {
+      throw Error(str_cat("--aug-cfg: key '", key,
+                          "' is not supported (supported: scale, ratio, interpolation)"));
+    }
+  }
+}
+
 }  // namespace
 
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
@@ -91,13 +147,46 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "workers", po::value(&o.workers)->default_value(2), "decode/augment threads per rank")(
       "skip-bad-shards", po::bool_switch(&o.skip_bad_shards), "warn and skip unreadable shards instead of failing")(
       "aug-scale", po::value(&o.aug_scale)->default_value("0.9,1.0"),
-      "random-resized-crop area fraction LO,HI (OpenCLIP's --aug-cfg scale)");
+      "random-resized-crop area fraction LO,HI (OpenCLIP's --aug-cfg scale)")(
+      "aug-cfg", po::value(&o.aug_cfg)->multitoken(),
+      "OpenCLIP's augmentation settings, key=value words: scale=(LO,HI) (sets --aug-scale), ratio=(LO,HI) "
+      "(crop aspect ratio range, default (0.75,1.333)), interpolation=bilinear|bicubic (default bilinear); "
+      "values as Python literals, quoted or not; other keys (color_jitter, re_prob, ...) are refused")(
+      "image-mean", po::value(&o.image_mean)->multitoken(),
+      "R,G,B normalisation mean for training and zero-shot images (default: the model config's "
+      "preprocess_cfg, else CLIP's); saved in the checkpoint's model_config")(
+      "image-std", po::value(&o.image_std)->multitoken(), "R,G,B normalisation std (as --image-mean)");
   po::options_description model("Model");
   model.add_options()("model", po::value(&o.model)->default_value("coca_tiny"), "config name in launch/configs/")(
       "model-config", po::value(&o.model_config), "model config JSON file (overrides --model)")(
       "pretrained", po::value(&o.pretrained),
       "initial weights with OpenCLIP names: .safetensors, or PyTorch's .bin (a state dict) or .pt (a training "
       "checkpoint; its state_dict is used), told apart by content");
+  po::options_description tune("Fine-tuning");
+  tune.add_options()("lock-image", po::bool_switch(&o.lock_image),
+                     "freeze the image tower (visual.*): no gradient, optimizer state or all-reduce for it")(
+      "lock-image-unlocked-groups", po::value(&o.lock_image_unlocked_groups)->default_value(0),
+      "with --lock-image, leave the last N of its L+2 layer groups trainable (OpenCLIP's grouping): "
+      "[conv1, class/positional embedding, ln_pre], resblocks 0..L-2 one each, [resblock L-1, ln_post], "
+      "[proj]; attn_pool stays frozen")(
+      "lock-image-freeze-bn-stats", po::bool_switch(&o.lock_image_freeze_bn_stats),
+      "accepted for OpenCLIP command lines; no effect (the ViT has no batch norm)")(
+      "lock-text", po::bool_switch(&o.lock_text),
+      "freeze the text tower (text.*: embeddings, transformer, ln_final, text_projection, cls_emb); the "
+      "multimodal decoder and logit_scale stay trainable")(
+      "lock-text-unlocked-layers", po::value(&o.lock_text_unlocked_layers)->default_value(0),
+      "with --lock-text, leave the last N of its L+2 layer groups trainable (OpenCLIP's grouping): "
+      "[token/positional embedding], resblocks 0..L-2 one each, [resblock L-1, ln_final], [text_projection]; "
+      "cls_emb stays frozen")(
+      "lock-text-freeze-layer-norm", po::bool_switch(&o.lock_text_freeze_layer_norm),
+      "accepted for OpenCLIP command lines; no effect (as for OpenCLIP's own text tower)")(
+      "grad-checkpointing", po::bool_switch(&o.grad_checkpointing),
+      "recompute each residual block (image, text, decoder) in backward instead of keeping its activations: "
+      "less memory, about one more forward of compute, identical gradients")(
+      "force-patch-dropout", po::value(&o.force_patch_dropout),
+      "share P in [0, 1) of image patch tokens dropped in training (FLIP; each sample keeps max(1, "
+      "int(patches * (1 - P))) random patches and the class token); overrides the model config's "
+      "vision_cfg.patch_dropout; never applied in evaluation");
   po::options_description optim("Optimisation");
   optim.add_options()("batch-size", po::value(&o.batch_size)->default_value(64), "samples per rank per micro-batch")(
       "epochs", po::value(&o.epochs)->default_value(1), "passes over the data")(
@@ -155,7 +244,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   generic.add_options()("help,h", "print this help")("config", po::value(&config_file),
                                                      "file of 'key = value' lines with the same keys");
   po::options_description all;
-  all.add(generic).add(data).add(model).add(optim).add(logging);
+  all.add(generic).add(data).add(model).add(tune).add(optim).add(logging);
 
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
@@ -251,6 +340,25 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     COCA_CHECK(ok && o.aug_scale_min > 0 && o.aug_scale_min <= o.aug_scale_max && o.aug_scale_max <= 1,
                "--aug-scale must be LO,HI with 0 < LO <= HI <= 1, got '", o.aug_scale, "'");
   }
+  if (!o.aug_cfg.empty()) parse_aug_cfg(o);
+  COCA_CHECK(o.lock_image || o.lock_image_unlocked_groups == 0, "--lock-image-unlocked-groups needs --lock-image");
+  COCA_CHECK(o.lock_text || o.lock_text_unlocked_layers == 0, "--lock-text-unlocked-layers needs --lock-text");
+  COCA_CHECK(o.lock_image_unlocked_groups >= 0, "--lock-image-unlocked-groups must be >= 0, got ",
+             o.lock_image_unlocked_groups);
+  COCA_CHECK(o.lock_text_unlocked_layers >= 0, "--lock-text-unlocked-layers must be >= 0, got ",
+             o.lock_text_unlocked_layers);
+  if (vm.count("force-patch-dropout"))
+    COCA_CHECK(std::isfinite(o.force_patch_dropout) && o.force_patch_dropout >= 0 && o.force_patch_dropout < 1,
+               "--force-patch-dropout must be in [0, 1), got ", o.force_patch_dropout);
+  else
+    o.force_patch_dropout = -1;
+  auto join = [](const std::vector<std::string>& words) {
+    std::string s;
+    for (const auto& w : words) s += (s.empty() ? "" : " ") + w;
+    return s;
+  };
+  if (!o.image_mean.empty()) parse_rgb_triple(join(o.image_mean), "--image-mean", false);
+  if (!o.image_std.empty()) parse_rgb_triple(join(o.image_std), "--image-std", true);
   COCA_CHECK(o.workers > 0, "--workers must be positive, got ", o.workers);
   COCA_CHECK(o.log_every_n_steps > 0, "--log-every-n-steps must be positive, got ", o.log_every_n_steps);
   o.report_tensorboard = parse_report_to(o.report_to);

@@ -28,6 +28,7 @@
 #include "coca/kernels/cpu/blas_select.h"
 #include "coca/kernels/cuda/runtime.h"
 #include "coca/loss/coca_loss.h"
+#include "coca/model/finetune.h"
 #include "coca/model/flops.h"
 #include "coca/model/weights.h"
 #include "coca/train/checkpoint.h"
@@ -133,8 +134,9 @@ class Trainer {
 
   CocaConfig cfg_;
   std::unique_ptr<CoCa> model_;
-  std::vector<std::pair<std::string, Tensor>> named_;
+  std::vector<std::pair<std::string, Tensor>> named_;  // the trainable parameters (not --lock-*'ed)
   std::vector<Tensor> params_;
+  Generator patch_gen_;  // patch dropout, reseeded from (seed, step, micro-batch, rank)
   fs::path run_dir_, ckpt_dir_;
   std::unique_ptr<ShardLoader> loader_;
   std::unique_ptr<dist::GradientBucketer> grads_;
@@ -185,12 +187,37 @@ void Trainer::setup_device() {
 void Trainer::setup_model() {
   const std::string cfg_path = !o_.model_config.empty() ? o_.model_config : find_model_config(o_.model);
   cfg_ = CocaConfig::from_file(cfg_path);
+  // OpenCLIP's overrides of the model config (saved with it in params.json and checkpoints).
+  if (o_.force_patch_dropout >= 0) cfg_.vision.patch_dropout = o_.force_patch_dropout;
+  auto words = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& w : v) s += w + " ";
+    return s;
+  };
+  if (!o_.image_mean.empty()) cfg_.image_mean = parse_rgb_triple(words(o_.image_mean), "--image-mean", false);
+  if (!o_.image_std.empty()) cfg_.image_std = parse_rgb_triple(words(o_.image_std), "--image-std", true);
   model_ = std::make_unique<CoCa>(cfg_);
   model_->initialize(o_.seed);
   if (!o_.pretrained.empty()) load_weights(*model_, o_.pretrained);
   model_->to(dev_);
-  named_ = model_->named_parameters();
-  for (auto& [n, p] : named_) params_.push_back(p);
+  model_->set_grad_checkpointing(o_.grad_checkpointing);
+  model_->visual->patch_dropout_gen = &patch_gen_;
+  if (o_.lock_image) lock_image_tower(*model_, o_.lock_image_unlocked_groups);
+  if (o_.lock_text) lock_text_tower(*model_, o_.lock_text_unlocked_layers);
+  int64_t frozen = 0, trainable = 0;
+  for (auto& [n, p] : model_->named_parameters()) {
+    if (!p.requires_grad()) {
+      frozen += p.numel();
+      continue;
+    }
+    trainable += p.numel();
+    named_.emplace_back(n, p);
+    params_.push_back(p);
+  }
+  COCA_CHECK(trainable > 0, "every parameter is frozen (--lock-image and --lock-text leave nothing to train)");
+  if (lead_ && frozen > 0)
+    std::printf("fine-tuning: %lld parameters trainable, %lld frozen (no gradient, optimizer state or all-reduce)\n",
+                (long long)trainable, (long long)frozen);
   dist::broadcast_parameters(*tensor_comm_, *model_);
 }
 
@@ -230,6 +257,13 @@ void Trainer::setup_data() {
   if (ShardIndex::load(o_.train_data).context_length == 0)  // no stored tokens: tokenize at load time
     lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(
         eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data, "--train-data")));
+  lo.ratio_min = o_.aug_ratio_min;
+  lo.ratio_max = o_.aug_ratio_max;
+  lo.filter = parse_resample_filter(o_.interpolation);
+  for (int c = 0; c < 3; ++c) {
+    lo.mean[c] = static_cast<float>(cfg_.image_mean[c]);
+    lo.std[c] = static_cast<float>(cfg_.image_std[c]);
+  }
   loader_ = std::make_unique<ShardLoader>(lo);
 }
 
@@ -344,7 +378,12 @@ StepResult Trainer::train_step(double lr) {
                batch_.tokens.size(1), " but the model's context_length is ", cfg_.text.context_length);
     SuspendHooks quiet(params_, k + 1 < o_.accum_freq);
     const Tensor images = batch_.images.to(dev_), tokens = batch_.tokens.to(dev_);  // pinned staging on cuda
+    // Patch dropout's choice depends only on where the run is, so a resumed run draws the same.
+    patch_gen_.seed_with(o_.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(1 + step_ * o_.accum_freq + k)) ^
+                         (static_cast<uint64_t>(rank_) << 40));
+    model_->set_training(true);
     CocaOutput out = model_->forward(images, tokens);
+    model_->set_training(false);
     CocaLosses l = coca_loss(out, tokens, cfg_.text.pad_id, weights_, loss_ctx_);
     Tensor loss = mul_scalar(l.total, 1.0 / o_.accum_freq);
     if (step_ == o_.debug_nonfinite_step) loss = mul_scalar(loss, std::nan(""));
@@ -409,8 +448,9 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                      {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
                      {"grad_norm", r.grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world_},
                      {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
-                     {"elapsed_s", elapsed}});
+                     {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0}});
   }
+  reset_host_tensor_peak_bytes();  // the peak of host tensor memory over each logging window
   t_log_ = Clock::now();
   log_samples_ = 0;
   log_loss_ = log_con_ = log_cap_ = 0;

@@ -445,3 +445,35 @@ TEST(Loader, CorruptChunkErrorNamesFileAndRows) {
     EXPECT_NE(msg.find("rows [4, 8)"), std::string::npos) << msg;
   }
 }
+
+// --image-mean / --image-std: the loader and the eval reader normalise with the given values.
+TEST(Loader, MeanStdOverride) {
+  TempDir dir("meanstd");
+  coca::testing::make_indexed_shards(dir.str(), {6}, 8, 4, 3, 4);
+  const std::array<float, 3> mean{0.5f, 0.25f, 0.125f}, stdev{0.2f, 0.4f, 0.8f};
+  auto expect_normalised = [&](const Batch& b, int H) {
+    const auto img = b.images.to_vector<float>();
+    for (size_t i = 0; i < b.indices.size(); ++i)
+      for (int c = 0; c < 3; ++c) {
+        const double v = static_cast<double>(b.indices[i] % 251) / 255.0;
+        EXPECT_NEAR(img[(i * 3 + c) * H * H], (v - mean[c]) / stdev[c], 1e-4) << "sample " << i << " channel " << c;
+      }
+  };
+  LoaderOptions o = base_options(dir.str(), 0, 1);
+  o.augment = true;  // a random crop of a flat image is flat
+  o.mean = mean;
+  o.std = stdev;
+  ShardLoader loader(o);
+  loader.start_epoch(0);
+  Batch b;
+  ASSERT_TRUE(loader.next(b));
+  expect_normalised(b, 8);
+  EvalOptions e;
+  e.dir = dir.str();
+  e.image_size = 4;
+  e.mean = mean;
+  e.std = stdev;
+  EvalReader r(e);
+  ASSERT_TRUE(r.next(b));
+  expect_normalised(b, 4);
+}

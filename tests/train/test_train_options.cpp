@@ -91,3 +91,47 @@ TEST_F(TrainOptionsTest, ContinueOnSaveErrorIsAnOptInSwitch) {
   EXPECT_TRUE(o.continue_on_save_error);
   EXPECT_EQ(o.to_json().at("continue_on_save_error"), true);
 }
+
+// OpenCLIP's --aug-cfg spellings as users paste them (the shell has removed one level of quotes).
+TEST_F(TrainOptionsTest, AugCfgKeys) {
+  TrainOptions o = parse({"--aug-cfg", "scale=(0.08,1.0)", "ratio=[0.5, 2.0]", "interpolation=bicubic"});
+  EXPECT_EQ(o.aug_scale_min, 0.08);
+  EXPECT_EQ(o.aug_scale_max, 1.0);
+  EXPECT_EQ(o.aug_ratio_min, 0.5);
+  EXPECT_EQ(o.aug_ratio_max, 2.0);
+  EXPECT_EQ(o.interpolation, "bicubic");
+  o = parse({"--aug-scale", "0.5,0.6", "--aug-cfg", "scale='(0.3, 0.9)'", "interpolation='bilinear'"});
+  EXPECT_EQ(o.aug_scale_min, 0.3);  // --aug-cfg scale= sets what --aug-scale sets
+  EXPECT_EQ(o.aug_scale_max, 0.9);
+  EXPECT_EQ(o.interpolation, "bilinear");
+  o = parse({});
+  EXPECT_EQ(o.aug_ratio_min, 3.0 / 4.0);
+  EXPECT_EQ(o.interpolation, "bilinear");
+  for (const std::string key : {"color_jitter", "re_prob", "use_timm"}) {
+    const std::string msg = error({"--aug-cfg", key + "=0.4"});
+    EXPECT_NE(msg.find("--aug-cfg"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'" + key + "'"), std::string::npos) << msg;
+  }
+  EXPECT_NE(error({"--aug-cfg", "scale=(0,1)"}).find("scale"), std::string::npos);
+  EXPECT_NE(error({"--aug-cfg", "scale=0.5"}).find("scale"), std::string::npos);
+  EXPECT_NE(error({"--aug-cfg", "interpolation=nearest"}).find("interpolation"), std::string::npos);
+  EXPECT_NE(error({"--aug-cfg", "scale"}).find("key=value"), std::string::npos);
+}
+
+TEST_F(TrainOptionsTest, FineTuningFlags) {
+  const TrainOptions o = parse({"--lock-image", "--lock-image-unlocked-groups", "2", "--lock-text",
+                                "--lock-text-unlocked-layers", "1", "--grad-checkpointing", "--force-patch-dropout",
+                                "0.5", "--image-mean", "0.5", "0.5", "0.5", "--image-std", "0.2,0.2,0.2"});
+  EXPECT_TRUE(o.lock_image && o.lock_text && o.grad_checkpointing);
+  EXPECT_EQ(o.lock_image_unlocked_groups, 2);
+  EXPECT_EQ(o.lock_text_unlocked_layers, 1);
+  EXPECT_EQ(o.force_patch_dropout, 0.5);
+  EXPECT_EQ(o.image_mean.size(), 3u);
+  EXPECT_EQ(parse({}).force_patch_dropout, -1);  // not given: the config decides
+  EXPECT_EQ(parse({"--force-patch-dropout", "0"}).force_patch_dropout, 0);
+  EXPECT_NE(error({"--lock-image-unlocked-groups", "1"}).find("--lock-image"), std::string::npos);
+  EXPECT_NE(error({"--lock-text-unlocked-layers", "1"}).find("--lock-text"), std::string::npos);
+  EXPECT_NE(error({"--force-patch-dropout", "1"}).find("--force-patch-dropout"), std::string::npos);
+  EXPECT_NE(error({"--image-mean", "0.5,0.5"}).find("--image-mean"), std::string::npos);
+  EXPECT_NE(error({"--image-std", "0.5,0,0.5"}).find("--image-std"), std::string::npos);
+}

@@ -48,6 +48,17 @@ class NoGradGuard {
  private:
   bool previous_;
 };
+// Turns grad mode on for its scope (the recompute inside a checkpoint's backward).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
 
 // True when grad mode is on and any input requires grad.
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs);

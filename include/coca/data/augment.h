@@ -4,6 +4,8 @@
 // H x H and normalised with CLIP's mean/std into float planes [3, H, H]. Without
 // augmentation: the whole (already centre-cropped) shard image resized to H, or copied when
 // the sizes match.
+#include <array>
+
 #include "coca/data/resample.h"
 #include "coca/tensor/random.h"
 
@@ -14,6 +16,9 @@ struct AugmentParams {
   double scale_min = 0.9, scale_max = 1.0;
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
   ResampleFilter filter = ResampleFilter::bicubic;
+  // Normalisation (v / 255 - mean) / std; CLIP's constants by default.
+  std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
+  std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
 };
 
 struct CropBox {

@@ -13,6 +13,7 @@
 //
 // EvalReader: a classification shard set in order, with labels, centre-crop only (format 2:
 // OpenCLIP's eval transform, shorter side resized to H then the centred H x H).
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -69,6 +70,8 @@ struct LoaderOptions {
   int context_length = 0;
   int64_t vocab_size = 0;
   std::string model_name = "the model";  // for those messages
+  std::array<float, 3> mean{kClipMean[0], kClipMean[1], kClipMean[2]};  // normalisation
+  std::array<float, 3> std{kClipStd[0], kClipStd[1], kClipStd[2]};
 };
 
 // The checks described at LoaderOptions::tokenizer, for a set with `index`; throws an Error
@@ -169,6 +172,8 @@ struct EvalOptions {
   int rank = 0;         // a contiguous 1/world of the samples, for distributed evaluation
   int world = 1;
   int64_t max_samples = 0;  // read only the set's first max_samples samples (0: all)
+  std::array<float, 3> mean{kClipMean[0], kClipMean[1], kClipMean[2]};  // normalisation
+  std::array<float, 3> std{kClipStd[0], kClipStd[1], kClipStd[2]};
 };
 
 class EvalReader {

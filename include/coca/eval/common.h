@@ -33,6 +33,7 @@ void write_json_file(const std::string& path, const nlohmann::json& j, int inden
 struct ModelArgs {
   std::string model = "coca_tiny", model_config, weights;
   std::string device = "auto", precision = "auto";  // --device / --precision (see coca/dist/device.h)
+  std::string image_mean, image_std;  // override the config's preprocess_cfg ("R,G,B")
   // with_device: also offer --device and --precision (subcommands that run on a GPU).
   void add_to(boost::program_options::options_description& desc, bool with_device = false);
   // Reads the config and weights, then moves the model to --device (GPU <local_rank> for cuda).

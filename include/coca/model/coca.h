@@ -3,6 +3,7 @@
 // with a CLS token at the end, multimodal decoder with cross-attention.
 #include "coca/model/config.h"
 #include "coca/nn/layers.h"
+#include "coca/tensor/random.h"
 
 namespace coca {
 
@@ -13,6 +14,7 @@ class Transformer : public nn::Module {
   Transformer(int64_t width, int64_t layers, int64_t heads, double mlp_ratio, DType dtype);
   Tensor forward(Tensor x, const AttentionMask& mask) const;
   std::shared_ptr<nn::ModuleList<Block>> resblocks;
+  bool grad_checkpointing = false;  // recompute each block in backward (autograd/checkpoint.h)
 };
 
 class AttentionalPooler : public nn::Module {
@@ -33,6 +35,15 @@ class VisionTransformer : public nn::Module {
  public:
   VisionTransformer(const CocaConfig& cfg, DType dtype);
   ImageEncoding forward(const Tensor& images) const;  // images [B, 3, H, W]
+  // The tokens that enter the transformer: patch embedding, class token, positions, patch
+  // dropout (training only), ln_pre. [B, 1 + kept patches, width].
+  Tensor embed(const Tensor& images) const;
+  // FLIP patch dropout: while `training`, each sample keeps max(1, int(P * (1 - patch_dropout)))
+  // of its P patch tokens (a random subset drawn from *patch_dropout_gen, in grid order) plus
+  // the class token. Starts at cfg.patch_dropout; off outside training.
+  double patch_dropout = 0.0;
+  bool training = false;
+  Generator* patch_dropout_gen = nullptr;  // required when training with patch_dropout > 0
   VisionConfig cfg;
   int64_t embed_dim;
   std::shared_ptr<nn::Container> conv1;  // holds "weight" [width, 3, p, p]
@@ -70,6 +81,7 @@ class MultimodalDecoder : public nn::Module {
   std::shared_ptr<nn::ModuleList<Block>> resblocks, cross_attn;
   std::shared_ptr<nn::LayerNorm> ln_final;
   Tensor text_projection;  // [w, V]
+  bool grad_checkpointing = false;
 };
 
 struct CocaOutput {
@@ -88,6 +100,11 @@ class CoCa : public nn::Module {
   void initialize(uint64_t seed);
   // Keeps logit_scale in [0, ln 100]; the trainer calls it after every optimizer step.
   void clamp_logit_scale();
+  // Recompute every residual block (image, text, decoder) in backward instead of keeping its
+  // activations: less memory, one more forward per block, identical gradients.
+  void set_grad_checkpointing(bool on);
+  // Training mode: only patch dropout depends on it (the model has no other dropout).
+  void set_training(bool on) { visual->training = on; }
   // Where the parameters live (Module::to moves them); inputs must be there too.
   Device device() const { return logit_scale.device(); }
 

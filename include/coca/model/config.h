@@ -1,5 +1,6 @@
 #pragma once
 // CoCa model configuration in OpenCLIP's model-config JSON schema (spec section 1).
+#include <array>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@ struct VisionConfig {
   double mlp_ratio = 4.0;
   bool attentional_pool = false;
   int64_t attn_pooler_queries = 256, attn_pooler_heads = 8;
+  double patch_dropout = 0.0;  // FLIP: share of patch tokens dropped in training, [0, 1)
   int64_t heads() const { return width / head_width; }
   int64_t grid() const { return image_size / patch_size; }
 };
@@ -35,6 +37,10 @@ struct CocaConfig {
   VisionConfig vision;
   TextConfig text;
   MultimodalConfig multimodal;
+  // Image normalisation, (v / 255 - mean) / std per RGB channel: OpenCLIP's
+  // "preprocess_cfg": {"mean": [...], "std": [...]}; CLIP's constants by default.
+  std::array<double, 3> image_mean{0.48145466, 0.4578275, 0.40821073};
+  std::array<double, 3> image_std{0.26862954, 0.26130258, 0.27577711};
 
   // Missing required keys and invalid values throw naming the key; unknown keys are reported
   // through `warn` (default: stderr) and ignored.
@@ -42,6 +48,10 @@ struct CocaConfig {
   static CocaConfig from_file(const std::string& path);
   nlohmann::json to_json() const;
 };
+
+// Three numbers for --image-mean / --image-std: "R,G,B" or "R G B" (OpenCLIP takes them as
+// separate words). Throws naming `flag`; std must be positive (`positive`).
+std::array<double, 3> parse_rgb_triple(const std::string& text, const std::string& flag, bool positive);
 
 // Resolves a model name ("coca_tiny") to launch/configs/<name>.json under the source tree,
 // or uses the argument as a path when it names an existing file.

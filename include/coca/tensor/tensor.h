@@ -28,6 +28,12 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
+// Bytes of host (CPU) tensor storage alive now, and the most alive at once since the last
+// reset: the peak memory of a step, e.g. with and without --grad-checkpointing.
+int64_t host_tensor_bytes();
+int64_t host_tensor_peak_bytes();
+void reset_host_tensor_peak_bytes();  // to the bytes alive now
+
 struct Node;
 class Tensor;
 

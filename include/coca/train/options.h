@@ -2,6 +2,7 @@
 // coca-train's options, spelled as OpenCLIP's trainer spells them where one exists.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,10 +23,20 @@ struct TrainOptions {
   bool skip_bad_shards = false;
   std::string aug_scale = "0.9,1.0";  // random-resized-crop area fraction LO,HI (OpenCLIP's aug-cfg scale)
   double aug_scale_min = 0.9, aug_scale_max = 1.0;  // parsed from aug_scale
+  std::vector<std::string> aug_cfg;  // OpenCLIP's --aug-cfg key=value words (scale, ratio, interpolation)
+  double aug_ratio_min = 3.0 / 4.0, aug_ratio_max = 4.0 / 3.0;  // parsed from aug_cfg
+  std::string interpolation = "bilinear";                      // aug_cfg interpolation=
+  std::vector<std::string> image_mean, image_std;  // --image-mean / --image-std words ("R,G,B" or R G B)
   // model
   std::string model = "coca_tiny";
   std::string model_config;
   std::string pretrained;          // initial weights (safetensors)
+  // fine-tuning (OpenCLIP's flags)
+  bool lock_image = false, lock_text = false;
+  int64_t lock_image_unlocked_groups = 0, lock_text_unlocked_layers = 0;
+  bool lock_image_freeze_bn_stats = false, lock_text_freeze_layer_norm = false;  // accepted, no effect here
+  bool grad_checkpointing = false;
+  double force_patch_dropout = -1;  // < 0: the model config's vision_cfg.patch_dropout
   // optimisation
   int batch_size = 64;             // per rank
   int epochs = 1;
