@@ -145,10 +145,10 @@ void transform_encoded(const uint8_t* data, size_t size, int out_size, const Aug
   box.h = std::min(box.h, decoded.height - box.y0);
   const RgbView view{decoded.rgb.data(), decoded.width, decoded.height, static_cast<int64_t>(decoded.width) * 3};
   if (fx == 1.0 && fy == 1.0 && bw == out_size && bh == out_size && bx == std::floor(bx) && by == std::floor(by)) {
-    crop_rgb_normalized(view, static_cast<int>(bx), static_cast<int>(by), out_size, out_size, kClipMean, kClipStd, out);
+    crop_rgb_normalized(view, static_cast<int>(bx), static_cast<int>(by), out_size, out_size, p.mean.data(), p.std.data(), out);
     return;
   }
-  resample_rgb_normalized(view, box, out_size, out_size, p.filter, kClipMean, kClipStd, out);
+  resample_rgb_normalized(view, box, out_size, out_size, p.filter, p.mean.data(), p.std.data(), out);
 }
 
 }  // namespace coca
