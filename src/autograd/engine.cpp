@@ -5,6 +5,7 @@
 
 #include "coca/autograd/node.h"
 #include "coca/autograd/ops.h"
+#include "coca/kernels/cpu/profile.h"
 
 namespace coca {
 
@@ -65,6 +66,7 @@ void FunctionNode::release() {
 }
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
+  cpu::ProfileScope prof("accumulate_grad");
   auto impl = leaf.lock();
   if (!impl) return {};
   Tensor t(impl);

@@ -10,6 +10,7 @@
 
 #include "coca/kernels/cpu/copy.h"
 #include "coca/kernels/cpu/matmul.h"
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
@@ -89,6 +90,7 @@ T softmax_row(T* row, int64_t S) {
 
 void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse) {
+  ProfileScope prof("attention");
   dispatch_float(q.dtype(), "scaled_dot_product_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* lp = lse.data<T>();
@@ -118,6 +120,7 @@ void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k,
 
 void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                         const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv) {
+  ProfileScope prof("attention_backward");
   dispatch_float(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* lp = lse.data<T>();

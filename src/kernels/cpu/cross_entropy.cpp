@@ -4,12 +4,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
                              Tensor& lse, int64_t& count) {
+  ProfileScope prof("cross_entropy");
   const int64_t N = logits.size(0), C = logits.size(1);
   const int32_t* t = targets.data<int32_t>();
   for (int64_t r = 0; r < N; ++r)
@@ -42,6 +44,7 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
 
 void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
                             const Tensor& lse, double scale, Tensor& dlogits) {
+  ProfileScope prof("cross_entropy_backward");
   const int64_t N = logits.size(0), C = logits.size(1);
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

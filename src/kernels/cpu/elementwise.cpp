@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "coca/kernels/cpu/fast_math.h"
+#include "coca/kernels/cpu/profile.h"
 #include "coca/kernels/cpu/strided.h"
 #include "coca/tensor/dispatch.h"
 
@@ -79,6 +80,8 @@ void unary_loop(const Tensor& a, Tensor& out, F f) {
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  static const char* const kNames[] = {"add", "sub", "mul", "div"};
+  ProfileScope prof(kNames[static_cast<int>(op)]);
   dispatch_elementwise(out.dtype(), "binary", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
@@ -92,6 +95,9 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
+  static const char* const kNames[] = {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "gelu", "add_scalar",
+                                       "mul_scalar", "pow_scalar", "clamp"};
+  ProfileScope prof(kNames[static_cast<int>(op)]);
   dispatch_elementwise(out.dtype(), "unary", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
@@ -115,6 +121,7 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
 }
 
 void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
+  ProfileScope prof("gelu_backward");
   dispatch_elementwise(x.dtype(), "gelu_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
@@ -127,6 +134,7 @@ void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
 }
 
 void clamp_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in, double lo, double hi) {
+  ProfileScope prof("clamp_backward");
   dispatch_elementwise(x.dtype(), "clamp_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;

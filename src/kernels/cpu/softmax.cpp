@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 void softmax_rows(const Tensor& x, Tensor& y, bool log) {
+  ProfileScope prof("softmax");
   const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
   dispatch_float(x.dtype(), log ? "log_softmax" : "softmax", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -38,6 +40,7 @@ void softmax_rows(const Tensor& x, Tensor& y, bool log) {
 }
 
 void softmax_rows_backward(const Tensor& y, const Tensor& g, Tensor& dx, bool log) {
+  ProfileScope prof("softmax_backward");
   const int64_t cols = y.size(-1), rows = y.numel() / std::max<int64_t>(cols, 1);
   dispatch_float(y.dtype(), "softmax_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
