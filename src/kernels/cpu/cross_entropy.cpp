@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "coca/kernels/cpu/fast_math.h"
 #include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
@@ -30,7 +31,8 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
 #pragma omp simd reduction(max : m)
       for (int64_t c = 1; c < C; ++c) m = std::max(m, row[c]);
       T s = 0;
-      for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < C; ++c) s += softmax_exp(row[c] - m);
       l[r] = m + std::log(s);
       if (t[r] != ignore_index) {
         total += static_cast<double>(l[r] - row[t[r]]);
@@ -61,7 +63,9 @@ void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targ
         continue;
       }
       const T* row = x + r * ld;
-      for (int64_t c = 0; c < C; ++c) dr[c] = sc * std::exp(row[c] - l[r]);
+      const T lr = l[r];
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) dr[c] = sc * softmax_exp(row[c] - lr);
       dr[t[r]] -= sc;
     }
   });
