@@ -18,7 +18,8 @@ Mlp::Mlp(int64_t width, int64_t hidden, DType dtype) {
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
-  if (x.device() == Device::CPU && c_fc->bias.defined())
+  const bool fusable = x.device() == Device::CPU && (x.dtype() == DType::f32 || x.dtype() == DType::f64);
+  if (fusable && c_fc->bias.defined())
     return c_proj->forward(bias_gelu(linear(x, c_fc->weight), c_fc->bias));
   return c_proj->forward(gelu(c_fc->forward(x)));
 }
