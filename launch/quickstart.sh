@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on one machine: install what is missing, build, make the emoji dataset
 # (npm packages emoji-datasource-*), train coca_tiny with `mpirun -np 2` for a bounded time,
-# evaluate zero-shot on the held-out twitter emoji, print the table and write the plot.
+# evaluate zero-shot on the held-out twitter emoji, print the results table (with the machine:
+# CPU model, cores used, one-thread sgemm GFLOP/s from build/coca-sysinfo) and write the plot.
 # Running it again reuses what exists (dataset, build, finished run).
 #
 # Environment: NP (ranks, default 2), EPOCHS (default 4), MINUTES (time budget, default 15:
@@ -45,6 +46,7 @@ else
     exit "$rc"
   }
   echo "   training wall time: $(( $(date +%s) - start )) s"
+  echo "$(( $(date +%s) - start ))" >"$run_dir/train_seconds"
   touch "$run_dir/done"
 fi
 
@@ -56,4 +58,11 @@ mpirun -np "$NP" "$bin/coca-eval" zeroshot --model coca_tiny --weights "$ckpt/mo
 /usr/bin/python3 "$root/launch/plot_metrics.py" "$run_dir/metrics.jsonl" -o "$run_dir/metrics.png" \
   --zeroshot "$run_dir/zeroshot_twitter.json" || \
   echo "   (plot skipped: python3-matplotlib missing?)"
-echo "results: $run_dir/zeroshot_twitter.json, plot: $run_dir/metrics.png"
+# The machine: coca-train's default threads per rank are cores / ranks (at least 1).
+"$bin/coca-sysinfo" >"$run_dir/sysinfo.txt"
+threads=$(( $(nproc) / NP )); (( threads >= 1 )) || threads=1
+train_s=(); [[ -f $run_dir/train_seconds ]] && train_s=(--train-seconds "$(cat "$run_dir/train_seconds")")
+/usr/bin/python3 "$root/launch/results_table.py" --sysinfo "$run_dir/sysinfo.txt" --ranks "$NP" --threads "$threads" \
+  --metrics "$run_dir/metrics.jsonl" --zeroshot "$run_dir/zeroshot_twitter.json" "${train_s[@]}" \
+  -o "$run_dir/results.md"
+echo "results: $run_dir/results.md, $run_dir/zeroshot_twitter.json, plot: $run_dir/metrics.png"

@@ -5,6 +5,7 @@
 
 #include "coca/autograd/node.h"
 #include "coca/autograd/ops.h"
+#include "coca/kernels/cpu/profile.h"
 
 namespace coca {
 
@@ -67,10 +68,27 @@ void FunctionNode::release() {
 }
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
+  cpu::ProfileScope prof("accumulate_grad");
   auto impl = leaf.lock();
   if (!impl) return {};
   Tensor t(impl);
   COCA_CHECK(g.shape() == t.shape(), "accumulate_grad: gradient ", g.describe(), " for leaf ", t.describe());
+  // The first gradient of a step can be adopted instead of copied when nothing else can see
+  // its buffer: a contiguous result that fills its whole storage, held by the engine alone (one
+  // handle on its TensorImpl, one TensorImpl on its storage).
+  const TensorImpl& gi = g.impl();
+  if (!impl->grad && g.dtype() == t.dtype() && g.device() == t.device() && gi.offset == 0 && g.is_contiguous() &&
+      g.impl_ptr().use_count() == 1 && gi.storage.use_count() == 1 &&
+      gi.storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype())) {
+    auto own = std::make_shared<TensorImpl>();
+    own->storage = gi.storage;
+    own->shape = gi.shape;
+    own->strides = gi.strides;
+    own->dtype = gi.dtype;
+    impl->grad = std::move(own);
+    if (impl->post_accumulate_hook) impl->post_accumulate_hook(*impl);
+    return {};
+  }
   Tensor gc = g.dtype() == t.dtype() ? g : g.to(t.dtype());
   if (!impl->grad) {
     // Own a contiguous copy: g may alias storage that a later op reuses.

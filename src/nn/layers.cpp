@@ -17,6 +17,13 @@ Mlp::Mlp(int64_t width, int64_t hidden, DType dtype) {
   c_proj = register_module("c_proj", std::make_shared<Linear>(hidden, width, true, dtype));
 }
 
+Tensor Mlp::forward(const Tensor& x) const {
+  const bool fusable = x.device() == Device::CPU && (x.dtype() == DType::f32 || x.dtype() == DType::f64);
+  if (fusable && c_fc->bias.defined())
+    return c_proj->forward(bias_gelu(linear(x, c_fc->weight), c_fc->bias));
+  return c_proj->forward(gelu(c_fc->forward(x)));
+}
+
 MultiheadAttention::MultiheadAttention(int64_t d, int64_t h, int64_t kd, DType dtype)
     : dim(d), heads(h), kdim(kd), packed_(kd == d) {
   COCA_CHECK(h > 0 && d % h == 0, "attention: width ", d, " is not divisible by ", h, " heads");

@@ -7,6 +7,7 @@
 #include "coca/kernels/cuda/adamw.h"
 #include "coca/kernels/cuda/reduce.h"
 #endif
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca {
@@ -49,6 +50,7 @@ void AdamW::step(double lr) {
       continue;
     }
 #endif
+    cpu::ProfileScope prof("adamw");
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = typename decltype(tag)::type;
       T* p = s.param.data<T>();
@@ -72,6 +74,7 @@ void AdamW::step(double lr) {
 }
 
 void AdamW::zero_grad() {
+  cpu::ProfileScope prof("zero_grad");
   for (Slot& s : slots_) s.param.zero_grad();
 }
 

@@ -102,6 +102,7 @@ Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
   static const bool tuned = tune_malloc();
   (void)tuned;
   if (d == Device::CPU) {
+    cpu::ProfileScope prof("alloc");
     const size_t rounded = ((n + 63) / 64) * 64;
     data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
     COCA_CHECK(data || rounded == 0, "out of host memory allocating ", n, " bytes");
@@ -120,6 +121,7 @@ Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
 
 Storage::~Storage() {
   if (device == Device::CPU) {
+    cpu::ProfileScope prof("free");
     std::free(data);
     g_host_bytes -= static_cast<int64_t>(nbytes);
   } else {
@@ -142,7 +144,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  if (device == Device::CPU) std::memset(t.raw_data(), 0, t.numel() * dtype_size(dtype));
+  if (device == Device::CPU) {
+    cpu::ProfileScope prof("zeros");
+    std::memset(t.raw_data(), 0, t.numel() * dtype_size(dtype));
+  }
   else t.fill_(0.0);
   return t;
 }

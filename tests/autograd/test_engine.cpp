@@ -45,6 +45,32 @@ TEST(Engine, AccumulatedGradientDoesNotAliasTheIncoming) {
   EXPECT_TRUE(all_close(x.grad(), {3}, {2, 2, 2}, 0));
 }
 
+TEST(Engine, LeavesSharingOneGradientGetBuffersOfTheirOwn) {
+  // add's backward hands the same gradient tensor to both leaves. A first gradient may be
+  // adopted without a copy only when nothing else holds it: at most one of them can adopt it.
+  Tensor p = leaf({1, 2, 3}, {3}), q = leaf({4, 5, 6}, {3});
+  sum(mul_scalar(add(p, q), 2.0)).backward();
+  ASSERT_TRUE(all_close(p.grad(), {3}, {2, 2, 2}, 0));
+  ASSERT_TRUE(all_close(q.grad(), {3}, {2, 2, 2}, 0));
+  q.grad().fill_(7.0);
+  EXPECT_TRUE(all_close(p.grad(), {3}, {2, 2, 2}, 0));
+  // An adopted gradient then accumulates like a copied one.
+  sum(mul_scalar(p, 3.0)).backward();
+  EXPECT_TRUE(all_close(p.grad(), {3}, {5, 5, 5}, 0));
+  EXPECT_TRUE(all_close(q.grad(), {3}, {7, 7, 7}, 0));
+}
+
+TEST(Engine, AdoptedGradientIsNotOneAnotherNodeStillReads) {
+  // add hands one gradient tensor to p's accumulator and to q's mul_scalar, which runs after it
+  // here; p's post-accumulate hook then changes p.grad in place. q must still see the gradient
+  // as it was: p may adopt the tensor only if nothing else holds it.
+  Tensor p = leaf({1, 2}, {2}), q = leaf({3, 4}, {2});
+  p.impl().post_accumulate_hook = [](TensorImpl& impl) { Tensor(impl.grad).fill_(100.0); };
+  sum(mul_scalar(add(mul_scalar(q, 1.0), p), 2.0)).backward();
+  EXPECT_TRUE(all_close(q.grad(), {2}, {2, 2}, 0));
+  EXPECT_TRUE(all_close(p.grad(), {2}, {100, 100}, 0));
+}
+
 TEST(Engine, NoGradGuardRecordsNothing) {
   Tensor x = leaf({1, 2}, {2});
   {

@@ -14,6 +14,14 @@
 //                        (scores are recomputed), 2*T*S*D flops each, per (batch, head)
 //   layer_norm/...       layer_norm forward + backward through autograd; bytes/s counts the
 //                        minimum traffic: x, y forward; x, dy, dx backward (5 * R * C floats)
+//   mlp/...              nn::Mlp (c_fc, GELU, c_proj) forward + backward at a coca_tiny image
+//                        tower shape; FLOP/s counts the 6 GEMMs (2 * R * W * H each)
+//   cross_entropy/...    cross_entropy forward + backward over caption-sized logits [N, V]
+//   adamw/...            one AdamW step over 4M float32 parameters (bytes/s: 7 floats each,
+//                        p, m, v, g read and p, m, v written)
+//
+// Before/after comparisons of a kernel change: build this file against both trees and run the
+// two binaries alternately with the same --benchmark_filter (ratios in the same time window).
 //
 // At the end a table pairs each ours/sgemm shape. "ratio" = ours GFLOP/s / sgemm GFLOP/s from
 // the medians over repetitions (over the single run without --benchmark_repetitions), "best"
@@ -30,6 +38,8 @@
 #include <vector>
 
 #include "coca/autograd/ops.h"
+#include "coca/nn/layers.h"
+#include "coca/optim/adamw.h"
 #include "coca/kernels/cpu/blas_select.h"
 
 using namespace coca;
@@ -122,6 +132,52 @@ void bench_layer_norm(benchmark::State& st, int64_t R, int64_t C) {
                                               benchmark::Counter::OneK::kIs1000);
 }
 
+void bench_mlp(benchmark::State& st, int64_t R, int64_t W, int64_t H) {
+  Generator gen(4);
+  nn::Mlp mlp(W, H, DType::f32);
+  for (auto& [name, p] : mlp.named_parameters()) p.detach().copy_(mul_scalar(Tensor::randn(p.shape(), gen), 0.05));
+  Tensor x = Tensor::randn({R, W}, gen).set_requires_grad(true);
+  Tensor dy = Tensor::randn({R, W}, gen);
+  for (auto _ : st) {
+    x.zero_grad();
+    mlp.zero_grad();
+    Tensor y = mlp.forward(x);
+    y.backward(dy);
+    benchmark::DoNotOptimize(x.grad().raw_data());
+  }
+  set_flops(st, 6.0 * 2.0 * R * W * H);
+}
+
+void bench_cross_entropy(benchmark::State& st, int64_t N, int64_t V) {
+  Generator gen(5);
+  Tensor logits = Tensor::randn({N, V}, gen).set_requires_grad(true);
+  std::vector<int32_t> t(N);
+  for (int64_t i = 0; i < N; ++i) t[i] = static_cast<int32_t>(gen.below(V));
+  Tensor targets = Tensor::from_vector(t, {N});
+  for (auto _ : st) {
+    logits.zero_grad();
+    Tensor l = cross_entropy(logits, targets);
+    l.backward();
+    benchmark::DoNotOptimize(logits.grad().raw_data());
+  }
+  st.counters["bytes/s"] = benchmark::Counter(3.0 * N * V * sizeof(float), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
+}
+
+void bench_adamw(benchmark::State& st, int64_t n) {
+  Generator gen(6);
+  std::vector<std::pair<std::string, Tensor>> params;
+  for (int i = 0; i < 4; ++i) {
+    Tensor p = Tensor::randn({n / 4 / 256, 256}, gen).set_requires_grad(true);
+    sum(p).backward();  // a gradient of ones
+    params.emplace_back("w" + std::to_string(i), p);
+  }
+  AdamW opt(params, AdamWOptions{});
+  for (auto _ : st) opt.step(1e-4);
+  st.counters["bytes/s"] = benchmark::Counter(7.0 * n * sizeof(float), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
+}
+
 void register_all() {
   for (bool bt : {false, true}) {
     for (const GemmShape& s : kShapes) {
@@ -144,6 +200,16 @@ void register_all() {
   benchmark::RegisterBenchmark("layer_norm/fwd_bwd/R8192_C512", bench_layer_norm, 8192, 512)
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
+  // coca_tiny shapes: the image tower's MLP (64 x 65 tokens), the caption logits (64 x 31).
+  benchmark::RegisterBenchmark("mlp/fwd_bwd/R4160_W256_H1024", bench_mlp, 4160, 256, 1024)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("cross_entropy/fwd_bwd/N1984_V4096", bench_cross_entropy, 1984, 4096)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("adamw/step/P4M", bench_adamw, int64_t{1} << 22)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
 }
 
 // Console output as usual, plus the FLOP/s of every matmul run kept for the ratio table.

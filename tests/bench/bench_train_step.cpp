@@ -1,7 +1,13 @@
 // One coca_tiny training step (forward, backward, AdamW) at batch 64: samples/s, against the
 // same step of the PyTorch reference in the same run, and CPU efficiency against sgemm.
 //
-//   ./build/tests/bench/bench_train_step [--model coca_tiny] [--batch 64] [--steps 5] [--no-torch]
+//   ./build/tests/bench/bench_train_step [--model coca_tiny] [--batch 64] [--steps 5] [--no-torch] [--profile]
+//
+// --profile: after the timed steps, run as many again with the CPU backend's per-kernel timing
+// on (coca/kernels/cpu/profile.h) and print where the main thread's CPU time went: each kernel's
+// exclusive thread CPU time per step, GEMM against the rest, and what no kernel accounts for
+// (graph building, checks, shape bookkeeping). Meaningful at one thread:
+//   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ./build/tests/bench/bench_train_step --no-torch --profile
 //
 // Efficiency = analytic training FLOPs per sample (3 x forward) x samples/s / the sgemm rate
 // this program measures (1024^3 cblas_sgemm, all threads). Ratios are from one run.
@@ -19,6 +25,7 @@
 #include "coca/model/flops.h"
 #include "coca/optim/adamw.h"
 #include "coca/kernels/cpu/blas_select.h"
+#include "coca/kernels/cpu/profile.h"
 
 using namespace coca;
 using Clock = std::chrono::steady_clock;
@@ -38,19 +45,48 @@ static double sgemm_gflops(int n) {
   return 2.0 * n * n * n * reps / seconds_since(t0) / 1e9;
 }
 
+// Runs `steps` steps with the per-kernel timing on and prints the breakdown per step.
+template <typename Step>
+static void profile_steps(Step&& step, int steps) {
+  const double wall0 = std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+  coca::cpu::set_cpu_profiling(true);
+  const double t0 = coca::cpu::thread_cpu_seconds();
+  for (int s = 0; s < steps; ++s) step();
+  const double total = (coca::cpu::thread_cpu_seconds() - t0) / steps;
+  coca::cpu::set_cpu_profiling(false);
+  const double wall = (std::chrono::duration<double>(Clock::now().time_since_epoch()).count() - wall0) / steps;
+  const auto entries = coca::cpu::cpu_profile();
+  double gemm = 0, kernels = 0;
+  for (const auto& e : entries) {
+    kernels += e.seconds / steps;
+    if (e.name.rfind("gemm", 0) == 0) gemm += e.seconds / steps;
+  }
+  std::printf("profile over %d steps: main thread CPU %.1f ms/step (wall %.1f ms/step)\n", steps, 1e3 * total,
+              1e3 * wall);
+  std::printf("  %-24s %10s %7s %9s\n", "kernel", "ms/step", "share", "calls");
+  for (const auto& e : entries)
+    std::printf("  %-24s %10.2f %6.1f%% %9.0f\n", e.name.c_str(), 1e3 * e.seconds / steps,
+                100.0 * e.seconds / steps / total, static_cast<double>(e.calls) / steps);
+  std::printf("  %-24s %10.2f %6.1f%%\n", "(outside kernels)", 1e3 * (total - kernels), 100.0 * (total - kernels) / total);
+  std::printf("  %-24s %10.2f %6.1f%%\n", "GEMM", 1e3 * gemm, 100.0 * gemm / total);
+  std::printf("  %-24s %10.2f %6.1f%%\n", "non-GEMM", 1e3 * (total - gemm), 100.0 * (total - gemm) / total);
+}
+
 int main(int argc, char** argv) {
   coca::cpu::select_blas_kernels(argv);  // before any thread: may re-execute this program
   std::string model_name = "coca_tiny";
   int batch = 64, steps = 5;
-  bool torch = true;
+  bool torch = true, profile = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--model" && i + 1 < argc) model_name = argv[++i];
     else if (a == "--batch" && i + 1 < argc) batch = std::atoi(argv[++i]);
     else if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
     else if (a == "--no-torch") torch = false;
+    else if (a == "--profile") profile = true;
     else {
-      std::printf("usage: bench_train_step [--model NAME] [--batch N] [--steps N] [--no-torch]\n");
+      std::printf("usage: bench_train_step [--model NAME] [--batch N] [--steps N] [--no-torch] [--profile]\n"
+                  "  --profile  also time every CPU kernel over as many steps again (one thread: OMP_NUM_THREADS=1)\n");
       return a == "--help" ? 0 : 2;
     }
   }
@@ -83,6 +119,7 @@ int main(int argc, char** argv) {
   const double sgemm = sgemm_gflops(1024);
   const double train_flops = 3.0 * forward_flops_per_sample(cfg);
   const int threads = omp_get_max_threads();
+  if (profile) profile_steps(step, steps);
 
   double theirs = 0;
   std::string torch_version = "not run";

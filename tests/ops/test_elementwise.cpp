@@ -263,3 +263,69 @@ TEST(ElementwiseGrad, ClampPassesGradientOnlyInside) {
   // Inside and on the bounds: 1 (the subgradient chosen at the bounds); outside: 0.
   EXPECT_TRUE(all_close(x.grad(), {5}, {0, 1, 1, 1, 0}, 0));
 }
+
+// bias_gelu(h, b) = gelu(h + b): the forward against the erf formula in float64 on the host, the
+// gradients of both inputs against finite differences, and a float32 case large enough for the
+// row-parallel kernel (its bias gradient summed from per-thread partials) against plain loops.
+namespace {
+
+double gelu_ref(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+double gelu_grad_ref(double v) {
+  return 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+}
+
+}  // namespace
+
+TYPED_TEST(ElementwiseForward, BiasGeluMatchesTheFormula) {
+  const DType dt = dtype_of<TypeParam>::value;
+  Generator gen(21);
+  for (const Shape& s : {Shape{7}, Shape{3, 5}, Shape{2, 3, 9}, Shape{300, 130}}) {
+    COCA_CASE(shape_str(s));
+    Tensor h = uniform(s, dt, gen, -4, 4);
+    Tensor b = uniform({s.back()}, dt, gen, -1, 1);
+    const auto vh = h.to_double_vector(), vb = b.to_double_vector();
+    std::vector<double> want(vh.size());
+    for (size_t i = 0; i < vh.size(); ++i) want[i] = gelu_ref(vh[i] + vb[i % vb.size()]);
+    EXPECT_TRUE(all_close(bias_gelu(h, b), s, want, fwd_tol<TypeParam>()));
+  }
+}
+
+TYPED_TEST(ElementwiseForward, BiasGeluBackwardAgainstPlainLoops) {
+  const DType dt = dtype_of<TypeParam>::value;
+  Generator gen(22);
+  const int64_t R = 300, C = 130;  // > 32768 elements: the parallel kernel
+  Tensor h = uniform({R, C}, dt, gen, -4, 4).set_requires_grad(true);
+  Tensor b = uniform({C}, dt, gen, -1, 1).set_requires_grad(true);
+  Tensor g = uniform({R, C}, dt, gen);
+  bias_gelu(h, b).backward(g);
+  const auto vh = h.detach().to_double_vector(), vb = b.detach().to_double_vector(), vg = g.to_double_vector();
+  std::vector<double> dh(vh.size()), db(C, 0.0);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const size_t i = r * C + c;
+      dh[i] = vg[i] * gelu_grad_ref(vh[i] + vb[c]);
+      db[c] += dh[i];
+    }
+  EXPECT_TRUE(all_close(h.grad(), {R, C}, dh, fwd_tol<TypeParam>()));
+  // A sum of R terms: float32 rounding grows with R.
+  EXPECT_TRUE(all_close(b.grad(), {C}, db, std::is_same_v<TypeParam, float> ? 2e-4 : 1e-10));
+}
+
+TEST(ElementwiseGrad, BiasGelu) {
+  Generator gen(23);
+  Tensor h = uniform({3, 2, 5}, DType::f64, gen, -3, 3).set_requires_grad(true);
+  Tensor b = uniform({5}, DType::f64, gen, -1, 1).set_requires_grad(true);
+  EXPECT_TRUE(gradcheck([](const In& in) { return bias_gelu(in[0], in[1]); }, {h, b}));
+  // Non-contiguous h (a transposed view) and a strided bias.
+  Tensor ht = transposed_leaf(uniform({5, 4}, DType::f64, gen, -3, 3));
+  Tensor bs = strided_leaf(uniform({4}, DType::f64, gen, -1, 1));
+  EXPECT_TRUE(gradcheck([](const In& in) { return bias_gelu(in[0], in[1]); }, {ht, bs}));
+  // Only h needs a gradient.
+  Tensor b_fixed = uniform({5}, DType::f64, gen);
+  EXPECT_TRUE(gradcheck([&](const In& in) { return bias_gelu(in[0], b_fixed); }, {h}));
+}
+
+TEST(ElementwiseGrad, BiasGeluRejectsAMismatchedBias) {
+  Tensor h = Tensor::zeros({2, 3}, DType::f32), b = Tensor::zeros({4}, DType::f32);
+  EXPECT_THROW(bias_gelu(h, b), Error);
+}

@@ -32,6 +32,9 @@ Tensor sqrt(const Tensor& a);
 Tensor rsqrt(const Tensor& a);
 Tensor tanh(const Tensor& a);
 Tensor gelu(const Tensor& a);  // exact: x * Phi(x) with erf
+// gelu(h + bias) for h [..., C] and bias [C]: the MLP's first bias and activation in one pass
+// (and their gradients in one pass: dh and the column sums that make dbias). float32/float64.
+Tensor bias_gelu(const Tensor& h, const Tensor& bias);
 Tensor clamp(const Tensor& a, double lo, double hi);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

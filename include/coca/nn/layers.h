@@ -24,7 +24,8 @@ class LayerNorm : public Module {
 class Mlp : public Module {
  public:
   Mlp(int64_t width, int64_t hidden, DType dtype);
-  Tensor forward(const Tensor& x) const { return c_proj->forward(gelu(c_fc->forward(x))); }
+  // c_proj(gelu(c_fc(x))); on the CPU c_fc's bias and the GELU are one fused pass (bias_gelu).
+  Tensor forward(const Tensor& x) const;
   std::shared_ptr<Linear> c_fc, c_proj;
 };
 

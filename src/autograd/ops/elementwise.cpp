@@ -149,6 +149,29 @@ Tensor gelu(const Tensor& a) {
   return out;
 }
 
+Tensor bias_gelu(const Tensor& h, const Tensor& bias) {
+  check_elementwise("bias_gelu", h);
+  detail::check_defined("bias_gelu", bias, "bias");
+  detail::check_cpu("bias_gelu", {&h, &bias});
+  detail::check_float("bias_gelu", h);
+  detail::check_same_dtype("bias_gelu", h, bias);
+  COCA_CHECK(h.dim() >= 1 && bias.dim() == 1 && bias.size(0) == h.size(-1), "bias_gelu: bias ", bias.describe(),
+             " does not match the last dimension of ", h.describe());
+  if (h.device() != Device::CPU) return gelu(add(h, bias));  // no fused kernel there
+  Tensor hc = h.detach().contiguous(), bc = bias.detach().contiguous();
+  Tensor out = Tensor::empty(h.shape(), h.dtype(), h.device());
+  cpu::bias_gelu_forward(hc, bc, out);
+  record(out, "bias_gelu", {h, bias}, [hc, bc, want_b = bias.requires_grad()](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dh = Tensor::empty(hc.shape(), hc.dtype(), hc.device());
+    // The column sums cost nothing extra in the same pass; dropped when bias needs no gradient.
+    Tensor db = Tensor::empty(bc.shape(), bc.dtype(), bc.device());
+    cpu::bias_gelu_backward(hc, bc, gc, dh, db);
+    return std::vector<Tensor>{dh, want_b ? db : Tensor()};
+  });
+  return out;
+}
+
 Tensor clamp(const Tensor& a, double lo, double hi) {
   COCA_CHECK(lo <= hi, "clamp: lower bound ", lo, " exceeds upper bound ", hi);
   Tensor out = unary_forward(kernels::UnaryOp::Clamp, "clamp", a, lo, hi);

@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "coca/kernels/cpu/copy.h"
+#include "coca/kernels/cpu/fast_math.h"
 #include "coca/kernels/cpu/matmul.h"
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
@@ -75,10 +77,12 @@ T softmax_row(T* row, int64_t S) {
     std::fill(row, row + S, T(0));
     return m;
   }
-  for (int64_t j = 0; j < S; ++j) row[j] = std::exp(row[j] - m);
   T sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < S; ++j) sum += row[j];
+  for (int64_t j = 0; j < S; ++j) {
+    row[j] = softmax_exp(row[j] - m);
+    sum += row[j];
+  }
   const T inv = T(1) / sum;
 #pragma omp simd
   for (int64_t j = 0; j < S; ++j) row[j] *= inv;
@@ -89,6 +93,7 @@ T softmax_row(T* row, int64_t S) {
 
 void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse) {
+  ProfileScope prof("attention");
   dispatch_float(q.dtype(), "scaled_dot_product_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* lp = lse.data<T>();
@@ -118,6 +123,7 @@ void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k,
 
 void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                         const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv) {
+  ProfileScope prof("attention_backward");
   dispatch_float(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* lp = lse.data<T>();
@@ -141,7 +147,9 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
             if (l[i] == -std::numeric_limits<T>::infinity()) {
               for (int64_t j = 0; j < a.S; ++j) row[j] = 0;
             } else {
-              for (int64_t j = 0; j < a.S; ++j) row[j] = std::exp(row[j] - l[i]);
+              const T li = l[i];
+#pragma omp simd
+              for (int64_t j = 0; j < a.S; ++j) row[j] = softmax_exp(row[j] - li);
             }
             // D_i = dO_i . O_i
             const T* orow = ob + i * o.stride(2);

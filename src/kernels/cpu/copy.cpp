@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
@@ -22,6 +23,7 @@ static inline D convert(S v) {
 }
 
 void copy_strided(Tensor& dst, const Tensor& src) {
+  ProfileScope prof("copy");
   COCA_CHECK(dst.device() == Device::CPU && src.device() == Device::CPU, "copy: CPU kernel given ",
              src.describe(), " -> ", dst.describe());
   if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {

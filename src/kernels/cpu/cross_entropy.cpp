@@ -4,12 +4,15 @@
 #include <cmath>
 #include <cstring>
 
+#include "coca/kernels/cpu/fast_math.h"
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
                              Tensor& lse, int64_t& count) {
+  ProfileScope prof("cross_entropy");
   const int64_t N = logits.size(0), C = logits.size(1);
   const int32_t* t = targets.data<int32_t>();
   for (int64_t r = 0; r < N; ++r)
@@ -28,7 +31,8 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
 #pragma omp simd reduction(max : m)
       for (int64_t c = 1; c < C; ++c) m = std::max(m, row[c]);
       T s = 0;
-      for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < C; ++c) s += softmax_exp(row[c] - m);
       l[r] = m + std::log(s);
       if (t[r] != ignore_index) {
         total += static_cast<double>(l[r] - row[t[r]]);
@@ -42,6 +46,7 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
 
 void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
                             const Tensor& lse, double scale, Tensor& dlogits) {
+  ProfileScope prof("cross_entropy_backward");
   const int64_t N = logits.size(0), C = logits.size(1);
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -58,7 +63,9 @@ void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targ
         continue;
       }
       const T* row = x + r * ld;
-      for (int64_t c = 0; c < C; ++c) dr[c] = sc * std::exp(row[c] - l[r]);
+      const T lr = l[r];
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) dr[c] = sc * softmax_exp(row[c] - lr);
       dr[t[r]] -= sc;
     }
   });

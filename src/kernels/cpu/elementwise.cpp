@@ -1,8 +1,12 @@
 #include "coca/kernels/cpu/elementwise.h"
 
+#include <omp.h>
+
 #include <cmath>
+#include <vector>
 
 #include "coca/kernels/cpu/fast_math.h"
+#include "coca/kernels/cpu/profile.h"
 #include "coca/kernels/cpu/strided.h"
 #include "coca/tensor/dispatch.h"
 
@@ -79,6 +83,8 @@ void unary_loop(const Tensor& a, Tensor& out, F f) {
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  static const char* const kNames[] = {"add", "sub", "mul", "div"};
+  ProfileScope prof(kNames[static_cast<int>(op)]);
   dispatch_elementwise(out.dtype(), "binary", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
@@ -92,6 +98,9 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
+  static const char* const kNames[] = {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "gelu", "add_scalar",
+                                       "mul_scalar", "pow_scalar", "clamp"};
+  ProfileScope prof(kNames[static_cast<int>(op)]);
   dispatch_elementwise(out.dtype(), "unary", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
@@ -115,6 +124,7 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
 }
 
 void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
+  ProfileScope prof("gelu_backward");
   dispatch_elementwise(x.dtype(), "gelu_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;
@@ -126,7 +136,79 @@ void gelu_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in) {
   });
 }
 
+namespace {
+
+template <typename T>
+inline T gelu_of(T v) {
+  return T(0.5) * v * (T(1) + erf_of(v * T(M_SQRT1_2)));
+}
+
+template <typename T>
+inline T gelu_grad_of(T v) {
+  const T cdf = T(0.5) * (T(1) + erf_of(v * T(M_SQRT1_2)));
+  const T pdf = exp_of(T(-0.5) * v * v) * T(0.3989422804014327);  // 1/sqrt(2 pi)
+  return cdf + v * pdf;
+}
+
+constexpr int64_t kRowParallelElements = 32768;
+
+}  // namespace
+
+void bias_gelu_forward(const Tensor& h, const Tensor& bias, Tensor& y) {
+  ProfileScope prof("bias_gelu");
+  const int64_t C = h.size(-1), R = h.numel() / std::max<int64_t>(C, 1);
+  dispatch_float(h.dtype(), "bias_gelu", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* hp = h.data<T>();
+    const T* b = bias.data<T>();
+    T* yp = y.data<T>();
+#pragma omp parallel for schedule(static) if (R * C >= kRowParallelElements)
+    for (int64_t r = 0; r < R; ++r) {
+      const T* hr = hp + r * C;
+      T* yr = yp + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) yr[c] = gelu_of<T>(hr[c] + b[c]);
+    }
+  });
+}
+
+void bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dy, Tensor& dh, Tensor& dbias) {
+  ProfileScope prof("bias_gelu_backward");
+  const int64_t C = h.size(-1), R = h.numel() / std::max<int64_t>(C, 1);
+  dispatch_float(h.dtype(), "bias_gelu_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* hp = h.data<T>();
+    const T* b = bias.data<T>();
+    const T* gp = dy.data<T>();
+    T* dp = dh.data<T>();
+    const int nthreads = R * C >= kRowParallelElements ? omp_get_max_threads() : 1;
+    std::vector<T> part(static_cast<size_t>(nthreads) * C, T(0));
+#pragma omp parallel num_threads(nthreads)
+    {
+      T* pb = part.data() + omp_get_thread_num() * C;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < R; ++r) {
+        const T* hr = hp + r * C;
+        const T* gr = gp + r * C;
+        T* dr = dp + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const T d = gr[c] * gelu_grad_of<T>(hr[c] + b[c]);
+          dr[c] = d;
+          pb[c] += d;
+        }
+      }
+    }
+    T* db = dbias.data<T>();
+    for (int64_t c = 0; c < C; ++c) db[c] = part[c];
+    for (int t = 1; t < nthreads; ++t)
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) db[c] += part[t * C + c];
+  });
+}
+
 void clamp_backward(const Tensor& x, const Tensor& grad_out, Tensor& grad_in, double lo, double hi) {
+  ProfileScope prof("clamp_backward");
   dispatch_elementwise(x.dtype(), "clamp_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename compute<T>::type;

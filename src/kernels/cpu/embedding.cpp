@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 void embedding_forward(const Tensor& weight, const Tensor& idx, Tensor& out) {
+  ProfileScope prof("embedding");
   const int64_t V = weight.size(0), D = weight.size(1), n = idx.numel();
   const int32_t* ip = idx.data<int32_t>();
   for (int64_t i = 0; i < n; ++i)
@@ -21,6 +23,7 @@ void embedding_forward(const Tensor& weight, const Tensor& idx, Tensor& out) {
 }
 
 void embedding_backward(const Tensor& g, const Tensor& idx, Tensor& dweight) {
+  ProfileScope prof("embedding_backward");
   const int64_t D = dweight.size(1), n = idx.numel();
   dispatch_float(dweight.dtype(), "embedding_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

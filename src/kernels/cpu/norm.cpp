@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
@@ -31,6 +32,7 @@ const T* param_or(const Tensor& p, std::vector<T>& fallback, int64_t C, T value)
 
 void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& y,
                         Tensor& mean, Tensor& rstd) {
+  ProfileScope prof("layer_norm");
   const int64_t C = x.size(-1), R = x.numel() / std::max<int64_t>(C, 1);
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -64,6 +66,7 @@ void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
 
 void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                          const Tensor& dy, Tensor& dx, Tensor& dweight, Tensor& dbias) {
+  ProfileScope prof("layer_norm_backward");
   const int64_t C = x.size(-1), R = x.numel() / std::max<int64_t>(C, 1);
   dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -127,6 +130,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& me
 }
 
 void l2_normalize_forward(const Tensor& x, double eps, Tensor& y, Tensor& norm) {
+  ProfileScope prof("l2_normalize");
   const int64_t C = x.size(-1), R = x.numel() / std::max<int64_t>(C, 1);
   dispatch_float(x.dtype(), "l2_normalize", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -150,6 +154,7 @@ void l2_normalize_forward(const Tensor& x, double eps, Tensor& y, Tensor& norm) 
 }
 
 void l2_normalize_backward(const Tensor& y, const Tensor& norm, const Tensor& dy, double eps, Tensor& dx) {
+  ProfileScope prof("l2_normalize_backward");
   const int64_t C = y.size(-1), R = y.numel() / std::max<int64_t>(C, 1);
   dispatch_float(y.dtype(), "l2_normalize_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

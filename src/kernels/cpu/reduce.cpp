@@ -6,11 +6,13 @@
 #include <cstring>
 #include <vector>
 
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Tensor& out) {
+  ProfileScope prof("sum");
   dispatch_float(in.dtype(), "sum", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* x = in.data<T>();
@@ -65,6 +67,7 @@ void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Ten
 }
 
 void max_last(const Tensor& in, int64_t rows, int64_t cols, Tensor& values, Tensor& index) {
+  ProfileScope prof("max");
   dispatch_float(in.dtype(), "max", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* x = in.data<T>();
@@ -83,6 +86,7 @@ void max_last(const Tensor& in, int64_t rows, int64_t cols, Tensor& values, Tens
 }
 
 void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64_t cols, Tensor& out) {
+  ProfileScope prof("max_backward");
   dispatch_float(out.dtype(), "max_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* gp = g.data<T>();

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "coca/kernels/cpu/fast_math.h"
+#include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
 
 namespace coca::cpu {
 
 void softmax_rows(const Tensor& x, Tensor& y, bool log) {
+  ProfileScope prof("softmax");
   const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
   dispatch_float(x.dtype(), log ? "log_softmax" : "softmax", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -20,10 +23,12 @@ void softmax_rows(const Tensor& x, Tensor& y, bool log) {
       T m = in[0];
 #pragma omp simd reduction(max : m)
       for (int64_t c = 1; c < cols; ++c) m = std::max(m, in[c]);
-      for (int64_t c = 0; c < cols; ++c) out[c] = std::exp(in[c] - m);  // libm exp: not vectorised
       T s = 0;
 #pragma omp simd reduction(+ : s)
-      for (int64_t c = 0; c < cols; ++c) s += out[c];
+      for (int64_t c = 0; c < cols; ++c) {
+        out[c] = softmax_exp(in[c] - m);
+        s += out[c];
+      }
       if (log) {
         const T lse = m + std::log(s);
 #pragma omp simd
@@ -38,6 +43,7 @@ void softmax_rows(const Tensor& x, Tensor& y, bool log) {
 }
 
 void softmax_rows_backward(const Tensor& y, const Tensor& g, Tensor& dx, bool log) {
+  ProfileScope prof("softmax_backward");
   const int64_t cols = y.size(-1), rows = y.numel() / std::max<int64_t>(cols, 1);
   dispatch_float(y.dtype(), "softmax_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -53,7 +59,8 @@ void softmax_rows_backward(const Tensor& y, const Tensor& g, Tensor& dx, bool lo
       if (log) {
 #pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < cols; ++c) s += gr[c];
-        for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - std::exp(yr[c]) * s;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - softmax_exp(yr[c]) * s;
       } else {
 #pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < cols; ++c) s += gr[c] * yr[c];

@@ -2,6 +2,7 @@
 // Branch-free float32 exp and erf that the compiler can vectorise (libm's expf/erff are
 // scalar calls). Accuracy: exp within ~2 ulp over its range; erf within ~1e-7 absolute,
 // i.e. at float32 rounding. float64 code keeps std::exp / std::erf.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -28,6 +29,18 @@ inline float fast_exp(float x) {
   std::memcpy(&scale, &e, 4);
   return y * scale;
 }
+
+// exp for probabilities: fast_exp, except that arguments below -87 (where e^x is under float's
+// smallest normal) give exactly 0, so that a masked (-inf) score has probability 0.
+inline float fast_exp_or_zero(float x) {
+  const float y = fast_exp(x);
+  return x < -87.0f ? 0.0f : y;
+}
+
+// The exp of the softmax-like kernels: vectorisable in float32, libm in float64 (whose
+// results are unchanged).
+inline float softmax_exp(float x) { return fast_exp_or_zero(x); }
+inline double softmax_exp(double x) { return std::exp(x); }
 
 // erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 to float precision beyond); the rational
 // minimax coefficients are those Eigen and XLA use for float erf.
