@@ -64,6 +64,8 @@ struct AxisPlan {
   // inside the source (zero weights on the extra pixels): a fixed-length inner loop.
   std::vector<int> fixed_first;
   std::vector<float> fixed_weights;  // out_size * taps * 4: each weight four times, one per lane
+  std::vector<double> work;          // scratch for plan_axis
+  std::vector<float> work_weights;
 };
 
 void plan_axis(AxisPlan& p, int in_size, double box0, double box_len, int out_size, ResampleFilter f) {
@@ -75,8 +77,10 @@ void plan_axis(AxisPlan& p, int in_size, double box0, double box_len, int out_si
   const int max_taps = static_cast<int>(std::ceil(support)) * 2 + 1;
   p.first.assign(static_cast<size_t>(out_size), 0);
   p.count.assign(static_cast<size_t>(out_size), 0);
-  std::vector<double> w(static_cast<size_t>(max_taps));
-  std::vector<float> wf(static_cast<size_t>(out_size) * max_taps, 0.0f);
+  std::vector<double>& w = p.work;
+  w.resize(static_cast<size_t>(max_taps));
+  std::vector<float>& wf = p.work_weights;
+  wf.assign(static_cast<size_t>(out_size) * max_taps, 0.0f);
   int taps = 1;
   for (int o = 0; o < out_size; ++o) {
     const double center = box0 + (o + 0.5) * scale;
@@ -122,9 +126,9 @@ void plan_axis(AxisPlan& p, int in_size, double box0, double box_len, int out_si
 
 struct Scratch {
   AxisPlan xs, ys;
-  std::vector<float> row;  // one vertically filtered source row (the columns in use), RGB
-  std::vector<float> out_row;  // one output row, RGB
-  std::vector<int> hfirst;     // xs.fixed_first relative to the first column in use
+  std::vector<float> rows_v;  // kRows vertically filtered source rows (the columns in use), RGB
+  std::vector<float> rows_h;  // kRows output rows, RGB
+  std::vector<int> hfirst;    // xs.fixed_first relative to the first column in use
   std::vector<const uint8_t*> rows;
 };
 
@@ -177,35 +181,88 @@ void vertical_pass(float* out, const uint8_t* const* rows, const float* w, int c
 // end) into `out` (out_w RGB floats, one spare float at the end), 0..255 but not clamped.
 // Each pixel is one 4-float vector (R, G, B, spare); its store's spare lane is overwritten
 // by the next pixel.
-template <int T>
-void horizontal_fixed(const float* in, const int* first, const float* weights, int taps, int out_w, float* out) {
+// Output rows per horizontal sweep: each weight is loaded once for all of them (the sweep
+// is bound by loads, not arithmetic).
+constexpr int kRows = 4;
+
+// R rows of the horizontal pass: from the vertically filtered rows in[r] (RGB floats, one
+// spare float at the end) into out[r] (out_w RGB floats, one spare float at the end),
+// 0..255 but not clamped. Each pixel is one 4-float vector (R, G, B, spare); its store's
+// spare lane is overwritten by the next pixel.
+template <int T, int R>
+void horizontal_rows(const float* const* in, const int* first, const float* weights, int taps, int out_w,
+                     float* const* out) {
   const int nt = T > 0 ? T : taps;
   for (int x = 0; x < out_w; ++x) {
-    const float* p = in + static_cast<size_t>(first[x]) * 3;
+    const size_t off = static_cast<size_t>(first[x]) * 3;
     const float* w = weights + static_cast<size_t>(x) * nt * 4;
-    V4 a = load4(p) * load4(w);
-    for (int k = 1; k < nt; ++k) a += load4(p + 3 * k) * load4(w + 4 * k);
-    std::memcpy(out + static_cast<size_t>(x) * 3, &a, sizeof(a));
+    V4 a[R];
+    const V4 w0 = load4(w);
+    for (int r = 0; r < R; ++r) a[r] = load4(in[r] + off) * w0;
+    for (int k = 1; k < nt; ++k) {
+      const V4 wk = load4(w + 4 * k);
+      for (int r = 0; r < R; ++r) a[r] += load4(in[r] + off + 3 * k) * wk;
+    }
+    for (int r = 0; r < R; ++r) std::memcpy(out[r] + static_cast<size_t>(x) * 3, &a[r], sizeof(V4));
   }
 }
 
-void horizontal_pass(const float* in, const int* first, const float* weights, int taps, int out_w, float* out) {
+template <int R>
+void horizontal_pass(const float* const* in, const int* first, const float* weights, int taps, int out_w,
+                     float* const* out) {
   switch (taps) {
-    case 1: return horizontal_fixed<1>(in, first, weights, taps, out_w, out);
-    case 2: return horizontal_fixed<2>(in, first, weights, taps, out_w, out);
-    case 3: return horizontal_fixed<3>(in, first, weights, taps, out_w, out);
-    case 4: return horizontal_fixed<4>(in, first, weights, taps, out_w, out);
-    case 5: return horizontal_fixed<5>(in, first, weights, taps, out_w, out);
-    case 6: return horizontal_fixed<6>(in, first, weights, taps, out_w, out);
-    case 7: return horizontal_fixed<7>(in, first, weights, taps, out_w, out);
-    case 8: return horizontal_fixed<8>(in, first, weights, taps, out_w, out);
-    default: return horizontal_fixed<0>(in, first, weights, taps, out_w, out);
+    case 1: return horizontal_rows<1, R>(in, first, weights, taps, out_w, out);
+    case 2: return horizontal_rows<2, R>(in, first, weights, taps, out_w, out);
+    case 3: return horizontal_rows<3, R>(in, first, weights, taps, out_w, out);
+    case 4: return horizontal_rows<4, R>(in, first, weights, taps, out_w, out);
+    case 5: return horizontal_rows<5, R>(in, first, weights, taps, out_w, out);
+    case 6: return horizontal_rows<6, R>(in, first, weights, taps, out_w, out);
+    case 7: return horizontal_rows<7, R>(in, first, weights, taps, out_w, out);
+    case 8: return horizontal_rows<8, R>(in, first, weights, taps, out_w, out);
+    default: return horizontal_rows<0, R>(in, first, weights, taps, out_w, out);
+  }
+}
+
+inline V4 clamp255(V4 v) {
+  const V4 lo{0, 0, 0, 0}, hi{255, 255, 255, 255};
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// One output row (out_w RGB floats, one spare float at the end) clamped to 0..255 and
+// normalised into the planes r, g, b: four pixels at a time, transposed from
+// (R, G, B, -) x 4 to R x 4, G x 4, B x 4.
+void normalise_row(const float* rgb, int out_w, V4 scale, V4 shift, float* r, float* g, float* b) {
+  const V4 sr = V4{1, 1, 1, 1} * scale[0], tr = V4{1, 1, 1, 1} * shift[0];
+  const V4 sg = V4{1, 1, 1, 1} * scale[1], tg = V4{1, 1, 1, 1} * shift[1];
+  const V4 sb = V4{1, 1, 1, 1} * scale[2], tb = V4{1, 1, 1, 1} * shift[2];
+  int x = 0;
+  for (; x + 4 <= out_w; x += 4) {
+    const float* p = rgb + static_cast<size_t>(x) * 3;
+    const V4 a0 = load4(p), a1 = load4(p + 3), a2 = load4(p + 6), a3 = load4(p + 9);
+    const V4 t0 = __builtin_shufflevector(a0, a1, 0, 4, 1, 5);  // r0 r1 g0 g1
+    const V4 t1 = __builtin_shufflevector(a2, a3, 0, 4, 1, 5);  // r2 r3 g2 g3
+    const V4 t2 = __builtin_shufflevector(a0, a1, 2, 6, 2, 6);  // b0 b1 . .
+    const V4 t3 = __builtin_shufflevector(a2, a3, 2, 6, 2, 6);  // b2 b3 . .
+    const V4 vr = clamp255(__builtin_shufflevector(t0, t1, 0, 1, 4, 5)) * sr + tr;
+    const V4 vg = clamp255(__builtin_shufflevector(t0, t1, 2, 3, 6, 7)) * sg + tg;
+    const V4 vb = clamp255(__builtin_shufflevector(t2, t3, 0, 1, 4, 5)) * sb + tb;
+    std::memcpy(r + x, &vr, sizeof(vr));
+    std::memcpy(g + x, &vg, sizeof(vg));
+    std::memcpy(b + x, &vb, sizeof(vb));
+  }
+  for (; x < out_w; ++x) {
+    const V4 v = clamp255(load4(rgb + static_cast<size_t>(x) * 3)) * scale + shift;
+    r[x] = v[0];
+    g[x] = v[1];
+    b[x] = v[2];
   }
 }
 
 // Both passes: for each output row, the vertical filter over the source rows under it
-// (only the columns the horizontal filter reads), then the horizontal filter; calls
-// sink(y, row) with each output row as out_w RGB floats in 0..255 (not clamped).
+// (only the columns the horizontal filter reads), then the horizontal filter, kRows output
+// rows at a time; calls sink(y, row) with each output row as out_w RGB floats in 0..255
+// (not clamped; one spare float at the end).
 template <typename Sink>
 void resample_core(const RgbView& src, const SourceBox& box, int out_w, int out_h, ResampleFilter f, Sink&& sink) {
   COCA_CHECK(src.width > 0 && src.height > 0 && out_w > 0 && out_h > 0 && box.w > 0 && box.h > 0,
@@ -219,22 +276,37 @@ void resample_core(const RgbView& src, const SourceBox& box, int out_w, int out_
   const int col_lo = xs.fixed_first[0];
   const int col_hi = xs.fixed_first[static_cast<size_t>(out_w) - 1] + xs.taps;  // non-decreasing firsts
   const size_t n = static_cast<size_t>(col_hi - col_lo) * 3;
-  s.row.resize(n + 1);
-  s.row[n] = 0.0f;  // read (times the spare lane) by the last pixel's 4-float load
-  s.out_row.resize(static_cast<size_t>(out_w) * 3 + 1);
+  const size_t out_n = static_cast<size_t>(out_w) * 3 + 1;
+  s.rows_v.resize((n + 1) * kRows);
+  s.rows_h.resize(out_n * kRows);
+  float* vrow[kRows];
+  float* hrow[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    vrow[r] = s.rows_v.data() + (n + 1) * r;
+    vrow[r][n] = 0.0f;  // read (times the spare lane) by the last pixel's 4-float load
+    hrow[r] = s.rows_h.data() + out_n * r;
+  }
   std::vector<int>& hfirst = s.hfirst;
   hfirst.resize(static_cast<size_t>(out_w));
   for (int x = 0; x < out_w; ++x) hfirst[static_cast<size_t>(x)] = xs.fixed_first[static_cast<size_t>(x)] - col_lo;
   std::vector<const uint8_t*>& rows = s.rows;
   rows.resize(static_cast<size_t>(ys.taps));
   const uint8_t* base = src.data + static_cast<size_t>(col_lo) * 3;
-  for (int y = 0; y < out_h; ++y) {
-    const int cnt = ys.count[static_cast<size_t>(y)];
-    const int y0 = ys.first[static_cast<size_t>(y)];
-    for (int k = 0; k < cnt; ++k) rows[static_cast<size_t>(k)] = base + static_cast<int64_t>(y0 + k) * src.stride;
-    vertical_pass(s.row.data(), rows.data(), ys.weights.data() + static_cast<size_t>(y) * ys.taps, cnt, n);
-    horizontal_pass(s.row.data(), hfirst.data(), xs.fixed_weights.data(), xs.taps, out_w, s.out_row.data());
-    sink(y, s.out_row.data());
+  for (int y = 0; y < out_h; y += kRows) {
+    const int m = std::min(kRows, out_h - y);
+    for (int r = 0; r < m; ++r) {
+      const int cnt = ys.count[static_cast<size_t>(y + r)];
+      const int y0 = ys.first[static_cast<size_t>(y + r)];
+      for (int k = 0; k < cnt; ++k) rows[static_cast<size_t>(k)] = base + static_cast<int64_t>(y0 + k) * src.stride;
+      vertical_pass(vrow[r], rows.data(), ys.weights.data() + static_cast<size_t>(y + r) * ys.taps, cnt, n);
+    }
+    if (m == kRows) {
+      horizontal_pass<kRows>(vrow, hfirst.data(), xs.fixed_weights.data(), xs.taps, out_w, hrow);
+    } else {
+      for (int r = 0; r < m; ++r)
+        horizontal_pass<1>(vrow + r, hfirst.data(), xs.fixed_weights.data(), xs.taps, out_w, hrow + r);
+    }
+    for (int r = 0; r < m; ++r) sink(y + r, hrow[r]);
   }
 }
 
@@ -260,23 +332,16 @@ void resample_rgb_u8(const RgbView& src, const SourceBox& box, int out_w, int ou
 
 void resample_rgb_normalized(const RgbView& src, const SourceBox& box, int out_w, int out_h,
                              ResampleFilter filter, const float mean[3], const float std[3], float* out) {
-  float scale[3], shift[3];
+  // Clamped to the 8-bit range first, as an image resized to uint8 then normalised.
+  V4 scale{0, 0, 0, 0}, shift{0, 0, 0, 0};
   for (int c = 0; c < 3; ++c) {
     scale[c] = 1.0f / (255.0f * std[c]);
     shift[c] = -mean[c] / std[c];
   }
   const size_t plane = static_cast<size_t>(out_w) * out_h;
-  resample_core(src, box, out_w, out_h, filter, [&](int y, const float* __restrict row) {
-    float* __restrict r = out + static_cast<size_t>(y) * out_w;
-    float* __restrict g = r + plane;
-    float* __restrict b = g + plane;
-    // Clamped to the 8-bit range first, as an image resized to uint8 then normalised.
-    // A stride-3 loop the compiler vectorises (de-interleaving shuffles).
-    for (int x = 0; x < out_w; ++x) {
-      r[x] = std::min(std::max(row[3 * x], 0.0f), 255.0f) * scale[0] + shift[0];
-      g[x] = std::min(std::max(row[3 * x + 1], 0.0f), 255.0f) * scale[1] + shift[1];
-      b[x] = std::min(std::max(row[3 * x + 2], 0.0f), 255.0f) * scale[2] + shift[2];
-    }
+  resample_core(src, box, out_w, out_h, filter, [&](int y, const float* row) {
+    float* r = out + static_cast<size_t>(y) * out_w;
+    normalise_row(row, out_w, scale, shift, r, r + plane, r + 2 * plane);
   });
 }
 
