@@ -13,6 +13,8 @@
 #include <cmath>
 #include <vector>
 
+#include "coca/data/image.h"
+#include "coca/data/jpeg_decode.h"
 #include "coca/data/loader.h"
 #include "coca/data/resample.h"
 #include "coca/tensor/random.h"
@@ -152,4 +154,38 @@ TEST(Resample, LoaderSizesAndDeterminism) {
       EXPECT_LE(worst, 0.01) << name(f) << " box " << b.x0 << "," << b.y0 << " " << b.w << "x" << b.h;
     }
   }
+}
+
+// transform_encoded decodes training crops with the fast IDCT/upsampling and the eval
+// transform exactly: the eval output equals the resample of the exact scaled decode, bit
+// for bit, and the fast decode differs from the exact one (so the comparison can tell).
+TEST(Resample, EvalTransformDecodesExactly) {
+  const int W = 300, H = 200, out = 100;
+  std::vector<uint8_t> px(static_cast<size_t>(W) * H * 3);
+  Generator g(11);
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x)
+      for (int c = 0; c < 3; ++c)
+        px[(static_cast<size_t>(y) * W + x) * 3 + c] = static_cast<uint8_t>(
+            std::clamp(128 + 60 * std::sin(0.05 * x * (c + 1)) + 40 * std::cos(0.07 * y) + double(g.below(9)) - 4, 0.0, 255.0));
+  const auto jpg = encode_jpeg(px.data(), W, H, 3, 90);
+  AugmentParams p;
+  p.random_crop = false;
+  p.filter = ResampleFilter::bicubic;
+  Generator unused(1);
+  std::vector<float> got(3 * out * out), want(3 * out * out);
+  transform_encoded(jpg.data(), jpg.size(), out, p, unused, got.data());
+  // Centre square of the shorter side, at the DCT scale transform_encoded picks (1/2 here).
+  const DctScale s = choose_dct_scale(H, H, out, out);
+  ASSERT_LT(s.num * 1, s.denom) << "the test needs a reduced scale";
+  const Image exact = decode_jpeg_scaled(jpg.data(), jpg.size(), s, false);
+  const Image fast = decode_jpeg_scaled(jpg.data(), jpg.size(), s, true);
+  ASSERT_NE(exact.rgb, fast.rgb) << "fast and exact decodes agree: the comparison below could not tell them apart";
+  const double fx = double(exact.width) / W, fy = double(exact.height) / H;
+  SourceBox box{(W - H) / 2.0 * fx, 0, H * fx, H * fy};
+  box.w = std::min(box.w, exact.width - box.x0);
+  box.h = std::min(box.h, exact.height - box.y0);
+  resample_rgb_normalized({exact.rgb.data(), exact.width, exact.height, int64_t(exact.width) * 3}, box, out, out,
+                          p.filter, kClipMean, kClipStd, want.data());
+  EXPECT_EQ(got, want);
 }
