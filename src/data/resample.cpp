@@ -42,6 +42,17 @@ double filter_value(ResampleFilter f, double x) {
 // same code gives SSE/AVX on x86 and NEON on ARM without a runtime dispatch.
 using V4 = float __attribute__((vector_size(16)));
 
+// Lanes of (a, b) by index, 0-3 from a and 4-7 from b.
+template <int A, int B, int C, int D>
+inline V4 shuffle(V4 a, V4 b) {
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, A, B, C, D);
+#else
+  using Mask = int __attribute__((vector_size(16)));
+  return __builtin_shuffle(a, b, Mask{A, B, C, D});
+#endif
+}
+
 inline V4 load4(const float* p) {
   V4 v;
   std::memcpy(&v, p, sizeof(v));
@@ -240,13 +251,13 @@ void normalise_row(const float* rgb, int out_w, V4 scale, V4 shift, float* r, fl
   for (; x + 4 <= out_w; x += 4) {
     const float* p = rgb + static_cast<size_t>(x) * 3;
     const V4 a0 = load4(p), a1 = load4(p + 3), a2 = load4(p + 6), a3 = load4(p + 9);
-    const V4 t0 = __builtin_shufflevector(a0, a1, 0, 4, 1, 5);  // r0 r1 g0 g1
-    const V4 t1 = __builtin_shufflevector(a2, a3, 0, 4, 1, 5);  // r2 r3 g2 g3
-    const V4 t2 = __builtin_shufflevector(a0, a1, 2, 6, 2, 6);  // b0 b1 . .
-    const V4 t3 = __builtin_shufflevector(a2, a3, 2, 6, 2, 6);  // b2 b3 . .
-    const V4 vr = clamp255(__builtin_shufflevector(t0, t1, 0, 1, 4, 5)) * sr + tr;
-    const V4 vg = clamp255(__builtin_shufflevector(t0, t1, 2, 3, 6, 7)) * sg + tg;
-    const V4 vb = clamp255(__builtin_shufflevector(t2, t3, 0, 1, 4, 5)) * sb + tb;
+    const V4 t0 = shuffle<0, 4, 1, 5>(a0, a1);  // r0 r1 g0 g1
+    const V4 t1 = shuffle<0, 4, 1, 5>(a2, a3);  // r2 r3 g2 g3
+    const V4 t2 = shuffle<2, 6, 2, 6>(a0, a1);  // b0 b1 . .
+    const V4 t3 = shuffle<2, 6, 2, 6>(a2, a3);  // b2 b3 . .
+    const V4 vr = clamp255(shuffle<0, 1, 4, 5>(t0, t1)) * sr + tr;
+    const V4 vg = clamp255(shuffle<2, 3, 6, 7>(t0, t1)) * sg + tg;
+    const V4 vb = clamp255(shuffle<0, 1, 4, 5>(t2, t3)) * sb + tb;
     std::memcpy(r + x, &vr, sizeof(vr));
     std::memcpy(g + x, &vg, sizeof(vg));
     std::memcpy(b + x, &vb, sizeof(vb));
