@@ -78,8 +78,10 @@ namespace {
 
 // Decodes into `out`, reusing its buffer (the loader's workers keep one per thread: a fresh
 // 200 KB buffer per sample costs page faults comparable to the decode).
-void decode_jpeg_into(const uint8_t* data, size_t size, DctScale s, Image& out) {
-  const JpegInfo info = jpeg_info(data, size);
+// `header`: jpeg_info of the same bytes when the caller has it already.
+void decode_jpeg_into(const uint8_t* data, size_t size, DctScale s, bool fast, Image& out,
+                      const JpegInfo* header = nullptr) {
+  const JpegInfo info = header ? *header : jpeg_info(data, size);
   if (info.cmyk) {  // TurboJPEG cannot give RGB from CMYK; decode_image converts it
     Image full = decode_image(data, size);
     if (s == DctScale{}) {
@@ -99,15 +101,15 @@ void decode_jpeg_into(const uint8_t* data, size_t size, DctScale s, Image& out) 
   out.rgb.resize(static_cast<size_t>(out.width) * out.height * 3);
   tjhandle h = decompressor();
   if (tjDecompress2(h, data, static_cast<unsigned long>(size), out.rgb.data(), out.width, out.width * 3, out.height,
-                    TJPF_RGB, TJFLAG_STOPONWARNING) != 0)
+                    TJPF_RGB, TJFLAG_STOPONWARNING | (fast ? TJFLAG_FASTDCT | TJFLAG_FASTUPSAMPLE : 0)) != 0)
     tj_failed(h, "decode");
 }
 
 }  // namespace
 
-Image decode_jpeg_scaled(const uint8_t* data, size_t size, DctScale s) {
+Image decode_jpeg_scaled(const uint8_t* data, size_t size, DctScale s, bool fast) {
   Image out;
-  decode_jpeg_into(data, size, s, out);
+  decode_jpeg_into(data, size, s, fast, out);
   return out;
 }
 
@@ -116,8 +118,9 @@ void transform_encoded(const uint8_t* data, size_t size, int out_size, const Aug
   const bool jpeg = sniff_image_format(data, size) == ImageFormat::jpeg;
   int width = 0, height = 0;
   thread_local Image decoded;
+  JpegInfo info;
   if (jpeg) {
-    const JpegInfo info = jpeg_info(data, size);
+    info = jpeg_info(data, size);
     width = info.width;
     height = info.height;
   } else {
@@ -137,7 +140,7 @@ void transform_encoded(const uint8_t* data, size_t size, int out_size, const Aug
   }
   if (jpeg) {
     const DctScale s = choose_dct_scale(bw, bh, out_size, out_size);
-    decode_jpeg_into(data, size, s, decoded);
+    decode_jpeg_into(data, size, s, p.random_crop, decoded, &info);
   }
   const double fx = static_cast<double>(decoded.width) / width, fy = static_cast<double>(decoded.height) / height;
   SourceBox box{bx * fx, by * fy, bw * fx, bh * fy};

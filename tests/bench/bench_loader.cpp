@@ -7,7 +7,9 @@
 // loaded machine the per-CPU-second figures are the robust ones.
 //   (a) decode + crop + normalise to 224 px, JPEGs of 256 px (shorter side)
 //   (b) the same from 512-px JPEGs
-//   each also with the decode alone (same crops and DCT scales, no resample)
+//   each also with the previous resampler and exact decode (the transform as it was), the
+//   decode alone (same crops, DCT scales and flags, no resample), and the resample alone
+//   (current and previous resampler, CPU time of the resample call only)
 //   (c) ShardLoader end to end on a format-2 set of (a)'s JPEGs (HDF5 read, header checks,
 //       decode, crop, batch of 64), augmentation as the trainer runs it (scale 0.9-1.0, bilinear)
 //   (d) ShardLoader on format 1 (256 x 256 raw pixels) of the same images
@@ -34,6 +36,7 @@
 #include "coca/data/shard.h"
 #include "coca/data/shard_index.h"
 #include "coca/tensor/random.h"
+#include "resample_previous.h"
 
 using namespace coca;
 namespace fs = std::filesystem;
@@ -128,34 +131,60 @@ struct Rate {
   int64_t samples = 0;
 };
 
-// (a), (b): `threads` threads transform the JPEGs round-robin for about `seconds`;
-// decode_only: the same decodes (same crops, same DCT scales) without the resample.
-Rate decode_rate(const std::vector<Jpeg>& jpegs, int threads, double seconds, bool decode_only = false) {
+// What decode_rate runs per sample.
+enum class Mode {
+  transform,          // transform_encoded, as the loader runs it
+  decode_only,        // the same decodes (same crops, DCT scales and flags), no resample
+  previous,           // the transform as it was: exact decode, the previous resampler
+  resample_only,      // only the resample is timed (the decode happens, off the clock)
+  resample_previous,  // the same with the previous resampler
+};
+
+// (a), (b): `threads` threads transform the JPEGs round-robin for about `seconds`.
+Rate decode_rate(const std::vector<Jpeg>& jpegs, int threads, double seconds, Mode mode) {
   std::atomic<int64_t> done{0};
   std::vector<double> cpu(static_cast<size_t>(threads), 0.0);
   const auto t0 = Clock::now();
   std::vector<std::thread> pool;
   AugmentParams p;  // the trainer's: random-resized-crop 0.9-1.0, ratio 3/4-4/3
   p.filter = ResampleFilter::bilinear;
+  const bool timed_resample = mode == Mode::resample_only || mode == Mode::resample_previous;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
       std::vector<float> out(3 * 224 * 224);
-      const double c0 = thread_cpu_seconds();
+      double c0 = thread_cpu_seconds(), resample_cpu = 0;
       int64_t mine = 0;
       for (size_t i = static_cast<size_t>(t);; i += static_cast<size_t>(threads)) {
         const Jpeg& j = jpegs[i % jpegs.size()];
         Generator g(mix_seed(7, i));
-        if (decode_only) {
-          const CropBox c = random_resized_crop_box(j.w, j.h, p, g);
-          const Image img = decode_jpeg_scaled(j.bytes.data(), j.bytes.size(), choose_dct_scale(c.w, c.h, 224, 224));
-          out[0] = img.rgb[0];
-        } else {
+        if (mode == Mode::transform) {
           transform_encoded(j.bytes.data(), j.bytes.size(), 224, p, g, out.data());
+        } else {
+          // transform_encoded's steps, spelled out (JPEG, random crop).
+          const CropBox c = random_resized_crop_box(j.w, j.h, p, g);
+          const bool fast = mode != Mode::previous;
+          const Image img =
+              decode_jpeg_scaled(j.bytes.data(), j.bytes.size(), choose_dct_scale(c.w, c.h, 224, 224), fast);
+          if (mode == Mode::decode_only) {
+            out[0] = img.rgb[0];
+          } else {
+            const double fx = static_cast<double>(img.width) / j.w, fy = static_cast<double>(img.height) / j.h;
+            SourceBox box{c.x * fx, c.y * fy, c.w * fx, c.h * fy};
+            box.w = std::min(box.w, img.width - box.x0);
+            box.h = std::min(box.h, img.height - box.y0);
+            const RgbView v{img.rgb.data(), img.width, img.height, static_cast<int64_t>(img.width) * 3};
+            const double r0 = timed_resample ? thread_cpu_seconds() : 0;
+            if (mode == Mode::resample_only)
+              resample_rgb_normalized(v, box, 224, 224, p.filter, kClipMean, kClipStd, out.data());
+            else
+              previous::resample_rgb_normalized(v, box, 224, 224, p.filter, kClipMean, kClipStd, out.data());
+            if (timed_resample) resample_cpu += thread_cpu_seconds() - r0;
+          }
         }
         ++mine;
         if (mine % 16 == 0 && std::chrono::duration<double>(Clock::now() - t0).count() > seconds) break;
       }
-      cpu[static_cast<size_t>(t)] = thread_cpu_seconds() - c0;
+      cpu[static_cast<size_t>(t)] = timed_resample ? resample_cpu : thread_cpu_seconds() - c0;
       done += mine;
     });
   for (auto& t : pool) t.join();
@@ -163,6 +192,23 @@ Rate decode_rate(const std::vector<Jpeg>& jpegs, int threads, double seconds, bo
   double cpu_total = 0;
   for (double c : cpu) cpu_total += c;
   return {static_cast<double>(done) / cpu_total, static_cast<double>(done) / wall, done.load()};
+}
+
+// The rows for one JPEG set.
+Rate transform_rows(const char* label, const std::vector<Jpeg>& jpegs, int threads, double seconds) {
+  const Rate a = decode_rate(jpegs, threads, seconds, Mode::transform);
+  std::printf("%s decode+crop+normalise -> 224: %8.0f samples/CPU-s  %8.0f samples/s wall (%lld)\n", label,
+              a.per_cpu_s, a.per_wall_s, static_cast<long long>(a.samples));
+  const Rate prev = decode_rate(jpegs, threads, seconds, Mode::previous);
+  std::printf("    previous resampler, exact decode:  %8.0f samples/CPU-s  %8.0f samples/s wall  (%.2fx)\n",
+              prev.per_cpu_s, prev.per_wall_s, a.per_cpu_s / prev.per_cpu_s);
+  const Rate d = decode_rate(jpegs, threads, seconds, Mode::decode_only);
+  std::printf("    of which the decode alone:         %8.0f samples/CPU-s\n", d.per_cpu_s);
+  const Rate r = decode_rate(jpegs, threads, seconds, Mode::resample_only);
+  const Rate rp = decode_rate(jpegs, threads, seconds, Mode::resample_previous);
+  std::printf("    the resample alone:                %8.0f samples/CPU-s  (%.0f us; previous %.0f/CPU-s, %.0f us)\n",
+              r.per_cpu_s, 1e6 / r.per_cpu_s, rp.per_cpu_s, 1e6 / rp.per_cpu_s);
+  return a;
 }
 
 // A shard set of the JPEGs: format 2 stores them, format 1 their decoded pixels
@@ -268,16 +314,8 @@ int main(int argc, char** argv) {
       return s / static_cast<double>(v.size()) / 1024;
     };
     std::printf("JPEG sizes: 256 px %.1f KB, 512 px %.1f KB on average\n", mean_kb(j256), mean_kb(j512));
-    const Rate a = decode_rate(j256, threads, seconds);
-    std::printf("(a) decode+crop+normalise 256px -> 224: %8.0f samples/CPU-s  %8.0f samples/s wall (%lld)\n",
-                a.per_cpu_s, a.per_wall_s, static_cast<long long>(a.samples));
-    const Rate a0 = decode_rate(j256, threads, seconds, true);
-    std::printf("    of which the decode alone:          %8.0f samples/CPU-s\n", a0.per_cpu_s);
-    const Rate b = decode_rate(j512, threads, seconds);
-    std::printf("(b) decode+crop+normalise 512px -> 224: %8.0f samples/CPU-s  %8.0f samples/s wall (%lld)\n",
-                b.per_cpu_s, b.per_wall_s, static_cast<long long>(b.samples));
-    const Rate b0 = decode_rate(j512, threads, seconds, true);
-    std::printf("    of which the decode alone:          %8.0f samples/CPU-s\n", b0.per_cpu_s);
+    const Rate a = transform_rows("(a) 256px", j256, threads, seconds);
+    transform_rows("(b) 512px", j512, threads, seconds);
     const std::string base = (fs::temp_directory_path() / ("coca-bench-loader-" + std::to_string(::getpid()))).string();
     const int64_t v2_bytes = write_set(base + "/v2", j256, true);
     const int64_t v1_bytes = write_set(base + "/v1", j256, false);

@@ -33,13 +33,17 @@ struct JpegInfo {
 JpegInfo jpeg_info(const uint8_t* data, size_t size);
 // Decodes to RGB at scale `s`; a warning from libjpeg-turbo (truncated or damaged data,
 // which it would otherwise fill in with grey) is an error too. Throws ImageDecodeError.
-Image decode_jpeg_scaled(const uint8_t* data, size_t size, DctScale s = {});
+// fast: libjpeg-turbo's faster IDCT and chroma upsampling (TJFLAG_FASTDCT,
+// TJFLAG_FASTUPSAMPLE); a level or two of difference per pixel, used for training crops only.
+Image decode_jpeg_scaled(const uint8_t* data, size_t size, DctScale s = {}, bool fast = false);
 
 // The loader's per-sample image transform on an encoded image (any format decode_image
 // reads; JPEG decoded with DCT scaling): random-resized-crop on the whole image when
 // p.random_crop, else OpenCLIP's eval transform (shorter side resized to out_size, centre
 // crop), written normalised into out [3, out_size, out_size]. Draws from `g` exactly as
 // transform_sample does for the crop, so the output depends only on the bytes and `g`.
+// Training crops (p.random_crop) decode with the fast IDCT and upsampling (see
+// decode_jpeg_scaled); the eval transform decodes exactly.
 void transform_encoded(const uint8_t* data, size_t size, int out_size, const AugmentParams& p, Generator& g,
                        float* out);
 
