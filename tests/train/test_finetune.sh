@@ -7,20 +7,7 @@
 #   --image-mean changes training and is saved in the model config; --aug-cfg refuses an
 #   unknown key naming it.
 # usage: test_finetune.sh BUILD_DIR
-set -u
-build=$1
-train="$build/coca-train"
-work=$(mktemp -d /tmp/coca-finetune-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export OMP_NUM_THREADS=1
-mpirun_=(mpirun --allow-run-as-root --oversubscribe -np 2)
-fail=0
-check() {  # check <description> <condition-command...>
-  local what=$1; shift
-  if "$@"; then echo "PASS $what"; else echo "FAIL $what"; fail=1; fi
-}
-
-"$build/tests/train/make_train_fixture" "$work/fx" >/dev/null || { echo "FAIL fixture"; exit 1; }
+. "$(dirname "$0")/lib.sh" coca-finetune-test "$1"
 # Two layers per tower, so that the group boundaries have something to cut.
 python3 - "$work/fx/model.json" "$work/model2.json" <<'PY'
 import json, sys

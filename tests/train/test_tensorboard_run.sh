@@ -6,21 +6,8 @@
 # TensorBoard shows then holds each step once, with the resumed run's values. Without the flag
 # no event file is written; --report-to wandb is one clear error line.
 # usage: test_tensorboard_run.sh BUILD_DIR
-set -u
-build=$1
 here=$(cd "$(dirname "$0")" && pwd)
-train="$build/coca-train"
-work=$(mktemp -d /tmp/coca-tb-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export OMP_NUM_THREADS=1
-mpirun_=(mpirun --allow-run-as-root --oversubscribe -np 2)
-fail=0
-check() {  # check <description> <condition-command...>
-  local what=$1; shift
-  if "$@"; then echo "PASS $what"; else echo "FAIL $what"; fail=1; fi
-}
-
-"$build/tests/train/make_train_fixture" "$work/fx" >/dev/null || { echo "FAIL fixture"; exit 1; }
+. "$(dirname "$0")/lib.sh" coca-tb-test "$1"
 common=(--train-data "$work/fx/train" --model-config "$work/fx/model.json" --batch-size 8 --workers 1
         --logs "$work/logs" --warmup 2 --log-every-n-steps 1 --save-frequency 0)
 

@@ -5,20 +5,7 @@
 #   loss is skipped and counted; bad options exit non-zero with one line; --max-minutes plans a
 #   schedule that ends with the time and resumes exactly.
 # usage: test_train.sh BUILD_DIR
-set -u
-build=$1
-train="$build/coca-train"
-work=$(mktemp -d /tmp/coca-train-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export OMP_NUM_THREADS=1
-mpirun_=(mpirun --allow-run-as-root --oversubscribe -np 2)
-fail=0
-check() {  # check <description> <condition-command...>
-  local what=$1; shift
-  if "$@"; then echo "PASS $what"; else echo "FAIL $what"; fail=1; fi
-}
-
-"$build/tests/train/make_train_fixture" "$work/fx" >/dev/null || { echo "FAIL fixture"; exit 1; }
+. "$(dirname "$0")/lib.sh" coca-train-test "$1"
 common=(--model-config "$work/fx/model.json" --batch-size 8 --workers 1
         --logs "$work/logs" --warmup 2 --lr 2e-3 --log-every-n-steps 1 --save-frequency 0)
 

@@ -7,21 +7,8 @@
 #   --zeroshot-data at every --zeroshot-frequency epoch and at the end;
 #   the final val record's retrieval figures equal coca-eval retrieval on the final checkpoint.
 # usage: test_train_val.sh BUILD_DIR
-set -u
-build=$1
-train="$build/coca-train"
-work=$(mktemp -d /tmp/coca-train-val.XXXXXX)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-export OMP_NUM_THREADS=1
-mpirun_=(mpirun --allow-run-as-root --oversubscribe -np 2)
-fail=0
-check() {  # check <description> <condition-command...>
-  local what=$1; shift
-  if "$@"; then echo "PASS $what"; else echo "FAIL $what"; fail=1; fi
-}
-
 # train/: captioned, 256 samples; eval/: classification, 8 classes; uneven/: captioned, 40.
-"$build/tests/train/make_train_fixture" "$work/fx" --uneven 24,16 >/dev/null || { echo "FAIL fixture"; exit 1; }
+. "$(dirname "$0")/lib.sh" coca-train-val "$1" --uneven 24,16
 common=(--train-data "$work/fx/train" --model-config "$work/fx/model.json" --batch-size 8 --workers 1
         --logs "$work/logs" --warmup 2 --lr 2e-3 --log-every-n-steps 4 --save-frequency 0)
 
