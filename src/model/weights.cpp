@@ -47,8 +47,10 @@ void load_weights(nn::Module& model, const NamedTensors& tensors, const std::str
     if (total > kMismatchNames && list && std::strcmp(list, "0") != 0)
       std::fprintf(stderr, "weights %s: all %zu differences from the model config:\n%s", source.c_str(), total,
                    list_mismatch(missing, extra, wrong).c_str());
+    const bool listed = total > kMismatchNames && list && std::strcmp(list, "0") != 0;
     throw Error(str_cat("weights ", source, " do not match the model config: ",
-                        describe_mismatch(missing, extra, wrong, kMismatchNames)));
+                        describe_mismatch(missing, extra, wrong, kMismatchNames),
+                        total > kMismatchNames && !listed ? " (COCA_LIST_MISMATCH=1 lists them all)" : ""));
   }
   NoGradGuard no_grad;
   for (auto& [name, p] : params) {

@@ -6,7 +6,7 @@
 #   unknown flag.
 #   coca-eval zeroshot: weights of another model, a truncated safetensors file, a missing file,
 #   a PyTorch checkpoint of another model, a truncated PyTorch archive (the line also stays
-#   shorter than 600 characters).
+#   shorter than 600 characters besides the file path; 650 for a mismatch, which also says how to list them all).
 # usage: flags.sh BUILD_DIR
 source "$(dirname "$0")/lib.sh"
 make_fixture
@@ -76,7 +76,7 @@ PY
 head -c 1000 "$weights" >"$work/truncated.safetensors"
 printf 'a photo of a {}\n' >"$work/templates.txt"
 zs=(zeroshot --data "$fx/eval" --templates "$work/templates.txt" --batch-size 16)
-one_line_error "weights of a 48-wide model config" "$weights" 600 \
+one_line_error "weights of a 48-wide model config" "$weights" 650 \
   "$coca_eval" "${zs[@]}" --model-config "$work/model48.json" --weights "$weights"
 one_line_error "truncated safetensors" "$work/truncated.safetensors" 600 \
   "$coca_eval" "${zs[@]}" --model-config "$fx/model.json" --weights "$work/truncated.safetensors"
