@@ -291,6 +291,21 @@ void read_rows(hid_t dset, hid_t mem_type, hid_t xfer, int64_t start, int64_t co
   if (H5Dread(dset, mem_type, mspace, fspace, xfer, out) < 0) read_failed(name, start, count, path);
 }
 
+
+// True when a dataset's creation properties (`dcpl`) include the Fletcher32 filter.
+bool has_fletcher32(hid_t dcpl, const std::string& path) {
+  const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path);
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0;
+    size_t nvalues = 0;
+    const H5Z_filter_t id =
+        H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr, nullptr);
+    check(id < 0 ? -1 : 0, "H5Pget_filter2", path);
+    if (id == H5Z_FILTER_FLETCHER32) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 ShardReader::ShardReader(const std::string& path) : path_(path) {
@@ -348,15 +363,7 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
                         ? static_cast<int>(h5::read_int_attribute(file_, "chunk_images", path_))
                         : 16;
     Handle dcpl(check_id(H5Dget_create_plist(blob_), "H5Dget_create_plist", path_), Handle::Kind::plist);
-    const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
-    for (int i = 0; i < nfilters; ++i) {
-      unsigned flags = 0;
-      size_t nvalues = 0;
-      const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
-                                             nullptr);
-      check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
-      if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
-    }
+    has_checksums_ = has_fletcher32(dcpl, path_);
   } else {
     images_ = open("images");
     const auto idims = h5::dataset_dims(images_, path_);
@@ -371,15 +378,7 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
       check(layout == H5D_LAYOUT_ERROR ? -1 : 0, "H5Pget_layout", path_);
       if (layout == H5D_CHUNKED) {
         check(H5Pget_chunk(dcpl, 4, chunk), "H5Pget_chunk", path_);
-        const int nfilters = check(H5Pget_nfilters(dcpl), "H5Pget_nfilters", path_);
-        for (int i = 0; i < nfilters; ++i) {
-          unsigned flags = 0;
-          size_t nvalues = 0;
-          const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nvalues, nullptr, 0, nullptr,
-                                                 nullptr);
-          check(id < 0 ? -1 : 0, "H5Pget_filter2", path_);
-          if (id == H5Z_FILTER_FLETCHER32) has_checksums_ = true;
-        }
+        has_checksums_ = has_fletcher32(dcpl, path_);
       }
       chunk_images_ = chunk[0] > 0 ? static_cast<int>(chunk[0]) : static_cast<int>(std::max<int64_t>(size_, 1));
     }
