@@ -131,6 +131,23 @@ Tensor to_matrix(const std::vector<float>& v, int64_t rows, int64_t E, const cha
 
 }  // namespace
 
+std::unique_ptr<BpeTokenizer> caption_tokenizer(const CoCa& model, const ShardIndex& index, const std::string& given,
+                                                const std::string& dir, const char* flag, const std::string& what) {
+  const CocaConfig& cfg = model.config();
+  if (index.context_length == cfg.text.context_length) return nullptr;
+  auto tok = std::make_unique<BpeTokenizer>(BpeTokenizer::load(resolve_tokenizer(given, index, dir, flag)));
+  COCA_CHECK(tok->vocab_size() == cfg.text.vocab_size, what, ": tokenizer has ", tok->vocab_size(),
+             " tokens but the model's vocab_size is ", cfg.text.vocab_size);
+  return tok;
+}
+
+Tensor caption_tokens(const Batch& b, const CaptionedSet& set, const BpeTokenizer* tok, int context_length) {
+  if (!tok) return b.tokens;
+  std::vector<std::string> caps;
+  for (int64_t r : b.indices) caps.push_back(set.captions[r]);
+  return tok->encode_batch(caps, context_length);
+}
+
 RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Reducer& reduce) {
   NoGradGuard no_grad;
   const CaptionedSet set = load_captioned_set(o.data);
@@ -138,23 +155,11 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
   EvalReader reader(reader_options(model, o.data, o.batch_size, o.rank, o.world));
   const int L = static_cast<int>(model.config().text.context_length);
   const int64_t E = model.config().embed_dim;
-  std::unique_ptr<BpeTokenizer> tok;  // only when the shards' tokens cannot be used
-  if (reader.index().context_length != L) {
-    tok = std::make_unique<BpeTokenizer>(
-        BpeTokenizer::load(resolve_tokenizer(o.tokenizer, reader.index(), o.data, "retrieval")));
-    COCA_CHECK(tok->vocab_size() == model.config().text.vocab_size, "retrieval: tokenizer has ", tok->vocab_size(),
-               " tokens but the model's vocab_size is ", model.config().text.vocab_size);
-  }
+  const auto tok = caption_tokenizer(model, reader.index(), o.tokenizer, o.data, "retrieval", "retrieval");
   std::vector<float> my_text, my_images;  // this rank's rows in order; its images' first rows in order
   Batch b;
   while (reader.next(b)) {
-    Tensor tokens = b.tokens;
-    if (tok) {
-      std::vector<std::string> caps;
-      for (int64_t r : b.indices) caps.push_back(set.captions[r]);
-      tokens = tok->encode_batch(caps, L);
-    }
-    auto t = model.text->forward(tokens.to(model.device())).features.contiguous().to_vector<float>();
+    auto t = model.text->forward(caption_tokens(b, set, tok.get(), L).to(model.device())).features.contiguous().to_vector<float>();
     my_text.insert(my_text.end(), t.begin(), t.end());
     std::vector<int64_t> owners;  // batch positions whose row is its image's first row
     for (size_t i = 0; i < b.indices.size(); ++i)

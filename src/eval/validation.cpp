@@ -50,24 +50,12 @@ ValidationResult validate(const CoCa& model, const ValidationOptions& o, const R
   const CocaConfig& cfg = model.config();
   const int L = static_cast<int>(cfg.text.context_length);
   const int64_t E = cfg.embed_dim;
-  std::unique_ptr<BpeTokenizer> tok;  // only when the shards' tokens cannot be used
-  if (reader.index().context_length != L) {
-    tok = std::make_unique<BpeTokenizer>(
-        BpeTokenizer::load(resolve_tokenizer(o.tokenizer, reader.index(), o.data, "--val-data")));
-    COCA_CHECK(tok->vocab_size() == cfg.text.vocab_size, "--val-data ", o.data, ": tokenizer has ",
-               tok->vocab_size(), " tokens but the model's vocab_size is ", cfg.text.vocab_size);
-  }
+  const auto tok = caption_tokenizer(model, reader.index(), o.tokenizer, o.data, "--val-data", "--val-data " + o.data);
   std::vector<float> my_image, my_text;  // this rank's rows in order
   std::vector<double> sums = {0.0, 0.0};  // caption loss * batch samples, samples
   Batch b;
   while (reader.next(b)) {
-    Tensor tokens = b.tokens;
-    if (tok) {
-      std::vector<std::string> caps;
-      for (int64_t r : b.indices) caps.push_back(set.captions[r]);
-      tokens = tok->encode_batch(caps, L);
-    }
-    const Tensor t = tokens.to(model.device());
+    const Tensor t = caption_tokens(b, set, tok.get(), L).to(model.device());
     const CocaOutput out = model.forward(b.images.to(model.device()), t);
     const double n = static_cast<double>(b.indices.size());
     sums[0] += caption_loss(out.caption_logits, t, cfg.text.pad_id).item() * n;

@@ -8,9 +8,12 @@
 // lower, so the results are deterministic. Recall@k = fraction of queries with rank <= k.
 // Ranks split the rows; features are all-gathered, each rank scores a slice of the queries
 // and the ranks are gathered, so the metrics equal the single-process ones.
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "coca/data/loader.h"
+#include "coca/data/tokenizer.h"
 #include "coca/eval/zeroshot.h"
 
 namespace coca {
@@ -37,6 +40,15 @@ struct CaptionedSet {
 CaptionedSet group_by_key(std::vector<std::string> keys, std::vector<std::string> captions);
 // Reads every shard's keys and captions (not the images); max_rows > 0: the first max_rows rows.
 CaptionedSet load_captioned_set(const std::string& dir, int64_t max_rows = 0);
+
+// The tokenizer to re-tokenize a captioned set's captions with when its stored tokens do not
+// fit the model (another context length, or none stored); null when they fit. `given` and
+// `flag` as resolve_tokenizer takes them; a vocabulary other than the model's is an Error
+// starting with `what`.
+std::unique_ptr<BpeTokenizer> caption_tokenizer(const CoCa& model, const ShardIndex& index, const std::string& given,
+                                                const std::string& dir, const char* flag, const std::string& what);
+// A batch's tokens: as stored, or its captions (rows of `set`) encoded by `tok` when not null.
+Tensor caption_tokens(const Batch& b, const CaptionedSet& set, const BpeTokenizer* tok, int context_length);
 
 // 1-based rank of the best-scored candidate among `correct` in `scores` [C].
 int64_t rank_of_best(const float* scores, int64_t C, const std::vector<int64_t>& correct);
