@@ -138,6 +138,8 @@ void transform_encoded(const uint8_t* data, size_t size, int out_size, const Aug
     const double side = std::min(width, height);
     bx = (width - side) / 2.0, by = (height - side) / 2.0, bw = bh = side;
   }
+  const ColorDraw color = draw_color_augment(p.color, g);
+  const PixelTarget target = pixel_target(p, color);
   if (jpeg) {
     const DctScale s = choose_dct_scale(bw, bh, out_size, out_size);
     decode_jpeg_into(data, size, s, p.random_crop, decoded, &info);
@@ -147,11 +149,12 @@ void transform_encoded(const uint8_t* data, size_t size, int out_size, const Aug
   box.w = std::min(box.w, decoded.width - box.x0);
   box.h = std::min(box.h, decoded.height - box.y0);
   const RgbView view{decoded.rgb.data(), decoded.width, decoded.height, static_cast<int64_t>(decoded.width) * 3};
-  if (fx == 1.0 && fy == 1.0 && bw == out_size && bh == out_size && bx == std::floor(bx) && by == std::floor(by)) {
-    crop_rgb_normalized(view, static_cast<int>(bx), static_cast<int>(by), out_size, out_size, p.mean.data(), p.std.data(), out);
-    return;
-  }
-  resample_rgb_normalized(view, box, out_size, out_size, p.filter, p.mean.data(), p.std.data(), out);
+  if (fx == 1.0 && fy == 1.0 && bw == out_size && bh == out_size && bx == std::floor(bx) && by == std::floor(by))
+    crop_rgb_normalized(view, static_cast<int>(bx), static_cast<int>(by), out_size, out_size, target.mean, target.std,
+                        out);
+  else
+    resample_rgb_normalized(view, box, out_size, out_size, p.filter, target.mean, target.std, out);
+  finish_color_sample(p, color, static_cast<size_t>(out_size) * out_size, out);
 }
 
 }  // namespace coca

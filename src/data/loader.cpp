@@ -405,7 +405,7 @@ void ShardLoader::worker_main() {
       if (L > 0) out->tokens = Tensor::empty({B, L}, DType::i32);
       if (index_.has_labels()) out->labels = Tensor::empty({B}, DType::i32);
       AugmentParams ap{opt_.augment, opt_.scale_min, opt_.scale_max, opt_.ratio_min, opt_.ratio_max, opt_.filter,
-                       opt_.mean, opt_.std};
+                       opt_.mean, opt_.std, opt_.augment ? opt_.color : ColorAugmentParams{}};
       for (int i = 0; i < B; ++i) {
         const Sample& s = job->samples[static_cast<size_t>(i)];
         Generator g(mix_seed(mix_seed(opt_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(opt_.rank),
@@ -506,7 +506,8 @@ bool EvalReader::next(Batch& out) {
   if (index_.has_labels()) out.labels = Tensor::empty({n}, DType::i32);
   out.step = step_++;
   ChunkSource& source = *source_;
-  AugmentParams centre_only{false, 1.0, 1.0, 1.0, 1.0, opt_.filter, opt_.mean, opt_.std};
+  // Evaluation never jitters.
+  AugmentParams centre_only{false, 1.0, 1.0, 1.0, 1.0, opt_.filter, opt_.mean, opt_.std, ColorAugmentParams{}};
   Generator unused(0);
   int64_t done = 0;
   while (done < n) {

@@ -1,11 +1,14 @@
 #include "coca/train/options.h"
 
 #include <boost/program_options.hpp>
+
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include "coca/data/shard_index.h"
 #include "coca/model/config.h"
@@ -37,7 +40,8 @@ nlohmann::json TrainOptions::to_json() const {
           {"lock_image", lock_image}, {"lock_image_unlocked_groups", lock_image_unlocked_groups},
           {"lock_text", lock_text}, {"lock_text_unlocked_layers", lock_text_unlocked_layers},
           {"grad_checkpointing", grad_checkpointing}, {"force_patch_dropout", force_patch_dropout},
-          {"aug_cfg", aug_cfg}, {"image_mean", image_mean}, {"image_std", image_std}};
+          {"aug_cfg", aug_cfg}, {"color_jitter", color_jitter}, {"color_jitter_prob", color_jitter_prob},
+          {"gray_scale_prob", gray_scale_prob}, {"image_mean", image_mean}, {"image_std", image_std}};
 }
 
 namespace {
@@ -72,25 +76,51 @@ bool parse_report_to(const std::string& list) {
   return tensorboard;
 }
 
-// One Python literal of a pair: "(0.08, 1.0)", "[0.08,1.0]", "'(0.08,1.0)'" -> {lo, hi}.
-bool parse_pair(std::string v, double& lo, double& hi) {
+// One Python literal of numbers: "(0.08, 1.0)", "[0.08,1.0]", "'(0.4,0.4,0.4,0.1)'", or a
+// bare number "0.4" (bracketed = false). A trailing comma is allowed, as in Python.
+bool parse_numbers(const std::string& v, std::vector<double>& out, bool& bracketed) {
   std::string s;
   for (char c : v)
     if (c != ' ' && c != '\'' && c != '"') s += c;
-  if (s.size() < 2 || !((s.front() == '(' && s.back() == ')') || (s.front() == '[' && s.back() == ']'))) return false;
-  s = s.substr(1, s.size() - 2);
-  const size_t comma = s.find(',');
-  if (comma == std::string::npos) return false;
-  try {
-    size_t used = 0;
-    const std::string a = s.substr(0, comma), b = s.substr(comma + 1);
-    lo = std::stod(a, &used);
-    if (used != a.size()) return false;
-    hi = std::stod(b, &used);
-    return used == b.size() && std::isfinite(lo) && std::isfinite(hi);
-  } catch (const std::exception&) {
-    return false;
+  out.clear();
+  bracketed = s.size() >= 2 && ((s.front() == '(' && s.back() == ')') || (s.front() == '[' && s.back() == ']'));
+  if (bracketed) {
+    s = s.substr(1, s.size() - 2);
+    if (!s.empty() && s.back() == ',') s.pop_back();
   }
+  if (s.empty()) return false;
+  size_t begin = 0;
+  while (begin <= s.size()) {
+    size_t end = s.find(',', begin);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(begin, end - begin);
+    try {
+      size_t used = 0;
+      const double x = std::stod(item, &used);
+      if (used != item.size() || !std::isfinite(x)) return false;
+      out.push_back(x);
+    } catch (const std::exception&) {
+      return false;
+    }
+    begin = end + 1;
+  }
+  return bracketed || out.size() == 1;
+}
+
+bool parse_pair(const std::string& v, double& lo, double& hi) {
+  std::vector<double> x;
+  bool bracketed = false;
+  if (!parse_numbers(v, x, bracketed) || !bracketed || x.size() != 2) return false;
+  lo = x[0], hi = x[1];
+  return true;
+}
+
+bool parse_probability(const std::string& v, double& p) {
+  std::vector<double> x;
+  bool bracketed = false;
+  if (!parse_numbers(v, x, bracketed) || bracketed) return false;
+  p = x[0];
+  return p >= 0 && p <= 1;
 }
 
 std::string unquote(std::string v) {
@@ -100,6 +130,7 @@ std::string unquote(std::string v) {
 
 // OpenCLIP's --aug-cfg: key=value words, each value a Python literal.
 void parse_aug_cfg(TrainOptions& o) {
+  bool jitter_given = false, prob_given = false;
   for (const std::string& word : o.aug_cfg) {
     const size_t eq = word.find('=');
     COCA_CHECK(eq != std::string::npos && eq > 0, "--aug-cfg: '", word, "' is not key=value");
@@ -117,11 +148,38 @@ void parse_aug_cfg(TrainOptions& o) {
       o.interpolation = unquote(value);
       COCA_CHECK(o.interpolation == "bilinear" || o.interpolation == "bicubic",
                  "--aug-cfg interpolation must be bilinear or bicubic, got '", value, "'");
+    } else if (key == "color_jitter") {
+      // OpenCLIP's own transform takes exactly four values; one number (or three) is a form
+      // only its timm path accepts.
+      std::vector<double> x;
+      bool bracketed = false;
+      COCA_CHECK(parse_numbers(value, x, bracketed) && bracketed && x.size() == 4,
+                 "--aug-cfg color_jitter must be four numbers (B,C,S,H) for brightness, contrast, saturation "
+                 "and hue, got '", value, "'");
+      COCA_CHECK(x[0] >= 0 && x[1] >= 0 && x[2] >= 0 && x[3] >= 0 && x[3] <= 0.5,
+                 "--aug-cfg color_jitter (B,C,S,H) needs B, C, S >= 0 and 0 <= H <= 0.5, got '", value, "'");
+      std::copy(x.begin(), x.end(), o.color_jitter.begin());
+      jitter_given = true;
+    } else if (key == "color_jitter_prob") {
+      COCA_CHECK(parse_probability(value, o.color_jitter_prob),
+                 "--aug-cfg color_jitter_prob must be a probability in [0, 1], got '", value, "'");
+      prob_given = true;
+    } else if (key == "gray_scale_prob") {
+      COCA_CHECK(parse_probability(value, o.gray_scale_prob),
+                 "--aug-cfg gray_scale_prob must be a probability in [0, 1], got '", value, "'");
     } else {
       throw Error(str_cat("--aug-cfg: key '", key,
-                          "' is not supported (supported: scale, ratio, interpolation)"));
+                          "' is not supported (supported: scale, ratio, interpolation, color_jitter, "
+                          "color_jitter_prob, gray_scale_prob)"));
     }
   }
+  // OpenCLIP fails on color_jitter_prob without color_jitter, and silently applies no jitter
+  // for color_jitter without color_jitter_prob: both are refused here.
+  COCA_CHECK(!(prob_given && o.color_jitter_prob > 0) || jitter_given,
+             "--aug-cfg color_jitter_prob needs color_jitter=(B,C,S,H)");
+  COCA_CHECK(!jitter_given || prob_given,
+             "--aug-cfg color_jitter needs color_jitter_prob=P (the probability of jittering a sample; without it "
+             "OpenCLIP applies no jitter)");
 }
 
 }  // namespace
@@ -150,8 +208,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "random-resized-crop area fraction LO,HI (OpenCLIP's --aug-cfg scale)")(
       "aug-cfg", po::value(&o.aug_cfg)->multitoken(),
       "OpenCLIP's augmentation settings, key=value words: scale=(LO,HI) (sets --aug-scale), ratio=(LO,HI) "
-      "(crop aspect ratio range, default (0.75,1.333)), interpolation=bilinear|bicubic (default bilinear); "
-      "values as Python literals, quoted or not; other keys (color_jitter, re_prob, ...) are refused")(
+      "(crop aspect ratio range, default (0.75,1.333)), interpolation=bilinear|bicubic (default bilinear), "
+      "color_jitter=(B,C,S,H) with color_jitter_prob=P (with probability P per sample, torchvision's ColorJitter "
+      "after the crop: brightness, contrast and saturation factors from [max(0,1-B),1+B] etc., a hue shift from "
+      "[-H,H] with H <= 0.5, applied in a random order), gray_scale_prob=P (with probability P the image becomes "
+      "grey, after the jitter); values as Python literals, quoted or not; other keys (re_prob, use_timm, ...) are "
+      "refused")(
       "image-mean", po::value(&o.image_mean)->multitoken(),
       "R,G,B normalisation mean for training and zero-shot images (default: the model config's "
       "preprocess_cfg, else CLIP's); saved in the checkpoint's model_config")(

@@ -260,6 +260,8 @@ void Trainer::setup_data() {
   lo.ratio_min = o_.aug_ratio_min;
   lo.ratio_max = o_.aug_ratio_max;
   lo.filter = parse_resample_filter(o_.interpolation);
+  lo.color = {o_.color_jitter[0], o_.color_jitter[1], o_.color_jitter[2], o_.color_jitter[3],
+              o_.color_jitter_prob, o_.gray_scale_prob};
   for (int c = 0; c < 3; ++c) {
     lo.mean[c] = static_cast<float>(cfg_.image_mean[c]);
     lo.std[c] = static_cast<float>(cfg_.image_std[c]);

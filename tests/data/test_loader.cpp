@@ -146,16 +146,26 @@ TEST(Loader, LockstepNoDuplicatesForWorldSizes1To4) {
   }
 }
 
+// With and without colour jitter and grayscale (drawn from the same per-sample generator).
 TEST(Loader, ExactResumeMidEpoch) {
   TempDir dir("loader");
   coca::testing::make_indexed_shards(dir.str(), kCounts);
-  for (int world : {1, 3}) {
+  const ColorAugmentParams jitter{0.4, 0.4, 0.4, 0.1, 0.8, 0.2};
+  for (const auto& [world, color] : {std::pair{1, false}, {3, false}, {1, true}, {3, true}}) {
     LoaderOptions o = base_options(dir.str(), world - 1, world);
     o.augment = true;
     o.image_size = 7;
+    if (color) o.color = jitter;
     ShardLoader full(o);
     const Epoch all = run_epoch(full, 2);
     ASSERT_GE(all.indices.size(), 3u);
+    if (color) {  // the fixture's grey images change under brightness jitter
+      LoaderOptions plain_options = o;
+      plain_options.color = {};
+      ShardLoader plain(plain_options);
+      const Epoch all_plain = run_epoch(plain, 2);
+      for (size_t i = 0; i < all.images.size(); ++i) EXPECT_NE(all.images[i], all_plain.images[i]) << i;
+    }
     for (int64_t k : {int64_t{1}, int64_t{3}, static_cast<int64_t>(all.indices.size())}) {
       ShardLoader first(o);
       run_epoch(first, 2, k);
@@ -168,10 +178,25 @@ TEST(Loader, ExactResumeMidEpoch) {
       ASSERT_EQ(rest.indices.size(), all.indices.size() - static_cast<size_t>(k)) << "k=" << k;
       for (size_t i = 0; i < rest.indices.size(); ++i) {
         EXPECT_EQ(rest.indices[i], all.indices[static_cast<size_t>(k) + i]);
-        EXPECT_EQ(rest.images[i], all.images[static_cast<size_t>(k) + i]);
+        EXPECT_EQ(rest.images[i], all.images[static_cast<size_t>(k) + i]) << "world " << world << " color " << color;
       }
     }
   }
+}
+
+// Colour augmentation belongs to training augmentation: without `augment` it is not applied.
+TEST(Loader, NoColorAugmentationWithoutAugment) {
+  TempDir dir("loader");
+  coca::testing::make_indexed_shards(dir.str(), {8}, 8, 4, 3, 4);
+  LoaderOptions o = base_options(dir.str(), 0, 1);
+  ShardLoader plain(o);
+  const Epoch want = run_epoch(plain, 0);
+  o.color = {0.4, 0.4, 0.4, 0.1, 1.0, 1.0};
+  ShardLoader with_color(o);
+  EXPECT_EQ(run_epoch(with_color, 0).images, want.images);
+  o.augment = true;
+  ShardLoader augmented(o);
+  EXPECT_NE(run_epoch(augmented, 0).images, want.images);
 }
 
 // A checkpoint of 2 ranks x 4 taken mid-epoch, continued on 3 ranks x 3 (and on 1 rank x 5):

@@ -356,36 +356,40 @@ TEST(ShardV2, SameBatchesAsV1UnderTheEvalTransform) {
   }
 }
 
+// With and without colour jitter and grayscale.
 TEST(ShardV2, ResumesExactlyWithSeveralDecodeThreads) {
   TempDir t("v2resume");
   write_v2_set(t.str(), photo_set(40, 200, 150), 9);
-  LoaderOptions o;
-  o.dir = t.str();
-  o.batch_size = 4;
-  o.image_size = 64;
-  o.threads = 3;
-  o.seed = 77;
-  o.shuffle_buffer = 7;
-  o.scale_min = 0.3;  // wide crops: DCT scales from 1/2 to 1 in play
-  auto run = [&](ShardLoader& l, int64_t limit) {
-    std::vector<std::vector<float>> out;
-    Batch b;
-    while ((limit < 0 || static_cast<int64_t>(out.size()) < limit) && l.next(b)) out.push_back(floats(b.images));
-    return out;
-  };
-  ShardLoader whole(o);
-  whole.start_epoch(1);
-  const auto all = run(whole, -1);
-  ASSERT_EQ(all.size(), 10u);
-  ShardLoader first(o);
-  first.start_epoch(1);
-  run(first, 4);
-  ShardLoader second(o);
-  second.restore(LoaderState::from_json(first.state().to_json()));
-  const auto rest = run(second, -1);
-  ASSERT_EQ(rest.size(), 6u);
-  for (size_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], all[4 + i]) << "batch " << 4 + i;
-  EXPECT_NE(all[0], all[1]);
+  for (const bool color : {false, true}) {
+    LoaderOptions o;
+    o.dir = t.str();
+    o.batch_size = 4;
+    o.image_size = 64;
+    o.threads = 3;
+    o.seed = 77;
+    o.shuffle_buffer = 7;
+    o.scale_min = 0.3;  // wide crops: DCT scales from 1/2 to 1 in play
+    if (color) o.color = {0.4, 0.4, 0.4, 0.1, 0.8, 0.2};
+    auto run = [&](ShardLoader& l, int64_t limit) {
+      std::vector<std::vector<float>> out;
+      Batch b;
+      while ((limit < 0 || static_cast<int64_t>(out.size()) < limit) && l.next(b)) out.push_back(floats(b.images));
+      return out;
+    };
+    ShardLoader whole(o);
+    whole.start_epoch(1);
+    const auto all = run(whole, -1);
+    ASSERT_EQ(all.size(), 10u);
+    ShardLoader first(o);
+    first.start_epoch(1);
+    run(first, 4);
+    ShardLoader second(o);
+    second.restore(LoaderState::from_json(first.state().to_json()));
+    const auto rest = run(second, -1);
+    ASSERT_EQ(rest.size(), 6u);
+    for (size_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], all[4 + i]) << "batch " << 4 + i << " color " << color;
+    EXPECT_NE(all[0], all[1]);
+  }
 }
 
 TEST(ShardV2, TokensAtLoadTimeEqualStoredTokens) {

@@ -113,10 +113,10 @@ sys.exit(0 if pp == {"mean": [0.3] * 3, "std": [0.3] * 3} else 1)
 PY
 
 # 6. --aug-cfg with a key we do not implement: one line naming it, non-zero exit.
-"$train" "${common[@]}" --name bad --aug-cfg scale='(0.5,1.0)' color_jitter=0.4 >"$work/bad.log" 2>&1
+"$train" "${common[@]}" --name bad --aug-cfg scale='(0.5,1.0)' re_prob=0.25 >"$work/bad.log" 2>&1
 rc=$?
-check "--aug-cfg color_jitter refused" test $rc -ne 0
-check "--aug-cfg error names the key" grep -q "'color_jitter'" "$work/bad.log"
+check "--aug-cfg re_prob refused" test $rc -ne 0
+check "--aug-cfg error names the key" grep -q "'re_prob'" "$work/bad.log"
 
 if [ $fail -ne 0 ]; then
   for f in "$work"/*.log; do echo "== $f"; tail -5 "$f"; done

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +35,14 @@ class TrainOptionsTest : public ::testing::Test {
     TrainOptions o;
     parse_train_options(static_cast<int>(argv.size()), argv.data(), o);
     return o;
+  }
+  // parse_train_options on --help: prints the help and returns false.
+  bool parse_help() const {
+    std::vector<std::string> args{"coca-train", "--help"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    TrainOptions o;
+    return parse_train_options(static_cast<int>(argv.size()), argv.data(), o);
   }
   // The error of parsing `args` ("" when it parses).
   std::string error(const std::vector<std::string>& args) const {
@@ -107,7 +116,7 @@ TEST_F(TrainOptionsTest, AugCfgKeys) {
   o = parse({});
   EXPECT_EQ(o.aug_ratio_min, 3.0 / 4.0);
   EXPECT_EQ(o.interpolation, "bilinear");
-  for (const std::string key : {"color_jitter", "re_prob", "use_timm"}) {
+  for (const std::string key : {"re_prob", "re_count", "use_timm"}) {
     const std::string msg = error({"--aug-cfg", key + "=0.4"});
     EXPECT_NE(msg.find("--aug-cfg"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'" + key + "'"), std::string::npos) << msg;
@@ -116,6 +125,65 @@ TEST_F(TrainOptionsTest, AugCfgKeys) {
   EXPECT_NE(error({"--aug-cfg", "scale=0.5"}).find("scale"), std::string::npos);
   EXPECT_NE(error({"--aug-cfg", "interpolation=nearest"}).find("interpolation"), std::string::npos);
   EXPECT_NE(error({"--aug-cfg", "scale"}).find("key=value"), std::string::npos);
+}
+
+// OpenCLIP's colour keys: color_jitter=(B,C,S,H) with color_jitter_prob, gray_scale_prob.
+TEST_F(TrainOptionsTest, AugCfgColorKeys) {
+  TrainOptions o = parse({});
+  EXPECT_EQ(o.color_jitter_prob, 0.0);
+  EXPECT_EQ(o.gray_scale_prob, 0.0);
+  o = parse({"--aug-cfg", "color_jitter=(0.4, 0.3, 0.2, 0.1)", "color_jitter_prob=0.8", "gray_scale_prob='0.2'"});
+  EXPECT_EQ(o.color_jitter, (std::array<double, 4>{0.4, 0.3, 0.2, 0.1}));
+  EXPECT_EQ(o.color_jitter_prob, 0.8);
+  EXPECT_EQ(o.gray_scale_prob, 0.2);
+  // Recorded with the run's options (params.json, state.json).
+  const nlohmann::json j = o.to_json();
+  EXPECT_EQ(j.at("color_jitter"), nlohmann::json({0.4, 0.3, 0.2, 0.1}));
+  EXPECT_EQ(j.at("color_jitter_prob"), 0.8);
+  EXPECT_EQ(j.at("gray_scale_prob"), 0.2);
+  o = parse({"--aug-cfg", "color_jitter=[0,0,0,0.5]", "color_jitter_prob=1"});  // H = 0.5 is allowed
+  EXPECT_EQ(o.color_jitter[3], 0.5);
+  EXPECT_EQ(parse({"--aug-cfg", "color_jitter=(1,1,1,0)", "color_jitter_prob=0"}).color_jitter_prob, 0.0);
+  EXPECT_EQ(parse({"--aug-cfg", "gray_scale_prob=1"}).gray_scale_prob, 1.0);
+
+  // Each refusal names the key; bad values also show the value.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"color_jitter=(0.4,0.4,0.4,0.6)", "color_jitter_prob=0.8"}, "color_jitter"},   // hue > 0.5
+      {{"color_jitter=(-0.1,0.4,0.4,0.1)", "color_jitter_prob=0.8"}, "color_jitter"},  // negative B
+      {{"color_jitter=(0.4,-1,0.4,0.1)", "color_jitter_prob=0.8"}, "color_jitter"},    // negative C
+      {{"color_jitter=(0.4,0.4,0.4,-0.1)", "color_jitter_prob=0.8"}, "color_jitter"},  // negative H
+      {{"color_jitter=(0.4,0.4,0.4)", "color_jitter_prob=0.8"}, "color_jitter"},       // three values
+      {{"color_jitter=(0.4,0.4,0.4,0.1,0.1)", "color_jitter_prob=0.8"}, "color_jitter"},
+      {{"color_jitter=0.4", "color_jitter_prob=0.8"}, "color_jitter"},  // OpenCLIP's transform needs four
+      {{"color_jitter=(a,0.4,0.4,0.1)", "color_jitter_prob=0.8"}, "color_jitter"},
+      {{"color_jitter=(0.4,0.4,0.4,0.1)", "color_jitter_prob=1.5"}, "color_jitter_prob"},
+      {{"color_jitter=(0.4,0.4,0.4,0.1)", "color_jitter_prob=-0.1"}, "color_jitter_prob"},
+      {{"color_jitter=(0.4,0.4,0.4,0.1)", "color_jitter_prob=(0.5,0.5)"}, "color_jitter_prob"},
+      {{"gray_scale_prob=2"}, "gray_scale_prob"},
+      {{"gray_scale_prob=nan"}, "gray_scale_prob"},
+      {{"gray_scale_prob=x"}, "gray_scale_prob"},
+  };
+  for (const auto& [words, key] : bad) {
+    std::vector<std::string> args{"--aug-cfg"};
+    args.insert(args.end(), words.begin(), words.end());
+    const std::string msg = error(args);
+    EXPECT_NE(msg.find("--aug-cfg " + key + " "), std::string::npos) << words[0] << ": " << msg;
+  }
+  // Only one of the pair: refused (OpenCLIP fails on the first, silently ignores the second).
+  std::string msg = error({"--aug-cfg", "color_jitter_prob=0.8"});
+  EXPECT_NE(msg.find("color_jitter_prob needs color_jitter="), std::string::npos) << msg;
+  msg = error({"--aug-cfg", "color_jitter=(0.4,0.4,0.4,0.1)"});
+  EXPECT_NE(msg.find("color_jitter needs color_jitter_prob="), std::string::npos) << msg;
+}
+
+// coca-train --help lists the colour keys of --aug-cfg with what they mean.
+TEST_F(TrainOptionsTest, HelpListsTheColorKeys) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_FALSE(parse_help());
+  const std::string help = ::testing::internal::GetCapturedStdout();
+  for (const char* word : {"--aug-cfg", "color_jitter=(B,C,S,H)", "color_jitter_prob=P", "gray_scale_prob=P",
+                           "ColorJitter", "hue"})
+    EXPECT_NE(help.find(word), std::string::npos) << word;
 }
 
 TEST_F(TrainOptionsTest, FineTuningFlags) {

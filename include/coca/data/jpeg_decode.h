@@ -40,8 +40,9 @@ Image decode_jpeg_scaled(const uint8_t* data, size_t size, DctScale s = {}, bool
 // The loader's per-sample image transform on an encoded image (any format decode_image
 // reads; JPEG decoded with DCT scaling): random-resized-crop on the whole image when
 // p.random_crop, else OpenCLIP's eval transform (shorter side resized to out_size, centre
-// crop), written normalised into out [3, out_size, out_size]. Draws from `g` exactly as
-// transform_sample does for the crop, so the output depends only on the bytes and `g`.
+// crop), then p.color's colour augmentation, written normalised into out [3, out_size,
+// out_size]. Draws from `g` exactly as transform_sample does (the crop, then the colour), so
+// the output depends only on the bytes and `g`.
 // Training crops (p.random_crop) decode with the fast IDCT and upsampling (see
 // decode_jpeg_scaled); the eval transform decodes exactly.
 void transform_encoded(const uint8_t* data, size_t size, int out_size, const AugmentParams& p, Generator& g,

@@ -2,8 +2,9 @@
 // ShardLoader: streams one rank's samples from a shard set into training batches. A reader
 // thread follows the SampleStream order (contiguous chunk reads into a shuffle buffer);
 // worker threads decode each batch: random-resized-crop (scale 0.9-1.0, ratio 3/4-4/3,
-// antialiased bilinear, bicubic optional), normalisation with CLIP's mean/std, float32 [B, 3, H, W]; batches wait in order
-// ahead of the trainer. Everything random comes from coca::Generator seeded by (seed, epoch,
+// antialiased bilinear, bicubic optional), optional colour jitter and grayscale,
+// normalisation with CLIP's mean/std, float32 [B, 3, H, W]; batches wait in order ahead of
+// the trainer. Everything random comes from coca::Generator seeded by (seed, epoch,
 // rank[, sample position]), so batches depend only on (seed, epoch, rank, world size) and
 // state()/restore() resume exactly. Rank and world size are plain ints: no communicator.
 //
@@ -27,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coca/data/color_jitter.h"
 #include "coca/data/resample.h"
 #include "coca/data/sample_stream.h"
 #include "coca/data/shard_index.h"
@@ -55,6 +57,9 @@ struct LoaderOptions {
   // Antialiased bilinear by default: at the small scale changes of a 0.9-1.0 crop it is
   // visually indistinguishable from bicubic and about 40% cheaper (see the benchmark).
   ResampleFilter filter = ResampleFilter::bilinear;
+  // OpenCLIP's colour jitter and random grayscale after the crop (only when `augment`); off by
+  // default.
+  ColorAugmentParams color;
   int shuffle_buffer = 1000;     // samples; <= 1 keeps chunk order
   bool shuffle_chunks = true;
   int threads = 2;               // decode/augment workers

@@ -1,5 +1,6 @@
 #pragma once
 // coca-train's options, spelled as OpenCLIP's trainer spells them where one exists.
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +27,10 @@ struct TrainOptions {
   std::vector<std::string> aug_cfg;  // OpenCLIP's --aug-cfg key=value words (scale, ratio, interpolation)
   double aug_ratio_min = 3.0 / 4.0, aug_ratio_max = 4.0 / 3.0;  // parsed from aug_cfg
   std::string interpolation = "bilinear";                      // aug_cfg interpolation=
+  // aug_cfg color_jitter=(B,C,S,H) with color_jitter_prob=P, and gray_scale_prob=P: OpenCLIP's
+  // colour augmentation after the crop (coca/data/color_jitter.h); probabilities 0: off.
+  std::array<double, 4> color_jitter{0, 0, 0, 0};
+  double color_jitter_prob = 0, gray_scale_prob = 0;
   std::vector<std::string> image_mean, image_std;  // --image-mean / --image-std words ("R,G,B" or R G B)
   // model
   std::string model = "coca_tiny";
