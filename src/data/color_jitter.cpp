@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -27,40 +28,53 @@ void blend(float* planes, size_t n, float f, const float* other, float other_sca
   }
 }
 
-// One pixel through torchvision's _rgb2hsv, the hue shift (mod 1) and _hsv2rgb.
-inline void shift_hue(float& r, float& g, float& b, float shift) {
-  const float maxc = std::max(r, std::max(g, b));
-  const float minc = std::min(r, std::min(g, b));
-  const bool flat = maxc == minc;
-  const float cr = maxc - minc;
-  const float s = cr / (flat ? 1.0f : maxc);
-  const float d = flat ? 1.0f : cr;
-  const float rc = (maxc - r) / d, gc = (maxc - g) / d, bc = (maxc - b) / d;
-  float h;
-  if (maxc == r) h = bc - gc;
-  else if (maxc == g) h = 2.0f + rc - bc;
-  else h = 4.0f + gc - rc;
-  h = std::fmod(h / 6.0f + 1.0f, 1.0f);
-  h += shift;
-  h -= std::floor(h);  // Python's h % 1.0
-  const float v = maxc;
-  const float h6 = h * 6.0f;
-  const float sector = std::floor(h6);
-  const float f = h6 - sector;
-  const float p = clamp01(v * (1.0f - s));
-  const float q = clamp01(v * (1.0f - s * f));
-  const float t = clamp01(v * (1.0f - s * (1.0f - f)));
-  switch (static_cast<int>(sector) % 6) {
-    case 0: r = v, g = t, b = p; break;
-    case 1: r = q, g = v, b = p; break;
-    case 2: r = p, g = v, b = t; break;
-    case 3: r = p, g = q, b = v; break;
-    case 4: r = t, g = p, b = v; break;
-    default: r = v, g = p, b = q; break;
-  }
+float uniform_in(Generator& g, double lo, double hi) { return static_cast<float>(lo + (hi - lo) * g.uniform()); }
+
+// Eight floats; GCC/Clang vector extensions (as in resample.cpp): comparisons give lane masks
+// and `mask ? a : b` selects per lane, so the hue loop runs without per-pixel branches.
+using V8 = float __attribute__((vector_size(32)));
+using V8i = int __attribute__((vector_size(32)));
+
+inline V8 splat(float x) { return V8{x, x, x, x, x, x, x, x}; }
+inline V8 vmax(V8 a, V8 b) { return a < b ? b : a; }
+inline V8 vmin(V8 a, V8 b) { return b < a ? b : a; }
+inline V8 vclamp01(V8 v) { return vmin(vmax(v, splat(0.0f)), splat(1.0f)); }
+// floor, exact for |x| < 2^31: truncate, then step down where that rounded up.
+inline V8 vfloor(V8 x) {
+  const V8 t = __builtin_convertvector(__builtin_convertvector(x, V8i), V8);
+  return t > x ? t - splat(1.0f) : t;
 }
 
-float uniform_in(Generator& g, double lo, double hi) { return static_cast<float>(lo + (hi - lo) * g.uniform()); }
+// Eight pixels through torchvision's _rgb2hsv, the hue shift (mod 1) and _hsv2rgb.
+inline void shift_hue8(V8& r, V8& g, V8& b, float shift) {
+  const V8 one = splat(1.0f);
+  const V8 maxc = vmax(r, vmax(g, b));
+  const V8 minc = vmin(r, vmin(g, b));
+  const V8i flat = maxc == minc;
+  const V8 cr = maxc - minc;
+  const V8 s = cr / (flat ? one : maxc);
+  const V8 d = flat ? one : cr;
+  const V8 rc = (maxc - r) / d, gc = (maxc - g) / d, bc = (maxc - b) / d;
+  V8 h = maxc == r ? bc - gc : maxc == g ? splat(2.0f) + rc - bc : splat(4.0f) + gc - rc;
+  h = h / splat(6.0f) + one;  // in [5/6, 11/6]: torchvision's fmod(h, 1) is h - floor(h), exactly
+  h -= vfloor(h);
+  h += splat(shift);
+  h -= vfloor(h);  // Python's h % 1.0; may round up to 1.0, which acts as 0 below
+  const V8 v = maxc;
+  const V8 h6 = h * splat(6.0f);
+  const V8 sector = vfloor(h6);
+  const V8 f = h6 - sector;
+  const V8 p = vclamp01(v * (one - s));
+  const V8 q = vclamp01(v * (one - s * f));
+  const V8 t = vclamp01(v * (one - s * (one - f)));
+  const V8 k = sector >= splat(6.0f) ? splat(0.0f) : sector;
+  const V8i k0 = k == splat(0.0f), k1 = k == splat(1.0f), k2 = k == splat(2.0f), k3 = k == splat(3.0f),
+            k4 = k == splat(4.0f), k5 = k == splat(5.0f);
+  // sectors 0..5: (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q)
+  r = (k0 | k5) ? v : k1 ? q : k4 ? t : p;
+  g = k0 ? t : (k1 | k2) ? v : k3 ? q : p;
+  b = (k0 | k1) ? p : k2 ? t : k5 ? q : v;
+}
 
 }  // namespace
 
@@ -92,8 +106,22 @@ void adjust_brightness(float* planes, size_t n, float factor) { blend(planes, n,
 
 void adjust_contrast(float* planes, size_t n, float factor) {
   const float *r = planes, *g = planes + n, *b = planes + 2 * n;
+  // The mean of the grey image: eight float lanes over blocks of 512 pixels, each block's
+  // total added in double (a plain double sum does not vectorise).
   double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += gray_of(r[i], g[i], b[i]);
+  size_t i = 0;
+  while (i + 8 <= n) {
+    V8 acc = splat(0.0f);
+    for (const size_t end = std::min(n, i + 512); i + 8 <= end; i += 8) {
+      V8 vr, vg, vb;
+      std::memcpy(&vr, r + i, sizeof(V8));
+      std::memcpy(&vg, g + i, sizeof(V8));
+      std::memcpy(&vb, b + i, sizeof(V8));
+      acc += splat(0.2989f) * vr + splat(0.587f) * vg + splat(0.114f) * vb;
+    }
+    for (int l = 0; l < 8; ++l) sum += acc[l];
+  }
+  for (; i < n; ++i) sum += gray_of(r[i], g[i], b[i]);
   const float mean = n ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
   blend(planes, n, factor, nullptr, mean);
 }
@@ -107,8 +135,28 @@ void adjust_saturation(float* planes, size_t n, float factor) {
 }
 
 void adjust_hue(float* planes, size_t n, float shift) {
-  float *r = planes, *g = planes + n, *b = planes + 2 * n;
-  for (size_t i = 0; i < n; ++i) shift_hue(r[i], g[i], b[i], shift);
+  float *rp = planes, *gp = planes + n, *bp = planes + 2 * n;
+  V8 r, g, b;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::memcpy(&r, rp + i, sizeof(V8));
+    std::memcpy(&g, gp + i, sizeof(V8));
+    std::memcpy(&b, bp + i, sizeof(V8));
+    shift_hue8(r, g, b, shift);
+    std::memcpy(rp + i, &r, sizeof(V8));
+    std::memcpy(gp + i, &g, sizeof(V8));
+    std::memcpy(bp + i, &b, sizeof(V8));
+  }
+  if (i == n) return;
+  const size_t m = n - i;  // the last pixels, in lanes 0..m-1 (the others are black, unused)
+  r = g = b = splat(0.0f);
+  std::memcpy(&r, rp + i, m * sizeof(float));
+  std::memcpy(&g, gp + i, m * sizeof(float));
+  std::memcpy(&b, bp + i, m * sizeof(float));
+  shift_hue8(r, g, b, shift);
+  std::memcpy(rp + i, &r, m * sizeof(float));
+  std::memcpy(gp + i, &g, m * sizeof(float));
+  std::memcpy(bp + i, &b, m * sizeof(float));
 }
 
 void to_grayscale(float* planes, size_t n) {

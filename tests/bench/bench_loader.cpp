@@ -13,6 +13,8 @@
 //   (c) ShardLoader end to end on a format-2 set of (a)'s JPEGs (HDF5 read, header checks,
 //       decode, crop, batch of 64), augmentation as the trainer runs it (scale 0.9-1.0, bilinear)
 //   (d) ShardLoader on format 1 (256 x 256 raw pixels) of the same images
+//   (e) the per-sample transform at 64 and 224 px, format 2 and format 1, with and without
+//       colour jitter / grayscale (one thread; --color-only runs just this)
 // and the bytes per sample of both sets. The images are synthetic but photo-like (smooth
 // colour fields, hard-edged shapes, fine texture and sensor-like noise), JPEG quality 90.
 #include <sys/resource.h>
@@ -211,6 +213,61 @@ Rate transform_rows(const char* label, const std::vector<Jpeg>& jpegs, int threa
   return a;
 }
 
+// (e): samples per CPU-second of the loader's per-sample transform at out x out px with the
+// colour augmentation `color`: transform_encoded on the JPEGs (format 2), or transform_sample
+// on their 256 x 256 pixels (format 1). One thread, thread CPU clock.
+double color_rate(const std::vector<Jpeg>& jpegs, const std::vector<Image>& raws, bool encoded, int out,
+                  const ColorAugmentParams& color, double seconds) {
+  AugmentParams p;  // the trainer's crop: 0.9-1.0, ratio 3/4-4/3, bilinear
+  p.filter = ResampleFilter::bilinear;
+  p.color = color;
+  std::vector<float> dst(3 * static_cast<size_t>(out) * out);
+  auto one = [&](size_t i) {
+    Generator g(mix_seed(7, i));
+    if (encoded) {
+      const Jpeg& j = jpegs[i % jpegs.size()];
+      transform_encoded(j.bytes.data(), j.bytes.size(), out, p, g, dst.data());
+    } else {
+      const Image& r = raws[i % raws.size()];
+      transform_sample({r.rgb.data(), r.width, r.height, static_cast<int64_t>(r.width) * 3}, out, p, g, dst.data());
+    }
+  };
+  for (size_t i = 0; i < 32; ++i) one(i);  // warm-up: the per-thread buffers, the decompressor
+  const double c0 = thread_cpu_seconds();
+  int64_t done = 0;
+  for (size_t i = 0;; ++i) {
+    one(i);
+    ++done;
+    if (done % 16 == 0 && thread_cpu_seconds() - c0 > seconds) break;
+  }
+  return static_cast<double>(done) / (thread_cpu_seconds() - c0);
+}
+
+void color_rows(const std::vector<Jpeg>& jpegs, double seconds) {
+  std::vector<Image> raws;
+  for (const Jpeg& j : jpegs) raws.push_back(resize_shorter_center_crop(decode_image(j.bytes), 256));
+  struct Setting {
+    const char* name;
+    ColorAugmentParams color;
+  };
+  const Setting settings[] = {
+      {"off", {}},
+      {"jitter (0.4,0.4,0.4,0.1) p=1", {0.4, 0.4, 0.4, 0.1, 1.0, 0.0}},
+      {"jitter p=0.8 + gray p=0.2", {0.4, 0.4, 0.4, 0.1, 0.8, 0.2}},
+      {"gray p=1", {0, 0, 0, 0, 0.0, 1.0}},
+  };
+  for (const bool encoded : {true, false})
+    for (const int out : {64, 224}) {
+      double base = 0;
+      for (const Setting& st : settings) {
+        const double r = color_rate(jpegs, raws, encoded, out, st.color, seconds);
+        if (base == 0) base = r;
+        std::printf("(e) %s -> %3d px, colour %-30s %8.0f samples/CPU-s  %7.1f us/sample  cost %.2fx\n",
+                    encoded ? "format 2 (jpeg)   " : "format 1 (raw 256)", out, st.name, r, 1e6 / r, base / r);
+      }
+    }
+}
+
 // A shard set of the JPEGs: format 2 stores them, format 1 their decoded pixels
 // (shorter side 256, centre crop, as coca-shard --image-format raw makes them).
 int64_t write_set(const std::string& dir, const std::vector<Jpeg>& jpegs, bool encoded) {
@@ -276,6 +333,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   double seconds = 4;
   int n = 512;
+  bool color_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -283,9 +341,15 @@ int main(int argc, char** argv) {
           "bench_loader: JPEG decode + crop and loader throughput, shard format 2 vs 1\n"
           "  --threads N   worker threads (default: all cores, %d here)\n"
           "  --seconds S   time per measurement (4)\n"
-          "  --samples N   JPEGs per set (512)\n",
+          "  --samples N   JPEGs per set (512)\n"
+          "  --color-only  only (e): the per-sample transform at 64 and 224 px with and without colour\n"
+          "                jitter / grayscale (one thread)\n",
           threads);
       return 0;
+    }
+    if (a == "--color-only") {
+      color_only = true;
+      continue;
     }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "bench_loader: %s needs a value (see --help)\n", a.c_str());
@@ -314,6 +378,10 @@ int main(int argc, char** argv) {
       return s / static_cast<double>(v.size()) / 1024;
     };
     std::printf("JPEG sizes: 256 px %.1f KB, 512 px %.1f KB on average\n", mean_kb(j256), mean_kb(j512));
+    if (color_only) {
+      color_rows(j256, seconds);
+      return 0;
+    }
     const Rate a = transform_rows("(a) 256px", j256, threads, seconds);
     transform_rows("(b) 512px", j512, threads, seconds);
     const std::string base = (fs::temp_directory_path() / ("coca-bench-loader-" + std::to_string(::getpid()))).string();
@@ -329,6 +397,7 @@ int main(int argc, char** argv) {
                 static_cast<double>(v1_bytes) / n / 1024, static_cast<double>(v2_bytes) / n / 1024,
                 static_cast<double>(v1_bytes) / static_cast<double>(v2_bytes));
     std::printf("cores to feed 3,400 samples/s with format 2: %.1f\n", 3400.0 / c.per_cpu_s);
+    color_rows(j256, seconds);
     fs::remove_all(base);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_loader: %s\n", e.what());
