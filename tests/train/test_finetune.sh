@@ -5,7 +5,8 @@
 #   (with and without --zero1); --grad-checkpointing gives bit-identical weights and a lower
 #   host-memory peak; --force-patch-dropout changes training and resumes exactly;
 #   --image-mean changes training and is saved in the model config; --aug-cfg refuses an
-#   unknown key naming it.
+#   unknown key naming it; --aug-cfg colour jitter changes training, is recorded in
+#   params.json and resumes exactly.
 # usage: test_finetune.sh BUILD_DIR
 . "$(dirname "$0")/lib.sh" coca-finetune-test "$1"
 # Two layers per tower, so that the group boundaries have something to cut.
@@ -117,6 +118,24 @@ PY
 rc=$?
 check "--aug-cfg re_prob refused" test $rc -ne 0
 check "--aug-cfg error names the key" grep -q "'re_prob'" "$work/bad.log"
+
+# 7. Colour jitter and grayscale (--aug-cfg): change training, are recorded in params.json,
+#    and a stopped and resumed run jitters the same samples the same way.
+cj=(--aug-cfg "color_jitter=(0.4,0.4,0.4,0.1)" color_jitter_prob=0.8 gray_scale_prob=0.2)
+run cj --max-steps 3 --save-every-n-steps 2 "${cj[@]}"  # the plain run's schedule
+check "colour jitter run exits 0" test $? -eq 0
+check "colour jitter changes training" \
+  st differ "$(ck plain step_000003)/model.safetensors" "$(ck cj step_000003)/model.safetensors"
+check "params.json records the colour settings" python3 - "$work/logs/cj/params.json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))["options"]
+sys.exit(0 if (o["color_jitter"], o["color_jitter_prob"], o["gray_scale_prob"]) == ([0.4, 0.4, 0.4, 0.1], 0.8, 0.2) else 1)
+PY
+mkdir -p "$work/logs/cjr/checkpoints"
+cp -r "$(ck cj step_000002)" "$work/cjr_from"
+run cjr --max-steps 3 "${cj[@]}" --resume "$work/cjr_from"
+check "colour jitter resumed weights bit-identical" \
+  cmp -s "$(ck cj step_000003)/model.safetensors" "$(ck cjr step_000003)/model.safetensors"
 
 if [ $fail -ne 0 ]; then
   for f in "$work"/*.log; do echo "== $f"; tail -5 "$f"; done
