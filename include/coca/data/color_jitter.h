@@ -27,11 +27,6 @@ struct ColorAugmentParams {
   double brightness = 0, contrast = 0, saturation = 0, hue = 0;  // B, C, S >= 0; 0 <= H <= 0.5
   double jitter_prob = 0;  // probability of ColorJitter per sample
   double gray_prob = 0;    // probability of RandomGrayscale per sample
-  bool jitters() const {
-    return jitter_prob > 0 && (brightness > 0 || contrast > 0 || saturation > 0 || hue > 0);
-  }
-  // Whether any sample can come out changed.
-  bool enabled() const { return jitters() || gray_prob > 0; }
 };
 
 enum class ColorOp : uint8_t { brightness, contrast, saturation, hue };
@@ -45,10 +40,9 @@ struct ColorDraw {
   bool any() const { return count > 0 || gray; }
 };
 
-// Draws from `g`: nothing at all when jitter_prob and gray_prob are 0 (so a run without colour
-// augmentation consumes exactly the draws it always did). Otherwise, when jitter_prob > 0, one
-// uniform for the coin and, on heads, a permutation and one factor per adjustment in use;
-// then, when gray_prob > 0, one uniform for the grayscale coin.
+// Draws from `g`: when jitter_prob > 0, one uniform for the coin and, on heads, a permutation
+// and one factor per adjustment in use; then, when gray_prob > 0, one uniform for the
+// grayscale coin. Nothing at all when both probabilities are 0.
 ColorDraw draw_color_augment(const ColorAugmentParams& p, Generator& g);
 
 // planes: [3, n], values in [0, 1]; results clamped to [0, 1].

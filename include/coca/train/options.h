@@ -24,7 +24,7 @@ struct TrainOptions {
   bool skip_bad_shards = false;
   std::string aug_scale = "0.9,1.0";  // random-resized-crop area fraction LO,HI (OpenCLIP's aug-cfg scale)
   double aug_scale_min = 0.9, aug_scale_max = 1.0;  // parsed from aug_scale
-  std::vector<std::string> aug_cfg;  // OpenCLIP's --aug-cfg key=value words (scale, ratio, interpolation)
+  std::vector<std::string> aug_cfg;  // OpenCLIP's --aug-cfg key=value words (see parse_aug_cfg)
   double aug_ratio_min = 3.0 / 4.0, aug_ratio_max = 4.0 / 3.0;  // parsed from aug_cfg
   std::string interpolation = "bilinear";                      // aug_cfg interpolation=
   // aug_cfg color_jitter=(B,C,S,H) with color_jitter_prob=P, and gray_scale_prob=P: OpenCLIP's
