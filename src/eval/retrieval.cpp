@@ -159,7 +159,9 @@ RetrievalResult retrieval(const CoCa& model, const RetrievalOptions& o, const Re
   std::vector<float> my_text, my_images;  // this rank's rows in order; its images' first rows in order
   Batch b;
   while (reader.next(b)) {
-    auto t = model.text->forward(caption_tokens(b, set, tok.get(), L).to(model.device())).features.contiguous().to_vector<float>();
+    auto t = model.text->forward(caption_tokens(b, set, tok.get(), L).to(model.device()), /*trim_padding=*/true)
+                 .features.contiguous()
+                 .to_vector<float>();
     my_text.insert(my_text.end(), t.begin(), t.end());
     std::vector<int64_t> owners;  // batch positions whose row is its image's first row
     for (size_t i = 0; i < b.indices.size(); ++i)

@@ -56,7 +56,7 @@ ValidationResult validate(const CoCa& model, const ValidationOptions& o, const R
   Batch b;
   while (reader.next(b)) {
     const Tensor t = caption_tokens(b, set, tok.get(), L).to(model.device());
-    const CocaOutput out = model.forward(b.images.to(model.device()), t);
+    const CocaOutput out = model.forward(b.images.to(model.device()), t, /*trim_padding=*/true);
     const double n = static_cast<double>(b.indices.size());
     sums[0] += caption_loss(out.caption_logits, t, cfg.text.pad_id).item() * n;
     sums[1] += n;

@@ -101,7 +101,7 @@ Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& class
     const int64_t n = std::min(chunk, C * T - i);
     std::vector<std::string> part(prompts.begin() + i, prompts.begin() + i + n);
     Tensor tokens = tok.encode_batch(part, L);
-    Tensor f = model.text->forward(tokens.to(model.device())).features;  // [n, E] normalised
+    Tensor f = model.text->forward(tokens.to(model.device()), /*trim_padding=*/true).features;  // [n, E] normalised
     feats.slice(0, i, i + n).copy_(f);
   }
   // Mean over templates of the normalised features, renormalised.

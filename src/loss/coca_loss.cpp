@@ -21,13 +21,22 @@ Tensor contrastive_loss(const Tensor& image_features, const Tensor& text_feature
 
 Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t pad_id, const LossContext& ctx) {
   COCA_CHECK(caption_logits.dim() == 3 && tokens.dim() == 2 && caption_logits.size(0) == tokens.size(0) &&
-                 caption_logits.size(1) == tokens.size(1) - 1,
+                 caption_logits.size(1) >= 1 && caption_logits.size(1) <= tokens.size(1) - 1,
              "caption_loss: logits ", caption_logits.describe(), " do not match tokens ", tokens.describe(),
-             " (expected [B, L-1, V])");
-  const int64_t V = caption_logits.size(2);
-  Tensor targets = tokens.slice(1, 1, tokens.size(1)).contiguous().reshape({-1});
+             " (expected [B, T-1, V], T <= L)");
+  const int64_t B = tokens.size(0), L = tokens.size(1), T = caption_logits.size(1) + 1, V = caption_logits.size(2);
+  // Logits for positions [0, T-1) predict tokens [1, T); a trimmed forward drops only
+  // positions whose targets are all padding (CoCa::forward), which is checked here.
+  const std::vector<int32_t> tok = tokens.to_vector<int32_t>();
   int64_t local = 0;
-  for (int32_t t : targets.to_vector<int32_t>()) local += t != pad_id;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 1; j < L; ++j) {
+      const bool counted = tok[b * L + j] != pad_id;
+      COCA_CHECK(!counted || j < T, "caption_loss: logits ", caption_logits.describe(), " cover ", T,
+                 " token positions but row ", b, " has a token at position ", j);
+      local += counted;
+    }
+  Tensor targets = (T < L ? tokens.slice(1, 1, T) : tokens.slice(1, 1, L)).contiguous().reshape({-1});
   const double global = ctx.sum_over_ranks(static_cast<double>(local));
   // No gradient flows through the count. Scaled by 1/W so the rank-average of gradients is exact.
   const double normalizer = global > 0 ? global / ctx.world : -1.0;

@@ -116,40 +116,64 @@ TextTransformer::TextTransformer(const CocaConfig& c, DType dt) : cfg(c.text), d
   ln_final = register_module("ln_final", std::make_shared<nn::LayerNorm>(w, dt));
 }
 
+int64_t TextTransformer::used_length(const std::vector<int32_t>& tok, int64_t rows) const {
+  const int64_t L = cfg.context_length;
+  int64_t used = 0;  // one past the last non-pad token over all rows
+  for (int64_t b = 0; b < rows; ++b)
+    for (int64_t j = L - 1; j >= used; --j)
+      if (tok[b * L + j] != cfg.pad_id) {
+        used = j + 1;
+        break;
+      }
+  return std::min(L, std::max<int64_t>(used + 1, 2));  // the decoder needs one position
+}
+
 Tensor TextTransformer::attention_mask(const Tensor& text) const {
-  const int64_t B = text.size(0), L = text.size(1), n = L + 1;
-  const auto tok = text.to_vector<int32_t>();
+  COCA_CHECK(text.dim() == 2 && text.size(1) == cfg.context_length, "attention_mask: tokens ", text.describe(),
+             " must be [B, ", cfg.context_length, "]");
+  return attention_mask(text.to_vector<int32_t>(), text.size(0), cfg.context_length, text.device());
+}
+
+Tensor TextTransformer::attention_mask(const std::vector<int32_t>& tok, int64_t B, int64_t T, Device device) const {
+  const int64_t L = cfg.context_length, n = T + 1;
   const double neg_inf = -std::numeric_limits<double>::infinity();
   std::vector<double> m(B * n * n, 0.0);
   for (int64_t b = 0; b < B; ++b) {
     double* mb = m.data() + b * n * n;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = i + 1; j < n; ++j) mb[i * n + j] = neg_inf;  // causal
-    double* cls_row = mb + L * n;
-    for (int64_t j = 0; j < n; ++j) {
-      bool visible;
-      if (cfg.correct_cls_mask) visible = j == L || tok[b * L + j] != cfg.pad_id;
-      else visible = j == 0 || tok[b * L + j - 1] != cfg.pad_id;  // OpenCLIP's shifted validity
+    double* cls_row = mb + T * n;
+    const int32_t* t = tok.data() + b * L;
+    for (int64_t j = 0; j < T; ++j) {
+      const bool visible = cfg.correct_cls_mask ? t[j] != cfg.pad_id : j == 0 || t[j - 1] != cfg.pad_id;
       cls_row[j] = visible ? 0.0 : neg_inf;
     }
+    // The CLS token itself sits at position L whatever T is; OpenCLIP's shifted rule lets it
+    // see itself only when the row's last position holds a token.
+    const bool self = cfg.correct_cls_mask || t[L - 1] != cfg.pad_id;
+    cls_row[T] = self ? 0.0 : neg_inf;
   }
   Tensor mask = Tensor::from_vector(m, {B, 1, n, n});
-  return mask.to(dtype).to(text.device());
+  return mask.to(dtype).to(device);
 }
 
-TextEncoding TextTransformer::forward(const Tensor& text) const {
+TextEncoding TextTransformer::forward(const Tensor& text, bool trim_padding) const {
   COCA_CHECK(text.dim() == 2 && text.dtype() == DType::i32 && text.size(1) == cfg.context_length, "text: tokens ",
              text.describe(), " must be i32 [B, ", cfg.context_length, "]");
   const int64_t B = text.size(0), L = cfg.context_length, w = cfg.width;
-  Tensor x = embedding(token_embedding_weight, text);  // [B, L, w]
+  const std::vector<int32_t> tok = text.to_vector<int32_t>();  // the mask is built on the host
+  const int64_t T = trim_padding ? used_length(tok, B) : L;
+  Tensor x = embedding(token_embedding_weight, T < L ? text.slice(1, 0, T).contiguous() : text);  // [B, T, w]
   x = concat({x, cls_emb.reshape({1, 1, w}).expand({B, 1, w})}, 1);
-  x = add(x, positional_embedding);  // [B, L+1, w]
+  Tensor pos = T < L ? concat({positional_embedding.slice(0, 0, T), positional_embedding.slice(0, L, L + 1)}, 0)
+                     : positional_embedding;
+  x = add(x, pos);  // [B, T+1, w]
   AttentionMask mask;
-  mask.additive = attention_mask(text);
+  mask.additive = attention_mask(tok, B, T, text.device());
   x = transformer->forward(x, mask);
   TextEncoding out;
-  out.features = l2_normalize(matmul(ln_final->forward(x.select(1, L)), text_projection));
-  out.tokens = x.slice(1, 0, L);
+  out.features = l2_normalize(matmul(ln_final->forward(x.select(1, T)), text_projection));
+  out.tokens = x.slice(1, 0, T);
   return out;
 }
 
@@ -197,16 +221,16 @@ void CoCa::clamp_logit_scale() {
   if (v < 0.0 || v > hi || std::isnan(v)) logit_scale.fill_(std::isnan(v) ? hi : std::min(std::max(v, 0.0), hi));
 }
 
-CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens) const {
+CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens, bool trim_padding) const {
   COCA_CHECK(images.defined() && tokens.defined() && images.size(0) == tokens.size(0), "CoCa: images ",
              images.describe(), " and tokens ", tokens.describe(), " must have the same batch size");
-  const int64_t L = cfg_.text.context_length;
   ImageEncoding img = visual->forward(images.dtype() == dtype_ ? images : images.to(dtype_));
-  TextEncoding txt = text->forward(tokens);
+  TextEncoding txt = text->forward(tokens, trim_padding);
+  const int64_t T = txt.tokens.size(1);  // L, or fewer when trimmed
   CocaOutput out;
   out.image_features = img.features;
   out.text_features = txt.features;
-  out.caption_logits = text_decoder->forward(txt.tokens.slice(1, 0, L - 1), img.tokens);
+  out.caption_logits = text_decoder->forward(txt.tokens.slice(1, 0, T - 1), img.tokens);
   out.logit_scale = logit_scale;
   return out;
 }

@@ -384,7 +384,7 @@ StepResult Trainer::train_step(double lr) {
     patch_gen_.seed_with(o_.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(1 + step_ * o_.accum_freq + k)) ^
                          (static_cast<uint64_t>(rank_) << 40));
     model_->set_training(true);
-    CocaOutput out = model_->forward(images, tokens);
+    CocaOutput out = model_->forward(images, tokens, /*trim_padding=*/true);
     model_->set_training(false);
     CocaLosses l = coca_loss(out, tokens, cfg_.text.pad_id, weights_, loss_ctx_);
     Tensor loss = mul_scalar(l.total, 1.0 / o_.accum_freq);

@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--caption-tokens", default="8-30", help="caption lengths LO-HI in tokens (as bench_train_step)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -48,10 +49,11 @@ def main():
                 p.normal_(0, 0.02)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
     B, L, V, S = a.batch, cfg.text.context_length, cfg.text.vocab_size, cfg.vision.image_size
+    lo, hi = (int(v) for v in a.caption_tokens.split("-"))
     images = torch.randn(B, 3, S, S)
     text = torch.zeros(B, L, dtype=torch.long)
     for b in range(B):
-        n = 8 + (b * 7) % (L - 9)
+        n = lo + (b * 7) % (hi - lo + 1)
         text[b, 0] = V - 2
         text[b, 1:n - 1] = torch.randint(1, V - 3, (n - 2,))
         text[b, n - 1] = V - 1

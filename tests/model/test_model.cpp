@@ -2,9 +2,11 @@
 // weights round trip, config errors, and the PyTorch golden comparison.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "coca/loss/coca_loss.h"
@@ -123,6 +125,67 @@ static void full_model_gradcheck(const CocaConfig& cfg) {
 
 TEST(CocaGradcheck, FullLossEveryParameterPacked) { full_model_gradcheck(test::micro_config(false, 16)); }
 TEST(CocaGradcheck, FullLossEveryParameterSeparateKV) { full_model_gradcheck(test::micro_config(true, 24)); }
+
+// Trimming the padding (CoCa::forward(..., trim_padding=true), what training runs) changes
+// nothing but the work: same features, same losses, same gradient for every parameter, with
+// both CLS masks, when the longest caption leaves padding (T < L) and when it fills L.
+TEST(CocaTrimPadding, LossesAndEveryGradientMatchTheFullLength) {
+  for (bool corrected : {false, true})
+    for (const std::vector<int>& lengths : {std::vector<int>{4, 5, 3}, {2, 2, 2}, {3, 7, 4}}) {
+      CoCa model(test::micro_config(corrected), DType::f64);
+      model.initialize(5);
+      Generator gen(13);
+      Tensor images = Tensor::randn({3, 3, 16, 16}, gen, DType::f64);
+      Tensor tokens = test::micro_tokens(lengths, 7, 50, gen);
+      const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+      EXPECT_EQ(model.text->used_length(tokens.to_vector<int32_t>(), 3), std::min<int64_t>(7, longest + 1));
+      auto run = [&](bool trim) {
+        for (auto& [n, p] : model.named_parameters()) p.zero_grad();
+        CocaOutput out = model.forward(images, tokens, trim);
+        CocaLosses l = coca_loss(out, tokens, 0);
+        l.total.backward();
+        std::map<std::string, std::vector<double>> r;
+        r["contrastive"] = {l.contrastive.item()};
+        r["caption"] = {l.caption.item()};
+        r["text_features"] = out.text_features.to_double_vector();
+        r["image_features"] = out.image_features.to_double_vector();
+        r["logits_first_positions"] = out.caption_logits.slice(1, 0, std::min<int64_t>(longest, 6) - 1).contiguous().to_double_vector();
+        for (auto& [n, p] : model.named_parameters()) r["grad " + n] = p.grad().to_double_vector();
+        return std::make_pair(r, out.caption_logits.size(1));
+      };
+      auto [full, full_len] = run(false);
+      auto [trimmed, trimmed_len] = run(true);
+      EXPECT_EQ(full_len, 6);
+      EXPECT_EQ(trimmed_len, std::min<int64_t>(7, longest + 1) - 1);
+      ASSERT_EQ(full.size(), trimmed.size());
+      for (auto& [name, want] : full) {
+        const auto& got = trimmed.at(name);
+        ASSERT_EQ(got.size(), want.size()) << name;
+        for (size_t i = 0; i < want.size(); ++i)
+          EXPECT_NEAR(got[i], want[i], 1e-12 * std::max(1.0, std::abs(want[i])))
+              << name << "[" << i << "] corrected " << corrected << " longest " << longest;
+      }
+    }
+}
+
+// A trimmed forward's logits may only drop positions whose targets are padding.
+TEST(CocaTrimPadding, CaptionLossRefusesLogitsThatDropATarget) {
+  CoCa model(test::micro_config(), DType::f64);
+  Generator gen(2);
+  Tensor images = Tensor::randn({2, 3, 16, 16}, gen, DType::f64);
+  Tensor short_tokens = test::micro_tokens({3, 4}, 7, 50, gen);
+  Tensor long_tokens = test::micro_tokens({3, 6}, 7, 50, gen);
+  NoGradGuard ng;
+  CocaOutput out = model.forward(images, short_tokens, true);  // logits for 4 positions
+  EXPECT_EQ(out.caption_logits.size(1), 4);
+  EXPECT_NO_THROW(caption_loss(out.caption_logits, short_tokens, 0));
+  try {
+    caption_loss(out.caption_logits, long_tokens, 0);
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("has a token at position 5"), std::string::npos) << e.what();
+  }
+}
 
 // Legacy mask, written out by hand for one row: L = 5, tokens [sot, a, eot, pad, pad].
 TEST(CocaClsMask, LegacyShiftedValidity) {

@@ -33,7 +33,8 @@ struct CocaLosses {
 Tensor contrastive_loss(const Tensor& image_features, const Tensor& text_features, const Tensor& logit_scale,
                         const LossContext& ctx = {});
 
-// Cross-entropy of caption_logits [B, L-1, V] against tokens[:, 1:], ignoring pad_id,
+// Cross-entropy of caption_logits [B, T-1, V] (T <= L; T < L from a trimmed forward, whose
+// dropped positions must all have padding targets) against tokens[:, 1:T], ignoring pad_id,
 // normalised by the global count of non-pad targets (times W, so that averaging the gradients
 // over ranks gives the single-process gradient).
 Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t pad_id, const LossContext& ctx = {});

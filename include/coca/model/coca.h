@@ -55,15 +55,24 @@ class VisionTransformer : public nn::Module {
 
 struct TextEncoding {
   Tensor features;  // [B, E], L2-normalised
-  Tensor tokens;    // [B, L, w]: per-token outputs without ln_final
+  Tensor tokens;    // [B, T, w]: per-token outputs without ln_final (T = L unless trimmed)
 };
 
 class TextTransformer : public nn::Module {
  public:
   TextTransformer(const CocaConfig& cfg, DType dtype);
-  TextEncoding forward(const Tensor& text) const;  // text i32 [B, L]
+  // text i32 [B, L]. With `trim_padding` the tower runs on the first T = used_length(text)
+  // positions plus the CLS token (which keeps position L's embedding): the features equal the
+  // untrimmed ones (the positions dropped are padding that nothing kept attends to) and
+  // tokens is [B, T, w]. Outputs at the dropped positions are what trimming saves.
+  TextEncoding forward(const Tensor& text, bool trim_padding = false) const;
+  // One past the last non-pad token of any row, plus the first padding position (OpenCLIP's
+  // shifted CLS mask lets the CLS token see it), at most L; at least 2.
+  int64_t used_length(const std::vector<int32_t>& tokens, int64_t rows) const;
   // The additive [B, 1, L+1, L+1] mask of spec section 3 (causal + CLS-row padding).
   Tensor attention_mask(const Tensor& text) const;
+  // The same mask for the first `used` positions and the CLS token: [B, 1, used+1, used+1].
+  Tensor attention_mask(const std::vector<int32_t>& tokens, int64_t rows, int64_t used, Device device) const;
   TextConfig cfg;
   DType dtype;
   std::shared_ptr<nn::Container> token_embedding;  // holds "weight" [V, w]
@@ -86,14 +95,17 @@ class MultimodalDecoder : public nn::Module {
 
 struct CocaOutput {
   Tensor image_features, text_features;  // [B, E]
-  Tensor caption_logits;                 // [B, L-1, V]
+  Tensor caption_logits;                 // [B, L-1, V]; [B, T-1, V] when trimmed (T <= L)
   Tensor logit_scale;                    // the parameter (use exp())
 };
 
 class CoCa : public nn::Module {
  public:
   explicit CoCa(const CocaConfig& cfg, DType dtype = DType::f32);
-  CocaOutput forward(const Tensor& images, const Tensor& text) const;
+  // `trim_padding`: run the text tower and the decoder only on the positions up to the
+  // longest caption of the batch (TextTransformer::forward). Features and the caption loss
+  // are unchanged (the logits dropped all have padding as their target); training uses it.
+  CocaOutput forward(const Tensor& images, const Tensor& text, bool trim_padding = false) const;
   const CocaConfig& config() const { return cfg_; }
   DType dtype() const { return dtype_; }
   // Spec section 8, deterministic given the seed. The constructor initialises with seed 0.
