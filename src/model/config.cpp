@@ -78,6 +78,10 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   COCA_CHECK(j.is_object(), source, ": a model config must be a JSON object");
   Reader top(j, "config", source);
   c.embed_dim = top.integer("embed_dim");
+  c.init_logit_scale = top.number("init_logit_scale", c.init_logit_scale);
+  COCA_CHECK(std::isfinite(c.init_logit_scale) && c.init_logit_scale >= 0 && c.init_logit_scale <= std::log(100.0),
+             source, ": key 'init_logit_scale' must be in [0, ln 100] (the trainer clamps to it), got ",
+             c.init_logit_scale);
   top.accept({"vision_cfg", "text_cfg", "multimodal_cfg", "custom_text", "preprocess_cfg"});
   top.refuse_if("quick_gelu", false);
   for (const char* k : {"vision_cfg", "text_cfg", "multimodal_cfg"})
@@ -199,6 +203,7 @@ json CocaConfig::to_json() const {
                          {"width", multimodal.width},                   {"heads", multimodal.heads},
                          {"layers", multimodal.layers},                 {"mlp_ratio", multimodal.mlp_ratio}};
   j["custom_text"] = true;
+  if (init_logit_scale != CocaConfig().init_logit_scale) j["init_logit_scale"] = init_logit_scale;
   return j;
 }
 

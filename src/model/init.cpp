@@ -76,7 +76,7 @@ void reset_layer_norms(nn::Module& m) {
 void CoCa::initialize(uint64_t seed) {
   NoGradGuard no_grad;
   Generator gen(seed);
-  logit_scale.fill_(std::log(1.0 / 0.07));
+  logit_scale.fill_(cfg_.init_logit_scale);
 
   // Text tower.
   {

@@ -67,6 +67,25 @@ TEST(CocaConfig, MissingKeyIsNamed) {
   }
 }
 
+// OpenCLIP's init_logit_scale: the model starts from it, the config round-trips it, and a
+// value the trainer's clamp would move is refused naming the key.
+TEST(CocaConfig, InitLogitScale) {
+  EXPECT_NEAR(CoCa(test::micro_config()).logit_scale.item(), std::log(1 / 0.07), 1e-6);
+  auto j = test::micro_config().to_json();
+  EXPECT_FALSE(j.contains("init_logit_scale"));
+  j["init_logit_scale"] = 3.5;
+  const CocaConfig c = CocaConfig::from_json(j, "x.json");
+  EXPECT_NEAR(CoCa(c).logit_scale.item(), 3.5, 1e-6);
+  EXPECT_EQ(c.to_json().at("init_logit_scale").get<double>(), 3.5);
+  j["init_logit_scale"] = 5.0;
+  try {
+    CocaConfig::from_json(j, "x.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("init_logit_scale"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CocaConfig, InvalidValueIsNamed) {
   auto cfg = test::micro_config().to_json();
   cfg["text_cfg"]["heads"] = "four";

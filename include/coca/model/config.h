@@ -41,6 +41,9 @@ struct CocaConfig {
   // "preprocess_cfg": {"mean": [...], "std": [...]}; CLIP's constants by default.
   std::array<double, 3> image_mean{0.48145466, 0.4578275, 0.40821073};
   std::array<double, 3> image_std{0.26862954, 0.26130258, 0.27577711};
+  // logit_scale at initialisation (the log of the softmax inverse temperature): OpenCLIP's
+  // "init_logit_scale" model argument, log(1 / 0.07) by default.
+  double init_logit_scale = 2.6592600369327779;
 
   // Missing required keys and invalid values throw naming the key; unknown keys are reported
   // through `warn` (default: stderr) and ignored.
