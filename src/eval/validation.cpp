@@ -58,7 +58,7 @@ ValidationResult validate(const CoCa& model, const ValidationOptions& o, const R
     const Tensor t = caption_tokens(b, set, tok.get(), L).to(model.device());
     const CocaOutput out = model.forward(b.images.to(model.device()), t, /*trim_padding=*/true);
     const double n = static_cast<double>(b.indices.size());
-    sums[0] += caption_loss(out.caption_logits, t, cfg.text.pad_id).item() * n;
+    sums[0] += caption_loss(out, t, cfg.text.pad_id).item() * n;
     sums[1] += n;
     auto fi = out.image_features.contiguous().to_vector<float>();
     auto ft = out.text_features.contiguous().to_vector<float>();

@@ -43,11 +43,27 @@ Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t 
   return cross_entropy(caption_logits.reshape({-1, V}), targets, pad_id, normalizer);
 }
 
+Tensor caption_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossContext& ctx) {
+  if (out.caption_logits.defined() && out.caption_logits.dim() == 3)
+    return caption_loss(out.caption_logits, tokens, pad_id, ctx);
+  // Packed: one logits row per target that is a token (CoCa::forward with trim_padding).
+  COCA_CHECK(tokens.dim() == 2, "caption_loss: tokens ", tokens.describe(), " must be [B, L]");
+  int64_t local = 0;
+  for (int32_t t : tokens.slice(1, 1, tokens.size(1)).contiguous().to_vector<int32_t>()) local += t != pad_id;
+  const int64_t n = out.caption_targets.defined() ? out.caption_targets.size(0) : 0;
+  COCA_CHECK(n == local && (n == 0 || (out.caption_logits.dim() == 2 && out.caption_logits.size(0) == n)),
+             "caption_loss: packed logits ", out.caption_logits.defined() ? out.caption_logits.describe() : "(none)",
+             " for ", n, " targets, but tokens ", tokens.describe(), " hold ", local);
+  const double global = ctx.sum_over_ranks(static_cast<double>(local));
+  if (n == 0) return mul_scalar(sum(out.image_features), 0.0);  // no token to predict on this rank
+  return cross_entropy(out.caption_logits, out.caption_targets, pad_id, global / ctx.world);
+}
+
 CocaLosses coca_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossWeights& w,
                      const LossContext& ctx) {
   CocaLosses l;
   l.contrastive = contrastive_loss(out.image_features, out.text_features, out.logit_scale, ctx);
-  l.caption = caption_loss(out.caption_logits, tokens, pad_id, ctx);
+  l.caption = caption_loss(out, tokens, pad_id, ctx);
   l.total = add(mul_scalar(l.contrastive, w.contrastive), mul_scalar(l.caption, w.caption));
   return l;
 }

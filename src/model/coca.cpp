@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "coca/autograd/checkpoint.h"
 
@@ -190,6 +191,12 @@ MultimodalDecoder::MultimodalDecoder(const CocaConfig& c, DType dt) : cfg(c.mult
 }
 
 Tensor MultimodalDecoder::forward(const Tensor& tokens, const Tensor& image_tokens) const {
+  return logits(hidden(tokens, image_tokens));  // [B, T, V]
+}
+
+Tensor MultimodalDecoder::logits(const Tensor& hidden) const { return matmul(ln_final->forward(hidden), text_projection); }
+
+Tensor MultimodalDecoder::hidden(const Tensor& tokens, const Tensor& image_tokens) const {
   AttentionMask causal;
   causal.causal = true;
   Tensor x = tokens;
@@ -197,7 +204,7 @@ Tensor MultimodalDecoder::forward(const Tensor& tokens, const Tensor& image_toke
     x = run_block(*(*resblocks)[i], x, Tensor(), causal, grad_checkpointing);
     x = run_block(*(*cross_attn)[i], x, image_tokens, {}, grad_checkpointing);
   }
-  return matmul(ln_final->forward(x), text_projection);  // [B, T, V]
+  return x;  // [B, T, w]
 }
 
 CoCa::CoCa(const CocaConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
@@ -221,17 +228,79 @@ void CoCa::clamp_logit_scale() {
   if (v < 0.0 || v > hi || std::isnan(v)) logit_scale.fill_(std::isnan(v) ? hi : std::min(std::max(v, 0.0), hi));
 }
 
+namespace {
+
+// Rows `rows` of x [B, ...] as a new [n, ...] tensor (gradient flows back to x).
+Tensor gather_rows(const Tensor& x, const std::vector<int32_t>& rows) {
+  std::vector<int64_t> shape = x.shape();
+  const int64_t B = shape[0], inner = x.numel() / std::max<int64_t>(B, 1);
+  Tensor index = Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())}).to(x.device());
+  shape[0] = static_cast<int64_t>(rows.size());
+  return embedding(x.reshape({B, inner}), index).reshape(shape);
+}
+
+}  // namespace
+
 CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens, bool trim_padding) const {
   COCA_CHECK(images.defined() && tokens.defined() && images.size(0) == tokens.size(0), "CoCa: images ",
              images.describe(), " and tokens ", tokens.describe(), " must have the same batch size");
   ImageEncoding img = visual->forward(images.dtype() == dtype_ ? images : images.to(dtype_));
-  TextEncoding txt = text->forward(tokens, trim_padding);
-  const int64_t T = txt.tokens.size(1);  // L, or fewer when trimmed
   CocaOutput out;
   out.image_features = img.features;
-  out.text_features = txt.features;
-  out.caption_logits = text_decoder->forward(txt.tokens.slice(1, 0, T - 1), img.tokens);
   out.logit_scale = logit_scale;
+  if (!trim_padding) {
+    TextEncoding txt = text->forward(tokens);
+    out.text_features = txt.features;
+    out.caption_logits = text_decoder->forward(txt.tokens.slice(1, 0, cfg_.text.context_length - 1), img.tokens);
+    return out;
+  }
+  COCA_CHECK(tokens.dim() == 2 && tokens.dtype() == DType::i32 && tokens.size(1) == cfg_.text.context_length,
+             "text: tokens ", tokens.describe(), " must be i32 [B, ", cfg_.text.context_length, "]");
+  const int64_t B = tokens.size(0), L = cfg_.text.context_length;
+  const int32_t pad = static_cast<int32_t>(cfg_.text.pad_id);
+  const std::vector<int32_t> tok = tokens.to_vector<int32_t>();
+  // Rows by caption length (one past the last token), then cut into buckets of equal size.
+  std::vector<int64_t> length(B, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = L - 1; j >= 0; --j)
+      if (tok[b * L + j] != pad) {
+        length[b] = j + 1;
+        break;
+      }
+  const int64_t buckets = std::max<int64_t>(1, std::min(text_buckets, B / std::max<int64_t>(min_bucket_rows, 1)));
+  std::vector<int32_t> order(B);
+  std::iota(order.begin(), order.end(), 0);
+  if (buckets > 1)
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return length[a] < length[b]; });
+  std::vector<Tensor> features, logits;
+  std::vector<int32_t> targets;
+  for (int64_t g = 0; g < buckets; ++g) {
+    const std::vector<int32_t> rows(order.begin() + g * B / buckets, order.begin() + (g + 1) * B / buckets);
+    const int64_t n = static_cast<int64_t>(rows.size());
+    std::vector<int32_t> sub(n * L);
+    for (int64_t r = 0; r < n; ++r) std::copy_n(tok.begin() + rows[r] * L, L, sub.begin() + r * L);
+    TextEncoding txt = text->forward(Tensor::from_vector(sub, {n, L}).to(tokens.device()), true);
+    const int64_t P = txt.tokens.size(1) - 1;  // decoder positions: the targets are tokens 1..P
+    Tensor h = text_decoder->hidden(txt.tokens.slice(1, 0, P), buckets == 1 ? img.tokens : gather_rows(img.tokens, rows));
+    std::vector<int32_t> keep;  // positions (r, p) whose target is a token
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t p = 0; p < P; ++p)
+        if (sub[r * L + p + 1] != pad) {
+          keep.push_back(static_cast<int32_t>(r * P + p));
+          targets.push_back(sub[r * L + p + 1]);
+        }
+    if (!keep.empty()) logits.push_back(text_decoder->logits(gather_rows(h.reshape({n * P, h.size(2)}), keep)));
+    features.push_back(txt.features);
+  }
+  // Features back in the batch's row order.
+  std::vector<int32_t> where(B);
+  for (int64_t i = 0; i < B; ++i) where[order[i]] = static_cast<int32_t>(i);
+  out.text_features = buckets == 1 ? features[0] : gather_rows(concat(features, 0), where);
+  const int64_t N = static_cast<int64_t>(targets.size());
+  if (N > 0) {
+    out.caption_logits = logits.size() == 1 ? logits[0] : concat(logits, 0);  // [N, V]
+    out.caption_targets = Tensor::from_vector(targets, {N}).to(tokens.device());
+  }
   return out;
 }
 

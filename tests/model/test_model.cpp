@@ -146,48 +146,63 @@ TEST(CocaGradcheck, FullLossEveryParameterPacked) { full_model_gradcheck(test::m
 TEST(CocaGradcheck, FullLossEveryParameterSeparateKV) { full_model_gradcheck(test::micro_config(true, 24)); }
 
 // Trimming the padding (CoCa::forward(..., trim_padding=true), what training runs) changes
-// nothing but the work: same features, same losses, same gradient for every parameter, with
-// both CLS masks, when the longest caption leaves padding (T < L) and when it fills L.
+// nothing but the work: same features, same losses, same gradient for every parameter, and
+// the packed logits are the full forward's at the positions whose target is a token; with
+// both CLS masks, when the longest caption leaves padding (T < L) and when it fills L, in one
+// length bucket and in several.
 TEST(CocaTrimPadding, LossesAndEveryGradientMatchTheFullLength) {
   for (bool corrected : {false, true})
-    for (const std::vector<int>& lengths : {std::vector<int>{4, 5, 3}, {2, 2, 2}, {3, 7, 4}}) {
-      CoCa model(test::micro_config(corrected), DType::f64);
-      model.initialize(5);
-      Generator gen(13);
-      Tensor images = Tensor::randn({3, 3, 16, 16}, gen, DType::f64);
-      Tensor tokens = test::micro_tokens(lengths, 7, 50, gen);
-      const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
-      EXPECT_EQ(model.text->used_length(tokens.to_vector<int32_t>(), 3), std::min<int64_t>(7, longest + 1));
-      auto run = [&](bool trim) {
-        for (auto& [n, p] : model.named_parameters()) p.zero_grad();
-        CocaOutput out = model.forward(images, tokens, trim);
-        CocaLosses l = coca_loss(out, tokens, 0);
-        l.total.backward();
-        std::map<std::string, std::vector<double>> r;
-        r["contrastive"] = {l.contrastive.item()};
-        r["caption"] = {l.caption.item()};
-        r["text_features"] = out.text_features.to_double_vector();
-        r["image_features"] = out.image_features.to_double_vector();
-        r["logits_first_positions"] = out.caption_logits.slice(1, 0, std::min<int64_t>(longest, 6) - 1).contiguous().to_double_vector();
-        for (auto& [n, p] : model.named_parameters()) r["grad " + n] = p.grad().to_double_vector();
-        return std::make_pair(r, out.caption_logits.size(1));
-      };
-      auto [full, full_len] = run(false);
-      auto [trimmed, trimmed_len] = run(true);
-      EXPECT_EQ(full_len, 6);
-      EXPECT_EQ(trimmed_len, std::min<int64_t>(7, longest + 1) - 1);
-      ASSERT_EQ(full.size(), trimmed.size());
-      for (auto& [name, want] : full) {
-        const auto& got = trimmed.at(name);
-        ASSERT_EQ(got.size(), want.size()) << name;
-        for (size_t i = 0; i < want.size(); ++i)
-          EXPECT_NEAR(got[i], want[i], 1e-12 * std::max(1.0, std::abs(want[i])))
-              << name << "[" << i << "] corrected " << corrected << " longest " << longest;
+    for (int64_t buckets : {1, 3})
+      for (const std::vector<int>& lengths : {std::vector<int>{4, 5, 3, 6, 2}, {2, 2, 2, 3, 2}, {3, 7, 4, 2, 5}}) {
+        CoCa model(test::micro_config(corrected), DType::f64);
+        model.initialize(5);
+        model.text_buckets = buckets;
+        model.min_bucket_rows = 1;
+        Generator gen(13);
+        const int64_t B = static_cast<int64_t>(lengths.size()), L = 7;
+        Tensor images = Tensor::randn({B, 3, 16, 16}, gen, DType::f64);
+        Tensor tokens = test::micro_tokens(lengths, L, 50, gen);
+        const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+        EXPECT_EQ(model.text->used_length(tokens.to_vector<int32_t>(), B), std::min<int64_t>(L, longest + 1));
+        auto run = [&](bool trim) {
+          for (auto& [n, p] : model.named_parameters()) p.zero_grad();
+          CocaOutput out = model.forward(images, tokens, trim);
+          CocaLosses l = coca_loss(out, tokens, 0);
+          l.total.backward();
+          std::map<std::string, std::vector<double>> r;
+          r["contrastive"] = {l.contrastive.item()};
+          r["caption"] = {l.caption.item()};
+          r["text_features"] = out.text_features.to_double_vector();
+          r["image_features"] = out.image_features.to_double_vector();
+          for (auto& [n, p] : model.named_parameters()) r["grad " + n] = p.grad().to_double_vector();
+          std::vector<double> logits;  // at the positions whose target is a token
+          if (trim) {
+            logits = out.caption_logits.to_double_vector();
+          } else {
+            const auto tok = tokens.to_vector<int32_t>();
+            const auto all = out.caption_logits.to_double_vector();  // [B, L-1, V]
+            for (int64_t b = 0; b < B; ++b)
+              for (int64_t p = 0; p + 1 < L; ++p)
+                if (tok[b * L + p + 1] != 0) logits.insert(logits.end(), all.begin() + (b * (L - 1) + p) * 50,
+                                                           all.begin() + (b * (L - 1) + p + 1) * 50);
+          }
+          if (buckets > 1) std::sort(logits.begin(), logits.end());  // rows come bucket by bucket
+          r["logits"] = logits;
+          return r;
+        };
+        auto full = run(false), trimmed = run(true);
+        ASSERT_EQ(full.size(), trimmed.size());
+        for (auto& [name, want] : full) {
+          const auto& got = trimmed.at(name);
+          ASSERT_EQ(got.size(), want.size()) << name;
+          for (size_t i = 0; i < want.size(); ++i)
+            EXPECT_NEAR(got[i], want[i], 1e-12 * std::max(1.0, std::abs(want[i])))
+                << name << "[" << i << "] corrected " << corrected << " buckets " << buckets << " longest " << longest;
+        }
       }
-    }
 }
 
-// A trimmed forward's logits may only drop positions whose targets are padding.
+// Logits that leave out a target that is a token are refused, packed or [B, T-1, V].
 TEST(CocaTrimPadding, CaptionLossRefusesLogitsThatDropATarget) {
   CoCa model(test::micro_config(), DType::f64);
   Generator gen(2);
@@ -195,15 +210,21 @@ TEST(CocaTrimPadding, CaptionLossRefusesLogitsThatDropATarget) {
   Tensor short_tokens = test::micro_tokens({3, 4}, 7, 50, gen);
   Tensor long_tokens = test::micro_tokens({3, 6}, 7, 50, gen);
   NoGradGuard ng;
-  CocaOutput out = model.forward(images, short_tokens, true);  // logits for 4 positions
-  EXPECT_EQ(out.caption_logits.size(1), 4);
-  EXPECT_NO_THROW(caption_loss(out.caption_logits, short_tokens, 0));
-  try {
-    caption_loss(out.caption_logits, long_tokens, 0);
-    FAIL() << "expected an error";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("has a token at position 5"), std::string::npos) << e.what();
-  }
+  CocaOutput out = model.forward(images, short_tokens, true);
+  EXPECT_EQ(out.caption_logits.shape(), (Shape{5, 50}));  // (3 - 1) + (4 - 1) targets
+  EXPECT_NO_THROW(caption_loss(out, short_tokens, 0));
+  auto expect_error = [](auto&& f, const std::string& what) {
+    try {
+      f();
+      ADD_FAILURE() << "expected an error containing '" << what << "'";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { caption_loss(out, long_tokens, 0); }, "hold 7");
+  Tensor four = Tensor::zeros({2, 4, 50}, DType::f64);  // logits for positions 0..3
+  EXPECT_NO_THROW(caption_loss(four, short_tokens, 0));
+  expect_error([&] { caption_loss(four, long_tokens, 0); }, "has a token at position 5");
 }
 
 // Legacy mask, written out by hand for one row: L = 5, tokens [sot, a, eot, pad, pad].

@@ -39,6 +39,10 @@ Tensor contrastive_loss(const Tensor& image_features, const Tensor& text_feature
 // over ranks gives the single-process gradient).
 Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t pad_id, const LossContext& ctx = {});
 
+// The same from a model output: caption_logits [B, L-1, V], or packed [N, V] with
+// caption_targets [N] (a trimmed forward), which must be exactly tokens[:, 1:]'s non-pad ones.
+Tensor caption_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossContext& ctx = {});
+
 CocaLosses coca_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossWeights& w = {},
                      const LossContext& ctx = {});
 

@@ -86,6 +86,10 @@ class MultimodalDecoder : public nn::Module {
   MultimodalDecoder(const CocaConfig& cfg, DType dtype);
   // tokens [B, T, w], image_tokens [B, Q, w] -> logits [B, T, V]
   Tensor forward(const Tensor& tokens, const Tensor& image_tokens) const;
+  // The two halves of forward: the blocks ([B, T, w], before ln_final), then ln_final and the
+  // vocabulary projection of any [..., w] rows.
+  Tensor hidden(const Tensor& tokens, const Tensor& image_tokens) const;
+  Tensor logits(const Tensor& hidden) const;
   MultimodalConfig cfg;
   std::shared_ptr<nn::ModuleList<Block>> resblocks, cross_attn;
   std::shared_ptr<nn::LayerNorm> ln_final;
@@ -95,17 +99,25 @@ class MultimodalDecoder : public nn::Module {
 
 struct CocaOutput {
   Tensor image_features, text_features;  // [B, E]
-  Tensor caption_logits;                 // [B, L-1, V]; [B, T-1, V] when trimmed (T <= L)
-  Tensor logit_scale;                    // the parameter (use exp())
+  // [B, L-1, V]; from a trimmed forward [N, V]: only the N positions whose target is a token,
+  // with those targets in caption_targets (i32 [N]). caption_loss takes either.
+  Tensor caption_logits;
+  Tensor caption_targets;
+  Tensor logit_scale;  // the parameter (use exp())
 };
 
 class CoCa : public nn::Module {
  public:
   explicit CoCa(const CocaConfig& cfg, DType dtype = DType::f32);
-  // `trim_padding`: run the text tower and the decoder only on the positions up to the
-  // longest caption of the batch (TextTransformer::forward). Features and the caption loss
-  // are unchanged (the logits dropped all have padding as their target); training uses it.
+  // `trim_padding` (what training runs): the rows go through the text tower and the decoder
+  // in up to `text_buckets` groups of similar caption length (at least `min_bucket_rows` rows
+  // each), each group trimmed to its longest caption (TextTransformer::forward), and the
+  // vocabulary projection runs only where the target is a token (CocaOutput). Every row's
+  // computation is its own, so features, losses and gradients equal the full-length forward's;
+  // only the work shrinks.
   CocaOutput forward(const Tensor& images, const Tensor& text, bool trim_padding = false) const;
+  int64_t text_buckets = 4;
+  int64_t min_bucket_rows = 16;
   const CocaConfig& config() const { return cfg_; }
   DType dtype() const { return dtype_; }
   // Spec section 8, deterministic given the seed. The constructor initialises with seed 0.
