@@ -99,6 +99,8 @@ void append_rows(hid_t dset, hid_t mem_type, int64_t at, int64_t rows, const voi
 ShardWriter::ShardWriter(std::string path, ShardLayout layout) : path_(std::move(path)), layout_(std::move(layout)) {
   COCA_CHECK(layout_.image_size > 0 && layout_.chunk_images > 0, "shard writer: bad layout (image_size ",
              layout_.image_size, ", chunk_images ", layout_.chunk_images, ")");
+  COCA_CHECK(layout_.blob_chunk_bytes > 0 && layout_.blob_chunk_bytes <= (int64_t{1} << 30),
+             "shard writer: blob chunk of ", layout_.blob_chunk_bytes, " bytes (1 byte to 1 GiB)");
   h5::init();
   Lock g(h5::lock());
   file_ = Handle(check_id(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "create file", path_),
@@ -106,9 +108,8 @@ ShardWriter::ShardWriter(std::string path, ShardLayout layout) : path_(std::move
   const hsize_t s = static_cast<hsize_t>(layout_.image_size);
   if (layout_.image_format == ShardImageFormat::jpeg) {
     // Encoded bytes do not compress further: checksum only.
-    images_ = create_rows_dataset(file_, "image_bytes", H5T_STD_U8LE, {}, static_cast<hsize_t>(kImageBlobChunkBytes),
-                                  layout_, false, true, path_);
-    pending_blob_.reserve(static_cast<size_t>(kImageBlobChunkBytes));
+    images_ = create_rows_dataset(file_, "image_bytes", H5T_STD_U8LE, {},
+                                  static_cast<hsize_t>(layout_.blob_chunk_bytes), layout_, false, true, path_);
     return;
   }
   images_ = create_rows_dataset(file_, "images", H5T_STD_U8LE, {s, s, 3},
@@ -146,7 +147,8 @@ void ShardWriter::add_encoded(const uint8_t* bytes, size_t size, int width, int 
   sizes_.push_back(width);
   sizes_.push_back(height);
   add_text(caption, key, tokens, label);
-  if (static_cast<int64_t>(pending_blob_.size()) >= kImageBlobChunkBytes) flush_blob();
+  if (static_cast<int64_t>(pending_blob_.size()) >= std::max(layout_.blob_chunk_bytes, kBlobFlushBytes))
+    flush_blob(false);
 }
 
 void ShardWriter::add_text(const std::string& caption, const std::string& key, const int32_t* tokens,
@@ -165,12 +167,16 @@ void ShardWriter::add_text(const std::string& caption, const std::string& key, c
   ++count_;
 }
 
-void ShardWriter::flush_blob() {
+void ShardWriter::flush_blob(bool all) {
+  // Whole chunks only until the end, so that no chunk is written twice (HDF5 would read back
+  // and re-checksum a partly written one on every append).
+  const int64_t chunk = layout_.blob_chunk_bytes, pending = static_cast<int64_t>(pending_blob_.size());
+  const int64_t n = all ? pending : (blob_written_ + pending) / chunk * chunk - blob_written_;
+  if (n <= 0) return;
   Lock g(h5::lock());
-  append_rows(images_, H5T_NATIVE_UINT8, blob_written_, static_cast<int64_t>(pending_blob_.size()),
-              pending_blob_.data(), path_, "image_bytes");
-  blob_written_ += static_cast<int64_t>(pending_blob_.size());
-  pending_blob_.clear();
+  append_rows(images_, H5T_NATIVE_UINT8, blob_written_, n, pending_blob_.data(), path_, "image_bytes");
+  blob_written_ += n;
+  pending_blob_.erase(pending_blob_.begin(), pending_blob_.begin() + n);
 }
 
 void ShardWriter::flush_images() {
@@ -187,15 +193,17 @@ void ShardWriter::close() {
   if (closed_) return;
   flush_images();
   const bool encoded = layout_.image_format == ShardImageFormat::jpeg;
-  if (encoded) flush_blob();
+  if (encoded) flush_blob(true);
   Lock g(h5::lock());
-  const hsize_t string_chunk = 1024;
+  // Per-row datasets are written once, here: chunks of up to 1024 rows but never more rows
+  // than the shard has, since HDF5 stores a partly filled chunk whole.
+  const hsize_t row_chunk = static_cast<hsize_t>(std::clamp<int64_t>(count_, 1, 1024));
   if (encoded) {
-    Handle off = create_rows_dataset(file_, "image_offsets", H5T_STD_I64LE, {}, string_chunk, layout_, false, true,
-                                     path_);
+    Handle off = create_rows_dataset(file_, "image_offsets", H5T_STD_I64LE, {}, row_chunk + 1, layout_, false,
+                                     true, path_);
     append_rows(off, H5T_NATIVE_INT64, 0, count_ + 1, offsets_.data(), path_, "image_offsets");
     off.close(path_);
-    Handle sz = create_rows_dataset(file_, "image_sizes", H5T_STD_I32LE, {2}, string_chunk, layout_, false, true,
+    Handle sz = create_rows_dataset(file_, "image_sizes", H5T_STD_I32LE, {2}, row_chunk, layout_, false, true,
                                     path_);
     append_rows(sz, H5T_NATIVE_INT32, 0, count_, sizes_.data(), path_, "image_sizes");
     sz.close(path_);
@@ -206,7 +214,7 @@ void ShardWriter::close() {
     std::vector<const char*> ptrs;
     for (const char* name : {"captions", "keys"}) {
       const auto& v = std::strcmp(name, "captions") == 0 ? captions_ : keys_;
-      Handle d = create_rows_dataset(file_, name, str, {}, string_chunk, layout_, false, false, path_);
+      Handle d = create_rows_dataset(file_, name, str, {}, row_chunk, layout_, false, false, path_);
       ptrs.clear();
       for (const auto& s : v) ptrs.push_back(s.c_str());
       append_rows(d, str, 0, count_, ptrs.data(), path_, name);
@@ -215,12 +223,12 @@ void ShardWriter::close() {
   }
   if (layout_.context_length > 0) {
     Handle d = create_rows_dataset(file_, "tokens", H5T_STD_I32LE, {static_cast<hsize_t>(layout_.context_length)},
-                                   string_chunk, layout_, false, true, path_);
+                                   row_chunk, layout_, false, true, path_);
     append_rows(d, H5T_NATIVE_INT32, 0, count_, tokens_.data(), path_, "tokens");
     d.close(path_);
   }
   if (layout_.labels) {
-    Handle d = create_rows_dataset(file_, "labels", H5T_STD_I32LE, {}, string_chunk, layout_, false, true,
+    Handle d = create_rows_dataset(file_, "labels", H5T_STD_I32LE, {}, row_chunk, layout_, false, true,
                                    path_);
     append_rows(d, H5T_NATIVE_INT32, 0, count_, labels_.data(), path_, "labels");
     h5::write_attribute(file_, "classnames", layout_.classnames, path_);
