@@ -56,7 +56,7 @@ int run(int argc, char** argv, int rank, int world) {
   std::string csv_sep = "\\t", csv_img = "filepath", csv_cap = "title", filter_name = "bicubic";
   std::vector<std::string> extra_inputs;
   int image_size = 256, chunk_images = 16, threads = 1, context_length = 77, gzip_level = 4;
-  std::string image_format_name = "jpeg";
+  std::string image_format_name = "jpeg", reencode_name = "auto";
   int max_side = 512, jpeg_quality = 90;
   int64_t samples_per_shard = 1000, max_items = -1, shuffle_seed = -1;
   bool overwrite = false, quiet = false;
@@ -74,9 +74,12 @@ int run(int argc, char** argv, int rank, int world) {
       ("output", po::value(&output)->required(), "output directory for shard-NNNNN.h5 and index.json")
       ("image-format", po::value(&image_format_name), "jpeg (default): images stored encoded (format 2), cropped "
        "at load time; raw: decoded S x S pixels (format 1)")
-      ("max-side", po::value(&max_side), "jpeg: JPEGs whose longer side is at most N are stored as given; others "
-       "are resized to fit N (aspect kept, no crop) and re-encoded (512)")
-      ("jpeg-quality", po::value(&jpeg_quality), "jpeg: quality of re-encoded images, 1-100 (90)")
+      ("max-side", po::value(&max_side), "jpeg: images whose longer side is at most N may be stored as given "
+       "(see --reencode); larger ones are resized to fit N (aspect kept, no crop) and re-encoded (512)")
+      ("reencode", po::value(&reencode_name), "jpeg: auto (default): JPEG, PNG and WebP files that fit --max-side "
+       "stored as given, the rest re-encoded as PNG when the source is lossless (PNG, lossless WebP), else as JPEG; "
+       "jpeg: only JPEGs stored as given, the rest re-encoded as JPEG; png: everything re-encoded as PNG")
+      ("jpeg-quality", po::value(&jpeg_quality), "jpeg: quality of images re-encoded as JPEG, 1-100 (90)")
       ("image-size", po::value(&image_size), "raw: S: shorter side resized to S, then centre-cropped to S x S (256)")
       ("samples-per-shard", po::value(&samples_per_shard), "samples per shard file (1000)")
       ("chunk-images", po::value(&chunk_images), "images per HDF5 chunk, the loader's read unit (16)")
@@ -119,6 +122,9 @@ int run(int argc, char** argv, int rank, int world) {
              "each image's aspect ratio, its longer side at most --max-side");
   COCA_CHECK(max_side > 0 && max_side <= 8192, "--max-side must be in 1..8192, got ", max_side);
   COCA_CHECK(jpeg_quality >= 1 && jpeg_quality <= 100, "--jpeg-quality must be in 1..100, got ", jpeg_quality);
+  const Reencode reencode = parse_reencode(reencode_name);
+  COCA_CHECK(encoded || !vm.count("reencode"), "--reencode applies to --image-format jpeg; raw shards store "
+             "decoded pixels");
   if (encoded) image_size = max_side;
   const bool store_tokens = !tokenizer_path.empty() && (!encoded || vm.count("context-length"));
   COCA_CHECK(image_size > 0 && image_size <= 4096, "--image-size must be in 1..4096");
@@ -190,6 +196,7 @@ int run(int argc, char** argv, int rank, int world) {
   }
   bo.layout.image_format = image_format;
   bo.jpeg_quality = jpeg_quality;
+  bo.reencode = reencode;
   bo.samples_per_shard = samples_per_shard;
   bo.threads = threads;
   bo.filter = parse_resample_filter(filter_name);

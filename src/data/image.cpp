@@ -292,6 +292,41 @@ Image decode_image(const uint8_t* data, size_t size) {
                          str_cat(image_format_name(fmt), " images are not supported (JPEG, PNG and WebP only)"));
 }
 
+PngWebpHeader png_webp_header(const uint8_t* data, size_t size) {
+  const ImageFormat fmt = sniff_image_format(data, size);
+  PngWebpHeader h;
+  if (fmt == ImageFormat::png) {
+    // The signature, then the IHDR chunk: length, "IHDR", width and height big-endian.
+    if (size < 24) throw ImageDecodeError(ImageFault::truncated, "png: the file ends inside its header");
+    if (std::memcmp(data + 12, "IHDR", 4) != 0)
+      throw ImageDecodeError(ImageFault::corrupt, "png: the first chunk is not IHDR");
+    auto be32 = [&](size_t at) {
+      return (uint32_t{data[at]} << 24) | (uint32_t{data[at + 1]} << 16) | (uint32_t{data[at + 2]} << 8) |
+             uint32_t{data[at + 3]};
+    };
+    const uint32_t w = be32(16), ht = be32(20);
+    if (w == 0 || ht == 0 || w > 0x7fffffffu || ht > 0x7fffffffu)
+      throw ImageDecodeError(ImageFault::corrupt, str_cat("png: header size ", w, "x", ht));
+    h.width = static_cast<int>(w);
+    h.height = static_cast<int>(ht);
+    h.lossless = true;
+    return h;
+  }
+  if (fmt == ImageFormat::webp) {
+    WebPBitstreamFeatures f;
+    const VP8StatusCode st = WebPGetFeatures(data, size, &f);
+    if (st != VP8_STATUS_OK)
+      throw ImageDecodeError(st == VP8_STATUS_NOT_ENOUGH_DATA ? ImageFault::truncated : ImageFault::corrupt,
+                             str_cat("webp: cannot read the header (status ", st, ")"));
+    if (f.width <= 0 || f.height <= 0) throw ImageDecodeError(ImageFault::corrupt, "webp: empty image");
+    h.width = f.width;
+    h.height = f.height;
+    h.lossless = f.format == 2;  // 0 undefined or mixed, 1 lossy, 2 lossless
+    return h;
+  }
+  throw ImageDecodeError(ImageFault::not_an_image, str_cat("not a PNG or WebP file (", image_format_name(fmt), ")"));
+}
+
 Image decode_image(const std::vector<uint8_t>& bytes) { return decode_image(bytes.data(), bytes.size()); }
 
 std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int height, int channels) {

@@ -181,11 +181,20 @@ class ChunkSource {
       const ImageFormat f = sniff_image_format(p, n);
       try {
         if (f == ImageFormat::unknown) throw ImageDecodeError(ImageFault::not_an_image, "not an image file");
-        if (f != ImageFormat::jpeg) continue;  // decoded in full by the worker
-        const JpegInfo info = jpeg_info(p, n);
-        if (info.width != w || info.height != h)
-          throw ImageDecodeError(ImageFault::corrupt, str_cat("header says ", info.width, "x", info.height,
-                                                              ", image_sizes says ", w, "x", h));
+        int hw = 0, hh = 0;
+        if (f == ImageFormat::jpeg) {
+          const JpegInfo info = jpeg_info(p, n);
+          hw = info.width, hh = info.height;
+        } else if (f == ImageFormat::png || f == ImageFormat::webp) {
+          const PngWebpHeader info = png_webp_header(p, n);
+          hw = info.width, hh = info.height;
+        } else {
+          throw ImageDecodeError(ImageFault::unsupported_format,
+                                 str_cat(image_format_name(f), " (JPEG, PNG and WebP only)"));
+        }
+        if (hw != w || hh != h)
+          throw ImageDecodeError(ImageFault::corrupt,
+                                 str_cat("header says ", hw, "x", hh, ", image_sizes says ", w, "x", h));
       } catch (const ImageDecodeError& e) {
         throw Error(str_cat("shard ", reader_->path(), " row ", r, ": image bytes are damaged: ", e.what()));
       }

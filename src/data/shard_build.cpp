@@ -89,6 +89,22 @@ std::string SkipReport::summary() const {
   return os.str();
 }
 
+Reencode parse_reencode(const std::string& name) {
+  if (name == "auto") return Reencode::automatic;
+  if (name == "jpeg") return Reencode::jpeg;
+  if (name == "png") return Reencode::png;
+  throw Error(str_cat("unknown --reencode '", name, "' (auto, jpeg, png)"));
+}
+
+const char* reencode_name(Reencode r) {
+  switch (r) {
+    case Reencode::automatic: return "auto";
+    case Reencode::jpeg: return "jpeg";
+    case Reencode::png: return "png";
+  }
+  return "auto";
+}
+
 namespace {
 
 struct Decoded {
@@ -101,12 +117,12 @@ struct Decoded {
   std::vector<InputIssue> issues;       // one per skipped sample
 };
 
-// jpeg layouts: a JPEG (not CMYK) whose longer side fits layout.image_size is stored as given,
-// once the loader's own decoder has read it without complaint; anything else is decoded,
-// resized to fit (aspect kept, no crop) and encoded as JPEG.
+// jpeg layouts: what opt.reencode says (see Reencode). Whatever is stored as given has been
+// decoded in full first, so damaged files are skipped here rather than met by the loader.
 void encode_for_shard(const std::vector<uint8_t>& bytes, const BuildOptions& opt, Decoded& d) {
   const int max_side = opt.layout.image_size;
-  if (sniff_image_format(bytes.data(), bytes.size()) == ImageFormat::jpeg) {
+  const ImageFormat fmt = sniff_image_format(bytes.data(), bytes.size());
+  if (fmt == ImageFormat::jpeg && opt.reencode != Reencode::png) {
     const JpegInfo info = jpeg_info(bytes.data(), bytes.size());
     if (!info.cmyk && std::max(info.width, info.height) <= max_side) {
       const Image check = decode_jpeg_scaled(bytes.data(), bytes.size());  // throws on damaged data
@@ -118,6 +134,13 @@ void encode_for_shard(const std::vector<uint8_t>& bytes, const BuildOptions& opt
   }
   Image img = decode_image(bytes);
   const int longer = std::max(img.width, img.height);
+  const bool png_or_webp = fmt == ImageFormat::png || fmt == ImageFormat::webp;
+  if (opt.reencode == Reencode::automatic && png_or_webp && longer <= max_side) {
+    d.encoded = bytes;
+    d.width = img.width;
+    d.height = img.height;
+    return;
+  }
   if (longer > max_side) {
     const double f = static_cast<double>(max_side) / longer;
     Image small;
@@ -129,7 +152,11 @@ void encode_for_shard(const std::vector<uint8_t>& bytes, const BuildOptions& opt
                     small.height, opt.filter, small.rgb.data());
     img = std::move(small);
   }
-  d.encoded = encode_jpeg(img.rgb.data(), img.width, img.height, 3, opt.jpeg_quality);
+  const bool as_png = opt.reencode == Reencode::png ||
+                      (opt.reencode == Reencode::automatic && png_or_webp &&
+                       png_webp_header(bytes.data(), bytes.size()).lossless);
+  d.encoded = as_png ? encode_png(img.rgb.data(), img.width, img.height, 3)
+                     : encode_jpeg(img.rgb.data(), img.width, img.height, 3, opt.jpeg_quality);
   d.width = img.width;
   d.height = img.height;
 }

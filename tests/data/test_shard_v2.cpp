@@ -497,6 +497,7 @@ TEST(ShardV2, BuilderStoresSmallJpegsAsGivenAndReencodesTheRest) {
   bo.out_dir = t.str("out");
   bo.layout.image_format = ShardImageFormat::jpeg;
   bo.layout.image_size = 256;  // --max-side
+  bo.reencode = Reencode::jpeg;  // auto would store the PNG as given (test_shard_reencode.cpp)
   bo.progress = false;
   SkipReport rep;
   const LocalShards out = build_shards(items, bo, rep);

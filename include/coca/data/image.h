@@ -42,6 +42,15 @@ class ImageDecodeError : public Error {
 // Images above this many pixels are refused as too_large (a decompression-bomb guard).
 constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
 
+// Size and coding of a PNG or WebP file from its header, without decoding the pixels:
+// lossless for PNG and for lossless (VP8L) WebP, not for lossy or mixed WebP. Throws
+// ImageDecodeError when the header cannot be read or the bytes are neither format.
+struct PngWebpHeader {
+  int width = 0, height = 0;
+  bool lossless = false;
+};
+PngWebpHeader png_webp_header(const uint8_t* data, size_t size);
+
 // Throws ImageDecodeError.
 Image decode_image(const uint8_t* data, size_t size);
 Image decode_image(const std::vector<uint8_t>& bytes);

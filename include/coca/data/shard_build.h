@@ -42,6 +42,18 @@ class SkipReport {
   std::map<std::string, std::vector<nlohmann::json>> examples_;
 };
 
+// Format 2 (layout.image_format jpeg): which images are stored as given and how the rest
+// are re-encoded (coca-shard --reencode). "Fits" means the longer side is at most
+// layout.image_size (--max-side); an image that does not fit is resized to fit first.
+enum class Reencode {
+  automatic,  // JPEG (not CMYK), PNG and WebP that fit: as given; the rest: lossless sources
+              // (PNG, lossless WebP) as PNG, lossy ones (JPEG, lossy WebP) as JPEG
+  jpeg,       // JPEGs (not CMYK) that fit: as given; everything else as JPEG
+  png,        // everything decoded and encoded as PNG
+};
+Reencode parse_reencode(const std::string& name);
+const char* reencode_name(Reencode r);
+
 struct BuildOptions {
   std::string out_dir;
   ShardLayout layout;
@@ -49,10 +61,9 @@ struct BuildOptions {
   int threads = 1;
   const BpeTokenizer* tokenizer = nullptr;  // tokens when set (layout.context_length > 0)
   ResampleFilter filter = ResampleFilter::bicubic;
-  // layout.image_format jpeg: images that are not already JPEGs within the longest side
-  // (layout.image_size) are resized to fit it and encoded at this quality. 90: the loader's
-  // crops at 224 px from 256-512 px images cannot show quality-90 artefacts, while 95+
-  // costs about 40% more bytes.
+  Reencode reencode = Reencode::automatic;
+  // Quality of the images re-encoded as JPEG. 90: the loader's crops at 224 px from
+  // 256-512 px images cannot show quality-90 artefacts, while 95+ costs about 40% more bytes.
   int jpeg_quality = 90;
   int rank = 0;
   bool progress = true;
