@@ -48,16 +48,10 @@ tjhandle decompressor() {
 int dct_scaled(int dim, DctScale s) { return (dim * s.num + s.denom - 1) / s.denom; }
 
 DctScale choose_dct_scale(double crop_w, double crop_h, int out_w, int out_h) {
-  int n = 0;
-  const tjscalingfactor* f = tjGetScalingFactors(&n);
   DctScale best{1, 1};
-  if (!f || n <= 0) return best;
-  for (int i = 0; i < n; ++i) {
-    const DctScale s{f[i].num, f[i].denom};
-    if (s.num > s.denom) continue;  // enlarging factors
-    if (crop_w * s.num < static_cast<double>(out_w) * s.denom || crop_h * s.num < static_cast<double>(out_h) * s.denom)
-      continue;
-    if (static_cast<int64_t>(s.num) * best.denom < static_cast<int64_t>(best.num) * s.denom) best = s;
+  for (const int denom : {2, 4, 8}) {
+    if (crop_w < static_cast<double>(out_w) * denom || crop_h < static_cast<double>(out_h) * denom) break;
+    best = {1, denom};
   }
   return best;
 }

@@ -218,15 +218,15 @@ TEST(ShardV2, DamagedImageFailsOrSkipsItsShard) {
 }
 
 TEST(JpegDecode, ChoosesTheSmallestCoveringScale) {
-  // Factors libjpeg-turbo offers below 1: n/8 for n = 1..7 (as 1/8, 1/4, 3/8, 1/2, ...).
+  // Only 1/2, 1/4 and 1/8 below 1: libjpeg-turbo's 3/8 to 7/8 have no SIMD code.
   EXPECT_EQ(choose_dct_scale(2000, 2000, 224, 224), (DctScale{1, 8}));   // 250 >= 224
   EXPECT_EQ(choose_dct_scale(1791, 1791, 224, 224), (DctScale{1, 4}));   // 1791/8 = 223.9 < 224
-  EXPECT_EQ(choose_dct_scale(512, 512, 224, 224), (DctScale{1, 2}));     // 256; 3/8 gives 192
+  EXPECT_EQ(choose_dct_scale(512, 512, 224, 224), (DctScale{1, 2}));     // 256
   EXPECT_EQ(choose_dct_scale(448, 448, 224, 224), (DctScale{1, 2}));     // exactly 224
-  EXPECT_EQ(choose_dct_scale(447, 447, 224, 224), (DctScale{5, 8}));     // 1/2 gives 223.5
-  EXPECT_EQ(choose_dct_scale(300, 1000, 224, 224), (DctScale{3, 4}));    // the narrow side decides
-  EXPECT_EQ(choose_dct_scale(1000, 300, 224, 224), (DctScale{3, 4}));
-  EXPECT_EQ(choose_dct_scale(230, 230, 224, 224), (DctScale{1, 1}));     // 7/8 gives 201
+  EXPECT_EQ(choose_dct_scale(447, 447, 224, 224), (DctScale{1, 1}));     // 1/2 gives 223.5
+  EXPECT_EQ(choose_dct_scale(450, 1000, 224, 224), (DctScale{1, 2}));    // the narrow side decides
+  EXPECT_EQ(choose_dct_scale(1000, 450, 224, 224), (DctScale{1, 2}));
+  EXPECT_EQ(choose_dct_scale(300, 1000, 224, 224), (DctScale{1, 1}));
   EXPECT_EQ(choose_dct_scale(100, 100, 224, 224), (DctScale{1, 1}));     // upscaling: full size
   EXPECT_EQ(dct_scaled(333, {3, 8}), 125);                               // ceil(124.875)
 }

@@ -1,9 +1,9 @@
 #pragma once
 // JPEG decoding for the loader through libjpeg-turbo's TurboJPEG API, with DCT-domain
-// downscaling: a JPEG decoded at 1/2, 1/4 or 1/8 (and the other eighths libjpeg-turbo
-// offers) costs a fraction of a full decode, so the loader picks the smallest scale at which
-// the crop it is about to take still has at least the output's pixels on both axes, and
-// resamples from there. The crop box is always drawn on the full-size image, so the choice
+// downscaling: a JPEG decoded at 1/2, 1/4 or 1/8 costs a fraction of a full decode, so the
+// loader picks the smallest of those scales at which the crop it is about to take still has
+// at least the output's pixels on both axes, and resamples from there. (libjpeg-turbo's
+// other eighths, 3/8 to 7/8, have no SIMD code: 5/8 to 7/8 decode slower than 1/1.) The crop box is always drawn on the full-size image, so the choice
 // of scale never changes which part of the image a sample shows.
 #include <cstddef>
 #include <cstdint>
@@ -20,9 +20,9 @@ struct DctScale {
 };
 // The size libjpeg-turbo gives `dim` at `s` (TJSCALED: ceil(dim * num / denom)).
 int dct_scaled(int dim, DctScale s);
-// The smallest factor <= 1 offered by libjpeg-turbo at which a crop of crop_w x crop_h
-// full-size pixels still spans at least out_w x out_h pixels: crop_w * s >= out_w and
-// crop_h * s >= out_h. 1/1 when no smaller factor qualifies (upscaling crops).
+// The smallest of 1/2, 1/4, 1/8 at which a crop of crop_w x crop_h full-size pixels still
+// spans at least out_w x out_h pixels: crop_w * s >= out_w and crop_h * s >= out_h. 1/1 when
+// none qualifies (crops under twice the output, upscaling crops).
 DctScale choose_dct_scale(double crop_w, double crop_h, int out_w, int out_h);
 
 struct JpegInfo {
