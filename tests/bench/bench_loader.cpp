@@ -15,6 +15,9 @@
 //   (d) ShardLoader on format 1 (256 x 256 raw pixels) of the same images
 //   (e) the per-sample transform at 64 and 224 px, format 2 and format 1, with and without
 //       colour jitter / grayscale (one thread; --color-only runs just this)
+//   --scales: only the full decode of both JPEG sets at each DCT scale libjpeg-turbo offers
+//       below 1 (one thread, fast IDCT and upsampling as training crops use), to see which
+//       scales are worth choosing
 // and the bytes per sample of both sets. The images are synthetic but photo-like (smooth
 // colour fields, hard-edged shapes, fine texture and sensor-like noise), JPEG quality 90.
 #include <sys/resource.h>
@@ -28,6 +31,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -268,6 +272,27 @@ void color_rows(const std::vector<Jpeg>& jpegs, double seconds) {
     }
 }
 
+// --scales: microseconds per whole-image decode of `jpegs` at n/8, n = 8..1, one thread.
+void scale_rows(const char* label, const std::vector<Jpeg>& jpegs, double seconds) {
+  for (int n = 8; n >= 1; --n) {
+    const int g = std::gcd(n, 8);
+    const DctScale s{n / g, 8 / g};
+    auto decode = [&](size_t i) {
+      const Jpeg& j = jpegs[i % jpegs.size()];
+      decode_jpeg_scaled(j.bytes.data(), j.bytes.size(), s, true);
+    };
+    for (size_t i = 0; i < 8; ++i) decode(i);  // warm-up: the decompressor, the page cache
+    const double c0 = thread_cpu_seconds();
+    int64_t done = 0;
+    for (size_t i = 0;; ++i) {
+      decode(i);
+      ++done;
+      if (done % 16 == 0 && thread_cpu_seconds() - c0 > seconds) break;
+    }
+    std::printf("%s decode at %d/%d: %7.0f us\n", label, s.num, s.denom, 1e6 * (thread_cpu_seconds() - c0) / done);
+  }
+}
+
 // A shard set of the JPEGs: format 2 stores them, format 1 their decoded pixels
 // (shorter side 256, centre crop, as coca-shard --image-format raw makes them).
 int64_t write_set(const std::string& dir, const std::vector<Jpeg>& jpegs, bool encoded) {
@@ -333,7 +358,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   double seconds = 4;
   int n = 512;
-  bool color_only = false;
+  bool color_only = false, scales_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -343,12 +368,17 @@ int main(int argc, char** argv) {
           "  --seconds S   time per measurement (4)\n"
           "  --samples N   JPEGs per set (512)\n"
           "  --color-only  only (e): the per-sample transform at 64 and 224 px with and without colour\n"
-          "                jitter / grayscale (one thread)\n",
+          "                jitter / grayscale (one thread)\n"
+          "  --scales      only the whole-image decode at each DCT scale n/8 (one thread)\n",
           threads);
       return 0;
     }
     if (a == "--color-only") {
       color_only = true;
+      continue;
+    }
+    if (a == "--scales") {
+      scales_only = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -380,6 +410,11 @@ int main(int argc, char** argv) {
     std::printf("JPEG sizes: 256 px %.1f KB, 512 px %.1f KB on average\n", mean_kb(j256), mean_kb(j512));
     if (color_only) {
       color_rows(j256, seconds);
+      return 0;
+    }
+    if (scales_only) {
+      scale_rows("256px", j256, seconds);
+      scale_rows("512px", j512, seconds);
       return 0;
     }
     const Rate a = transform_rows("(a) 256px", j256, threads, seconds);
