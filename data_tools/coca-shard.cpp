@@ -56,7 +56,7 @@ int run(int argc, char** argv, int rank, int world) {
   std::string csv_sep = "\\t", csv_img = "filepath", csv_cap = "title", filter_name = "bicubic";
   std::vector<std::string> extra_inputs;
   int image_size = 256, chunk_images = 16, threads = 1, context_length = 77, gzip_level = 4;
-  std::string image_format_name = "jpeg", reencode_name = "auto";
+  std::string image_format_name = "jpeg", reencode_arg = "auto";
   int max_side = 512, jpeg_quality = 90;
   int64_t samples_per_shard = 1000, max_items = -1, shuffle_seed = -1;
   bool overwrite = false, quiet = false;
@@ -76,7 +76,7 @@ int run(int argc, char** argv, int rank, int world) {
        "at load time; raw: decoded S x S pixels (format 1)")
       ("max-side", po::value(&max_side), "jpeg: images whose longer side is at most N may be stored as given "
        "(see --reencode); larger ones are resized to fit N (aspect kept, no crop) and re-encoded (512)")
-      ("reencode", po::value(&reencode_name), "jpeg: auto (default): JPEG, PNG and WebP files that fit --max-side "
+      ("reencode", po::value(&reencode_arg), "jpeg: auto (default): JPEG, PNG and WebP files that fit --max-side "
        "stored as given, the rest re-encoded as PNG when the source is lossless (PNG, lossless WebP), else as JPEG; "
        "jpeg: only JPEGs stored as given, the rest re-encoded as JPEG; png: everything re-encoded as PNG")
       ("jpeg-quality", po::value(&jpeg_quality), "jpeg: quality of images re-encoded as JPEG, 1-100 (90)")
@@ -122,7 +122,7 @@ int run(int argc, char** argv, int rank, int world) {
              "each image's aspect ratio, its longer side at most --max-side");
   COCA_CHECK(max_side > 0 && max_side <= 8192, "--max-side must be in 1..8192, got ", max_side);
   COCA_CHECK(jpeg_quality >= 1 && jpeg_quality <= 100, "--jpeg-quality must be in 1..100, got ", jpeg_quality);
-  const Reencode reencode = parse_reencode(reencode_name);
+  const Reencode reencode = parse_reencode(reencode_arg);
   COCA_CHECK(encoded || !vm.count("reencode"), "--reencode applies to --image-format jpeg; raw shards store "
              "decoded pixels");
   if (encoded) image_size = max_side;
@@ -260,6 +260,7 @@ int run(int argc, char** argv, int rank, int world) {
     index.command = cmd;
     index.classnames = listing.classnames;
     index.extra = {{"skipped_by_reason", merged.to_json().at("skipped_by_reason")}, {"ranks", world}};
+    if (encoded) index.extra["reencode"] = reencode_name(reencode);
     index.save(output);
     nlohmann::json rep = merged.to_json();
     rep["seconds"] = max_seconds;

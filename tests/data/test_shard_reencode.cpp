@@ -218,6 +218,7 @@ TEST(Reencode, PngSourcesGiveTheBatchesOfFormat1) {
       << slurp(t.str("log1"));
   ASSERT_EQ(run_tool(common + " --output " + t.str("v2") + " --max-side 64 --reencode auto", t.str("log2")), 0)
       << slurp(t.str("log2"));
+  EXPECT_EQ(ShardIndex::load(t.str("v2")).extra.value("reencode", std::string()), "auto");
   {
     ShardReader r(t.str("v2/" + shard_file_name(1)));
     std::vector<uint8_t> bytes;
