@@ -176,6 +176,21 @@ TEST_F(TrainOptionsTest, AugCfgColorKeys) {
   EXPECT_NE(msg.find("color_jitter needs color_jitter_prob="), std::string::npos) << msg;
 }
 
+// The quickstart's own config parses, its `aug-cfg = ...` lines add up to the colour settings,
+// and --aug-cfg on the command line replaces the file's words (the command line wins).
+TEST_F(TrainOptionsTest, QuickstartConfigParses) {
+  const std::string cfg = std::string(COCA_SOURCE_DIR) + "/launch/configs/quickstart.cfg";
+  TrainOptions o = parse({"--config", cfg});
+  EXPECT_EQ(o.model, "coca_tiny");
+  EXPECT_EQ(o.color_jitter, (std::array<double, 4>{0.4, 0.4, 0.4, 0.1}));
+  EXPECT_EQ(o.color_jitter_prob, 0.8);
+  EXPECT_EQ(o.gray_scale_prob, 0.2);
+  EXPECT_EQ(o.force_patch_dropout, 0.5);
+  o = parse({"--config", cfg, "--aug-cfg", "gray_scale_prob=0.1"});
+  EXPECT_EQ(o.color_jitter_prob, 0.0);
+  EXPECT_EQ(o.gray_scale_prob, 0.1);
+}
+
 // coca-train --help lists the colour keys of --aug-cfg with what they mean.
 TEST_F(TrainOptionsTest, HelpListsTheColorKeys) {
   ::testing::internal::CaptureStdout();
