@@ -5,7 +5,7 @@
 # CPU model, cores used, one-thread sgemm GFLOP/s from build/coca-sysinfo) and write the plot.
 # Running it again reuses what exists (dataset, build, finished run).
 #
-# Environment: NP (ranks, default 2), EPOCHS (default 6), MINUTES (time budget, default 15:
+# Environment: NP (ranks, default 2), EPOCHS (default 8), MINUTES (time budget, default 15:
 # after the warmup coca-train measures its step time and ends the cosine schedule when the
 # budget does, or at the end of EPOCHS if that comes first),
 # DATA (default ./data/emoji), LOGS (default ./logs), RUN (run name, default quickstart).
@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 NP=${NP:-2}
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-8}
 MINUTES=${MINUTES:-15}
 DATA=${DATA:-$root/data/emoji}
 LOGS=${LOGS:-$root/logs}

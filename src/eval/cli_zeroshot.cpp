@@ -62,6 +62,8 @@ int zeroshot_main(int argc, char** argv) {
                             {"confused", nlohmann::json::array()}};
         for (auto& c : r.confused)
           j["confused"].push_back({{"true", c.truth}, {"predicted", c.predicted}, {"count", c.count}});
+        j["per_class"] = nlohmann::json::array();
+        for (auto& c : r.per_class) j["per_class"].push_back({{"class", c.name}, {"images", c.images}, {"top1", c.top1}});
         write_json_file(output, j, 2);
       }
     }

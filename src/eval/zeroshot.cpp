@@ -173,6 +173,7 @@ ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reduc
     if (counts[3 + C + c] > 0) {
       per_class += counts[3 + c] / counts[3 + C + c];
       ++present;
+      r.per_class.push_back({classnames[c], static_cast<int64_t>(counts[3 + C + c]), static_cast<int64_t>(counts[3 + c])});
     }
   r.mean_per_class = present ? per_class / present : 0.0;
   std::map<std::pair<int64_t, int64_t>, int64_t> pairs;

@@ -40,8 +40,19 @@ PY
 check "zero-shot metrics equal across rank counts" python3 - "$work/zs1.json" "$work/zs2.json" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
-keys = ["top1", "top5", "mean_per_class", "images", "confused"]
+keys = ["top1", "top5", "mean_per_class", "images", "confused", "per_class"]
 sys.exit(0 if all(a[k] == b[k] for k in keys) else 1)
+PY
+check "zero-shot per-class counts add up to top-1 and mean per class" python3 - "$work/zs1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+pc = r["per_class"]
+n = sum(c["images"] for c in pc)
+right = sum(c["top1"] for c in pc)
+mean = sum(c["top1"] / c["images"] for c in pc) / len(pc)
+print("per_class", len(pc), "classes,", n, "images,", right, "right; mean", mean)
+sys.exit(0 if len(pc) == 8 and n == r["images"] and right / n == r["top1"]
+         and abs(mean - r["mean_per_class"]) < 1e-12 and all(0 <= c["top1"] <= c["images"] for c in pc) else 1)
 PY
 
 # 2. Stop at step 4 and resume: bit-identical weights and the same losses as uninterrupted.

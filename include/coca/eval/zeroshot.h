@@ -44,10 +44,16 @@ struct ConfusedPair {
   int64_t count;
 };
 
+struct ClassAccuracy {
+  std::string name;
+  int64_t images = 0, top1 = 0;  // images of the class, and how many of them are right at top-1
+};
+
 struct ZeroShotResult {
   double top1 = 0, top5 = 0, mean_per_class = 0;
   int64_t images = 0, classes = 0;
   std::vector<ConfusedPair> confused;  // most frequent (true, predicted) top-1 errors
+  std::vector<ClassAccuracy> per_class;  // the classes with images, in label order
 };
 
 std::vector<std::string> read_templates(const std::string& path);
