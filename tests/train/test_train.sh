@@ -43,16 +43,26 @@ a, b = (json.load(open(p)) for p in sys.argv[1:3])
 keys = ["top1", "top5", "mean_per_class", "images", "confused", "per_class"]
 sys.exit(0 if all(a[k] == b[k] for k in keys) else 1)
 PY
-check "zero-shot per-class counts add up to top-1 and mean per class" python3 - "$work/zs1.json" <<'PY'
+# The same model with the class names rotated by one (label i named as class i+1): most answers
+# are now wrong, so the per-class hits must differ from the per-class image counts.
+python3 -c 'import json,sys; n=json.load(open(sys.argv[1]))["classnames"]; print("\n".join(n[1:]+n[:1]))' \
+  "$work/fx/eval/index.json" > "$work/rotated_names.txt"
+"$build/coca-eval" "${zs[@]}" --classnames "$work/rotated_names.txt" --output "$work/zs3.json" >"$work/zs3.log" 2>&1
+check "zero-shot with rotated class names exits 0" test $? -eq 0
+check "zero-shot per-class counts add up to top-1 and mean per class" python3 - "$work/zs1.json" "$work/zs3.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-pc = r["per_class"]
-n = sum(c["images"] for c in pc)
-right = sum(c["top1"] for c in pc)
-mean = sum(c["top1"] / c["images"] for c in pc) / len(pc)
-print("per_class", len(pc), "classes,", n, "images,", right, "right; mean", mean)
-sys.exit(0 if len(pc) == 8 and n == r["images"] and right / n == r["top1"]
-         and abs(mean - r["mean_per_class"]) < 1e-12 and all(0 <= c["top1"] <= c["images"] for c in pc) else 1)
+ok = True
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    pc = r["per_class"]
+    n = sum(c["images"] for c in pc)
+    right = sum(c["top1"] for c in pc)
+    mean = sum(c["top1"] / c["images"] for c in pc) / len(pc)
+    print(path, "top1", r["top1"], "per_class", len(pc), "classes,", n, "images,", right, "right; mean", mean)
+    ok = ok and len(pc) == 8 and n == r["images"] and right / n == r["top1"] and \
+        abs(mean - r["mean_per_class"]) < 1e-12 and all(0 <= c["top1"] <= c["images"] for c in pc)
+ok = ok and json.load(open(sys.argv[2]))["top1"] < 0.5  # the rotated names do lose
+sys.exit(0 if ok else 1)
 PY
 
 # 2. Stop at step 4 and resume: bit-identical weights and the same losses as uninterrupted.
