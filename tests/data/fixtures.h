@@ -1,9 +1,11 @@
 #pragma once
 // Small inputs the data tests write for themselves: images, tars, shard sets.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -176,5 +178,26 @@ inline ShardIndex make_indexed_shards(const std::string& dir, const std::vector<
   index.save(dir);
   return index;
 }
+
+// Noisy gradients: photo-like pixels that JPEG cannot code exactly (rows of several KB).
+inline std::vector<uint8_t> noisy_rgb(int w, int h, uint64_t seed) {
+  Generator g(seed);
+  std::vector<uint8_t> px(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        px[(static_cast<size_t>(y) * w + x) * 3 + c] =
+            static_cast<uint8_t>((x * (c + 1) + y * 2 + static_cast<int>(g.below(40))) % 256);
+  return px;
+}
+
+#ifdef COCA_SHARD_BIN
+// Runs coca-shard with `args`, output to `log`; its exit status (-1 when it did not exit).
+inline int run_tool(const std::string& args, const std::string& log) {
+  const std::string cmd = std::string(COCA_SHARD_BIN) + " " + args + " > " + log + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+#endif
 
 }  // namespace coca::testing

@@ -14,18 +14,13 @@
 using namespace coca;
 using coca::testing::jpeg_solid;
 using coca::testing::png_solid;
+using coca::testing::run_tool;
 using coca::testing::TempDir;
 using coca::testing::write_file;
 using coca::testing::write_text;
 namespace fs = std::filesystem;
 
 namespace {
-
-int run_tool(const std::string& args, const std::string& log) {
-  const std::string cmd = std::string(COCA_SHARD_BIN) + " " + args + " > " + log + " 2>&1";
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 nlohmann::json read_json(const fs::path& p) {
   const auto bytes = coca::testing::read_file(p);

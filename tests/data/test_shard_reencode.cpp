@@ -11,34 +11,19 @@
 #include "data/fixtures.h"
 
 using namespace coca;
+using coca::testing::run_tool;
 using coca::testing::TempDir;
 using coca::testing::write_file;
+using coca::testing::noisy_rgb;
 namespace fs = std::filesystem;
 
 namespace {
-
-int run_tool(const std::string& args, const std::string& log) {
-  const std::string cmd = std::string(COCA_SHARD_BIN) + " " + args + " > " + log + " 2>&1";
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 std::string slurp(const std::string& p) {
   const auto b = coca::testing::read_file(p);
   return std::string(b.begin(), b.end());
 }
 
-// Noisy gradients: photo-like sources that JPEG cannot code exactly.
-std::vector<uint8_t> noisy_rgb(int w, int h, uint64_t seed) {
-  Generator g(seed);
-  std::vector<uint8_t> px(static_cast<size_t>(w) * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c)
-        px[(static_cast<size_t>(y) * w + x) * 3 + c] =
-            static_cast<uint8_t>((x * (c + 1) + y * 2 + static_cast<int>(g.below(40))) % 256);
-  return px;
-}
 
 // An emoji-like graphic: flat-coloured disc and bar on a transparent background, the disc's
 // edge antialiased (partial alpha). RGBA.

@@ -7,21 +7,11 @@
 
 using namespace coca;
 using coca::testing::TempDir;
+using coca::testing::noisy_rgb;
 namespace fs = std::filesystem;
 
 namespace {
 
-// Noisy gradients, so that JPEG-coded rows are several KB and a shard spans many chunks.
-std::vector<uint8_t> noisy_rgb(int w, int h, uint64_t seed) {
-  Generator g(seed);
-  std::vector<uint8_t> px(static_cast<size_t>(w) * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c)
-        px[(static_cast<size_t>(y) * w + x) * 3 + c] =
-            static_cast<uint8_t>((x * (c + 1) + y * 2 + static_cast<int>(g.below(40))) % 256);
-  return px;
-}
 
 }  // namespace
 
