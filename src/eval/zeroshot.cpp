@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "coca/data/bundled.h"
@@ -52,49 +51,13 @@ Reducer mpi_reducer(const dist::MpiCommunicator& comm) {
   return r;
 }
 
-std::vector<std::string> read_templates(const std::string& path) {
-  if (path.empty()) return {"a photo of a {}."};
-  std::ifstream in(path);
-  COCA_CHECK(in.good(), "templates file ", path, ": cannot open");
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
-    COCA_CHECK(line.find("{}") != std::string::npos, "templates file ", path, ": line '", line,
-               "' has no '{}' for the class name");
-    out.push_back(line);
-  }
-  COCA_CHECK(!out.empty(), "templates file ", path, " holds no templates");
-  return out;
-}
-
-static std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in(path);
-  COCA_CHECK(in.good(), "class names file ", path, ": cannot open");
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
-
 Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& classnames,
                         const std::vector<std::string>& templates, const BpeTokenizer& tok) {
   NoGradGuard no_grad;
   const int L = static_cast<int>(model.config().text.context_length);
   const int64_t C = static_cast<int64_t>(classnames.size()), T = static_cast<int64_t>(templates.size());
   const int64_t E = model.config().embed_dim;
-  std::vector<std::string> prompts;
-  prompts.reserve(C * T);
-  for (const auto& name : classnames)
-    for (const auto& t : templates) {
-      std::string p = t;
-      p.replace(p.find("{}"), 2, name);
-      prompts.push_back(p);
-    }
+  const std::vector<std::string> prompts = expand_templates(classnames, templates);
   Tensor feats = Tensor::empty({C * T, E});
   const int64_t chunk = 256;
   for (int64_t i = 0; i < C * T; i += chunk) {
@@ -115,7 +78,7 @@ ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reduc
   if (!o.classnames_file.empty()) {
     // Names for the shards' labels, in label order: the count must match the shards' classes.
     const std::string path = resolve_bundled_file("classnames", o.classnames_file, "--classnames");
-    std::vector<std::string> given = read_lines(path);
+    std::vector<std::string> given = read_classnames(path);
     COCA_CHECK(classnames.empty() || given.size() == classnames.size(), "--classnames ", path, " lists ",
                given.size(), " classes but the shards of ", o.data, " have ", classnames.size());
     classnames = std::move(given);

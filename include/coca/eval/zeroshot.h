@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "coca/eval/prompts.h"
 #include "coca/model/coca.h"
 
 namespace coca {
@@ -56,7 +57,6 @@ struct ZeroShotResult {
   std::vector<ClassAccuracy> per_class;  // the classes with images, in label order
 };
 
-std::vector<std::string> read_templates(const std::string& path);
 // [C, E] normalised class embeddings.
 Tensor class_embeddings(const CoCa& model, const std::vector<std::string>& classnames,
                         const std::vector<std::string>& templates, const BpeTokenizer& tok);
