@@ -27,9 +27,15 @@ class Reader {
       return *def;
     }
     const json& v = j_.at(key);
-    COCA_CHECK(v.is_number_integer() || (v.is_number() && v.get<double>() == std::floor(v.get<double>())), source_,
-               ": key '", where_, ".", key, "' must be an integer, got ", v.dump());
-    const int64_t x = v.get<int64_t>();
+    // An integer, or a float with an integral value ("768.0"), within int64 (a float past it
+    // would not convert: 1e300 is refused, not cast).
+    const bool integral =
+        v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)
+        : v.is_number_integer()
+            ? true
+            : v.is_number() && v.get<double>() == std::floor(v.get<double>()) && std::fabs(v.get<double>()) < 0x1p63;
+    COCA_CHECK(integral, source_, ": key '", where_, ".", key, "' must be an integer (64-bit), got ", v.dump());
+    const int64_t x = v.is_number_float() ? static_cast<int64_t>(v.get<double>()) : v.get<int64_t>();
     COCA_CHECK(x >= min_value, source_, ": key '", where_, ".", key, "' must be >= ", min_value, ", got ", x);
     return x;
   }
@@ -175,7 +181,7 @@ CocaConfig CocaConfig::from_file(const std::string& path) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(str_cat("model config ", path, ": invalid JSON: ", e.what()));
   }
   CocaConfig c = from_json(j, path);

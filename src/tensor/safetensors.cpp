@@ -1,6 +1,7 @@
 #include "coca/tensor/safetensors.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,26 @@ const char* st_dtype(DType t) {
     case DType::u8: return "U8";
   }
   return "?";
+}
+
+// A tensor's shape from the header: non-negative integers whose product (of the non-zero ones,
+// which also bounds every stride) fits an int64, so that no size computed from it can overflow.
+Shape checked_shape(const nlohmann::json& shape, const std::string& path, const std::string& name) {
+  bool ok = shape.is_array();
+  Shape out;
+  uint64_t product = 1;
+  for (size_t d = 0; ok && d < shape.size(); ++d) {
+    ok = shape[d].is_number_unsigned();
+    const uint64_t n = ok ? shape[d].get<uint64_t>() : 0;
+    if (n > 0) {
+      ok = ok && product <= static_cast<uint64_t>(INT64_MAX) / n;
+      product *= ok ? n : 1;
+    }
+    out.push_back(static_cast<int64_t>(n));
+  }
+  COCA_CHECK(ok, "safetensors ", path, ": tensor '", name, "' has shape ", shape.dump(),
+             ", not a list of non-negative integers whose product fits 63 bits");
+  return out;
 }
 
 }  // namespace
@@ -103,7 +124,7 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(h);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(str_cat("safetensors ", path, ": header is not valid JSON: ", e.what()));
   }
   COCA_CHECK(header.is_object(), "safetensors ", path, ": header is not a JSON object");
@@ -124,8 +145,14 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
     const auto& v = it.value();
     COCA_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"),
                "safetensors ", path, ": entry '", it.key(), "' lacks dtype, shape or data_offsets");
-    Entry e{it.key(), v["dtype"].get<std::string>(), v["shape"].get<Shape>(), v["data_offsets"][0].get<uint64_t>(),
-            v["data_offsets"][1].get<uint64_t>()};
+    const auto &dtype = v.at("dtype"), &shape = v.at("shape"), &offsets = v.at("data_offsets");
+    COCA_CHECK(dtype.is_string(), "safetensors ", path, ": tensor '", it.key(), "' has dtype ", dtype.dump(),
+               ", not a string");
+    COCA_CHECK(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+                   offsets[1].is_number_unsigned(),
+               "safetensors ", path, ": tensor '", it.key(), "' has data_offsets ", offsets.dump(), ", not [begin, end]");
+    Entry e{it.key(), dtype.get<std::string>(), checked_shape(shape, path, it.key()), offsets[0].get<uint64_t>(),
+            offsets[1].get<uint64_t>()};
     COCA_CHECK(e.begin <= e.end && e.end <= data_size, "safetensors ", path, ": tensor '", e.name,
                "' data [", e.begin, ", ", e.end, ") lies outside the ", data_size, " data bytes (truncated file?)");
     entries.push_back(std::move(e));
@@ -140,8 +167,10 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
     else if (e.dtype == "BF16" || e.dtype == "F16") elem = 2;
     else if (e.dtype == "U8") elem = 1;
     else throw Error(str_cat("safetensors ", path, ": tensor '", e.name, "' has unsupported dtype ", e.dtype));
-    COCA_CHECK(e.end - e.begin == count * elem, "safetensors ", path, ": tensor '", e.name, "' of shape ",
-               shape_str(e.shape), " and dtype ", e.dtype, " needs ", count * elem, " bytes, has ", e.end - e.begin);
+    // count fits an int64 (checked_shape), so count * elem cannot wrap once count is below the bytes.
+    COCA_CHECK(static_cast<uint64_t>(count) <= e.end - e.begin && e.end - e.begin == count * elem, "safetensors ", path,
+               ": tensor '", e.name, "' of shape ", shape_str(e.shape), " and dtype ", e.dtype, " needs ", count,
+               " elements of ", elem, " bytes, has ", e.end - e.begin, " bytes");
     std::vector<char> raw(e.end - e.begin);
     in.seekg(static_cast<std::streamoff>(data_start + e.begin));
     in.read(raw.data(), static_cast<std::streamsize>(raw.size()));

@@ -97,6 +97,33 @@ TEST(CocaConfig, InvalidValueIsNamed) {
   }
 }
 
+// Found by tests/fuzz/fuzz_model_config: a float integer past int64 was cast (undefined), and a
+// JSON number past double's range escaped as nlohmann's out_of_range instead of our Error.
+TEST(CocaConfig, NumbersOutOfRangeAreNamed) {
+  auto cfg = test::micro_config().to_json();
+  for (const nlohmann::json& v : {nlohmann::json(1e300), nlohmann::json(-1e19), nlohmann::json(UINT64_MAX)}) {
+    cfg["embed_dim"] = v;
+    try {
+      CocaConfig::from_json(cfg, "x.json");
+      FAIL() << "no error for " << v.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("x.json: key 'config.embed_dim' must be an integer"), std::string::npos)
+          << e.what();
+    }
+  }
+  cfg["embed_dim"] = 16.0;  // an integral float still reads
+  EXPECT_EQ(CocaConfig::from_json(cfg, "x.json").embed_dim, 16);
+  const std::string path = (std::filesystem::temp_directory_path() / "coca_overflow.json").string();
+  std::ofstream(path) << R"({"embed_dim": 4e9408})";
+  try {
+    CocaConfig::from_file(path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model config " + path + ": invalid JSON"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
 // Float64 central differences of the total CoCa loss with respect to sampled entries of EVERY
 // parameter tensor, on a batch with padding of different lengths.
 static void full_model_gradcheck(const CocaConfig& cfg) {
