@@ -12,6 +12,7 @@ PACKAGES=(
   libboost-program-options-dev nlohmann-json3-dev
   libpng-dev libjpeg-dev libturbojpeg0-dev libwebp-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
+  clang libclang-rt-dev
   python3 python3-numpy python3-matplotlib python3-h5py
 )
 if [ "${COCA_SETUP_TORCH:-0}" = "1" ]; then PACKAGES+=(python3-torch); fi

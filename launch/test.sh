@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test this machine can run:
-# labels cpu, mpi and faults everywhere, cuda only where a GPU is present.
+# labels cpu, mpi, faults and fuzz everywhere, cuda only where a GPU is present. The fuzz
+# harnesses are built apart with clang (tests/fuzz/build.sh); without clang they skip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/launch/setup.sh"
 "$root/launch/build.sh" -DCOCA_BUILD_TESTS=ON "$@"
 build=${COCA_BUILD_DIR:-$root/build}
-labels="cpu|mpi|faults"
+labels="cpu|mpi|faults|fuzz"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  labels="cpu|mpi|faults|cuda"
+  labels="cpu|mpi|faults|fuzz|cuda"
 fi
+fuzz_rc=0
+"$root/tests/fuzz/build.sh" || fuzz_rc=$?
+[ $fuzz_rc = 0 ] || [ $fuzz_rc = 77 ] || { echo "test: the fuzz harnesses did not build" >&2; exit $fuzz_rc; }
 # Open MPI refuses root without these; tests oversubscribe the two cores on purpose.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
