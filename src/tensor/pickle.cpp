@@ -14,11 +14,13 @@ uint64_t le(const unsigned char* p, int bytes) {
   return v;
 }
 
-constexpr int kMaxDepth = 1000;
 
 class Unpickler {
  public:
-  Unpickler(const std::vector<char>& data, std::string where) : d_(data), where_(std::move(where)) {}
+  Unpickler(const std::vector<char>& data, std::string where) : d_(data), where_(std::move(where)) {
+    COCA_CHECK(d_.size() <= kMaxPickleBytes, where_, "data.pkl is ", d_.size(), " bytes, over the limit of ",
+               kMaxPickleBytes, " (a state dict's pickle is a few MB at most)");
+  }
 
   PickleRef run() {
     while (true) {
@@ -51,9 +53,9 @@ class Unpickler {
         case 'h': push(get(u(1))); break;
         case 'j': push(get(u(4))); break;
         case '(': marks_.push_back(stack_.size()); break;
-        case '}': push(std::make_shared<PickleValue>(PickleValue::Dict)); break;
-        case ']': push(std::make_shared<PickleValue>(PickleValue::List)); break;
-        case ')': push(std::make_shared<PickleValue>(PickleValue::Tuple)); break;
+        case '}': push(make(PickleValue::Dict)); break;
+        case ']': push(make(PickleValue::List)); break;
+        case ')': push(make(PickleValue::Tuple)); break;
         case 't': push(tuple(pop_mark("TUPLE"))); break;
         case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
           std::vector<PickleRef> items(op - 0x84);
@@ -89,7 +91,7 @@ class Unpickler {
           const size_t n = u(1);
           const unsigned char* b = take(n);
           if (n > 8) {  // a Python big int: kept only as an opaque value
-            auto v = std::make_shared<PickleValue>(PickleValue::Opaque);
+            auto v = make(PickleValue::Opaque);
             v->s = "int of more than 64 bits";
             push(v);
             break;
@@ -103,18 +105,18 @@ class Unpickler {
           const unsigned char* b = take(8);
           uint64_t bits = 0;
           for (int k = 0; k < 8; ++k) bits = (bits << 8) | b[k];
-          auto v = std::make_shared<PickleValue>(PickleValue::Float);
+          auto v = make(PickleValue::Float);
           std::memcpy(&v->f, &bits, 8);
           push(v);
           break;
         }
         case 0x88: case 0x89: {  // NEWTRUE, NEWFALSE
-          auto v = std::make_shared<PickleValue>(PickleValue::Bool);
+          auto v = make(PickleValue::Bool);
           v->i = op == 0x88;
           push(v);
           break;
         }
-        case 'N': push(std::make_shared<PickleValue>(PickleValue::None)); break;
+        case 'N': push(make(PickleValue::None)); break;
         case 'X': push(string(PickleValue::Str, u(4))); break;     // BINUNICODE
         case 0x8c: push(string(PickleValue::Str, u(1))); break;    // SHORT_BINUNICODE
         case 0x8d: push(string(PickleValue::Str, u(8))); break;    // BINUNICODE8
@@ -134,9 +136,9 @@ class Unpickler {
           PickleRef args = pop("NEWOBJ"), cls = pop("NEWOBJ");
           COCA_CHECK(args->kind == PickleValue::Tuple, fail("NEWOBJ"), "arguments are not a tuple");
           if (cls->kind == PickleValue::Global && cls->s == "collections.OrderedDict" && args->items.empty()) {
-            push(std::make_shared<PickleValue>(PickleValue::Dict));
+            push(make(PickleValue::Dict));
           } else {
-            auto v = std::make_shared<PickleValue>(PickleValue::Opaque);
+            auto v = make(PickleValue::Opaque);
             v->s = cls->kind == PickleValue::Global ? cls->s : std::string("an unknown class");
             push(v);
           }
@@ -181,6 +183,12 @@ class Unpickler {
     return std::string(d_.data() + start, d_.data() + pos_++);
   }
 
+  // Every value is made here, so that their number is bounded.
+  PickleRef make(PickleValue::Kind kind) {
+    COCA_CHECK(++made_ <= kMaxPickleValues, where_, "pickle makes more than ", kMaxPickleValues,
+               " values (limit) at offset ", op_at_);
+    return std::make_shared<PickleValue>(kind);
+  }
   void push(PickleRef v) { stack_.push_back(std::move(v)); }
   PickleRef pop(const char* op) {
     COCA_CHECK(stack_.size() > (marks_.empty() ? 0 : marks_.back()), fail(op), "the stack is empty");
@@ -206,29 +214,36 @@ class Unpickler {
     return it->second;
   }
 
-  void grow(PickleValue& container, const PickleRef& child) {
+  // `child` goes into `container`; `container` must not already be inside another value (its
+  // parents' depths would go stale, and a value could come to contain itself).
+  void adopt(PickleValue& container, const PickleRef& child, const char* op) {
+    COCA_CHECK(!container.has_parent, fail(op), "changes a ", pickle_kind_name(container.kind),
+               " that is already inside another value (torch.save never does this)");
+    COCA_CHECK(child.get() != &container, fail(op), "puts a ", pickle_kind_name(container.kind), " inside itself");
     container.depth = std::max(container.depth, child->depth + 1);
-    COCA_CHECK(container.depth <= kMaxDepth, where_, "pickle nests deeper than ", kMaxDepth, " at offset ", op_at_);
+    COCA_CHECK(container.depth <= kMaxPickleDepth, where_, "pickle nests deeper than ", kMaxPickleDepth,
+               " (limit) at offset ", op_at_);
+    child->has_parent = true;
   }
   PickleRef tuple(std::vector<PickleRef> items) {
-    auto v = std::make_shared<PickleValue>(PickleValue::Tuple);
-    for (const PickleRef& x : items) grow(*v, x);
+    auto v = make(PickleValue::Tuple);
+    for (const PickleRef& x : items) adopt(*v, x, "TUPLE");
     v->items = std::move(items);
     return v;
   }
   PickleRef integer(int64_t x) {
-    auto v = std::make_shared<PickleValue>(PickleValue::Int);
+    auto v = make(PickleValue::Int);
     v->i = x;
     return v;
   }
   PickleRef string(PickleValue::Kind kind, uint64_t n) {
-    auto v = std::make_shared<PickleValue>(kind);
+    auto v = make(kind);
     const unsigned char* p = take(n);
     v->s.assign(reinterpret_cast<const char*>(p), n);
     return v;
   }
   PickleRef global(const std::string& module, const std::string& name) {
-    auto v = std::make_shared<PickleValue>(PickleValue::Global);
+    auto v = make(PickleValue::Global);
     v->s = module + "." + name;
     return v;
   }
@@ -237,8 +252,8 @@ class Unpickler {
     COCA_CHECK(target->kind == PickleValue::Dict, where_, "corrupt pickle: SETITEM(S) at offset ", op_at_, " on a ",
                pickle_kind_name(target->kind));
     for (size_t k = 0; k < kv.size(); k += 2) {
-      grow(*target, kv[k]);
-      grow(*target, kv[k + 1]);
+      adopt(*target, kv[k], "SETITEM(S)");
+      adopt(*target, kv[k + 1], "SETITEM(S)");
       target->entries.emplace_back(kv[k], kv[k + 1]);
     }
   }
@@ -246,7 +261,7 @@ class Unpickler {
     if (target->kind == PickleValue::Opaque) return;
     COCA_CHECK(target->kind == PickleValue::List, where_, "corrupt pickle: APPEND(S) at offset ", op_at_, " on a ",
                pickle_kind_name(target->kind));
-    for (const PickleRef& x : values) grow(*target, x);
+    for (const PickleRef& x : values) adopt(*target, x, "APPEND(S)");
     target->items.insert(target->items.end(), values.begin(), values.end());
   }
 
@@ -259,12 +274,12 @@ class Unpickler {
 
   PickleRef reduce(const PickleRef& callable, const std::vector<PickleRef>& args) {
     const std::string name = callable->kind == PickleValue::Global ? callable->s : std::string();
-    if (name == "collections.OrderedDict" && args.empty()) return std::make_shared<PickleValue>(PickleValue::Dict);
+    if (name == "collections.OrderedDict" && args.empty()) return make(PickleValue::Dict);
     if (name == "torch._utils._rebuild_tensor_v2") {
       COCA_CHECK(args.size() >= 4 && args[0]->kind == PickleValue::Storage && args[1]->kind == PickleValue::Int &&
                      is_int_tuple(args[2]) && is_int_tuple(args[3]) && args[2]->items.size() == args[3]->items.size(),
                  fail("REDUCE"), "_rebuild_tensor_v2 expects (storage, offset, size, stride, ...)");
-      auto t = std::make_shared<PickleValue>(PickleValue::TensorRef);
+      auto t = make(PickleValue::TensorRef);
       t->storage = args[0];
       t->i = args[1]->i;
       for (const PickleRef& x : args[2]->items) t->size.push_back(x->i);
@@ -275,7 +290,7 @@ class Unpickler {
         !args.empty() && args[0]->kind == PickleValue::TensorRef)
       return args[0];
     // Anything else is never called: it becomes an opaque value that only an error can use.
-    auto v = std::make_shared<PickleValue>(PickleValue::Opaque);
+    auto v = make(PickleValue::Opaque);
     v->s = name.empty() ? std::string("an unknown callable") : name;
     return v;
   }
@@ -289,7 +304,7 @@ class Unpickler {
                    it[4]->kind == PickleValue::Int &&
                    it[4]->i >= 0,
                fail("BINPERSID"), "storage id has a wrong type, key or element count");
-    auto v = std::make_shared<PickleValue>(PickleValue::Storage);
+    auto v = make(PickleValue::Storage);
     v->s = it[1]->s;
     v->key = it[2]->s;
     v->numel = it[4]->i;
@@ -302,9 +317,32 @@ class Unpickler {
   std::vector<PickleRef> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, PickleRef> memo_;
+  size_t made_ = 0;
 };
 
 }  // namespace
+
+void PickleValue::release_children(std::vector<PickleRef>& out) {
+  for (PickleRef& x : items) out.push_back(std::move(x));
+  for (auto& [k, v] : entries) {
+    out.push_back(std::move(k));
+    out.push_back(std::move(v));
+  }
+  if (storage) out.push_back(std::move(storage));
+  items.clear();
+  entries.clear();
+}
+
+PickleValue::~PickleValue() {
+  std::vector<PickleRef> pending;
+  release_children(pending);
+  while (!pending.empty()) {
+    PickleRef v = std::move(pending.back());
+    pending.pop_back();
+    // The last reference: take its children before it goes, so that its destructor finds none.
+    if (v && v.use_count() == 1) v->release_children(pending);
+  }
+}
 
 PickleRef unpickle(const std::vector<char>& data, const std::string& where) { return Unpickler(data, where).run(); }
 

@@ -26,7 +26,11 @@ struct PickleValue {
   std::string s;  // Str, Bytes; Global: "module.name"; Opaque: what made it; Storage: the type's global
   std::vector<PickleRef> items;                          // Tuple, List
   std::vector<std::pair<PickleRef, PickleRef>> entries;  // Dict, in insertion order
-  int depth = 1;  // nesting, bounded so that destruction cannot overflow the stack
+  // Nesting depth, bounded (kMaxPickleDepth). Exact because a container that is already inside
+  // another is never mutated again (the reader refuses it; torch.save never does it), so a
+  // value's depth is final once it has a parent, and no value can contain itself.
+  int depth = 1;
+  bool has_parent = false;
   // Storage: blob key and element count. TensorRef: its storage, sizes and strides.
   std::string key;
   int64_t numel = 0;
@@ -34,7 +38,18 @@ struct PickleValue {
   Shape size, stride;
 
   explicit PickleValue(Kind k) : kind(k) {}
+  PickleValue(const PickleValue&) = delete;
+  PickleValue& operator=(const PickleValue&) = delete;
+  // Iterative: children whose last reference this is are taken apart here, not by recursion.
+  ~PickleValue();
+  // Moves every reference this value holds into `out`.
+  void release_children(std::vector<PickleRef>& out);
 };
+
+// What unpickle() accepts at most; each limit's error names it.
+constexpr int kMaxPickleDepth = 1000;            // nesting of containers
+constexpr size_t kMaxPickleValues = 1u << 20;    // values created (~250 bytes each; ~20 a tensor)
+constexpr size_t kMaxPickleBytes = 64u << 20;    // size of data.pkl (a state dict of 100k tensors is ~15 MB)
 
 inline const char* pickle_kind_name(PickleValue::Kind k) {
   static const char* names[] = {"None", "bool", "int", "float", "str", "bytes", "tuple",

@@ -115,7 +115,7 @@ bool is_zip_file(const std::string& path) {
   return in.gcount() == 4 && std::memcmp(m, "PK\x03\x04", 4) == 0;
 }
 
-NamedTensors load_torch_state_dict(const std::string& path) {
+NamedTensors load_torch_state_dict(const std::string& path, const StateDictCheck& check) {
   ZipReader zip(path);
   const std::string fail = zip.fail();
   // The archive's folder is whatever torch.save named it (the file's stem, or "archive").
@@ -135,11 +135,19 @@ NamedTensors load_torch_state_dict(const std::string& path) {
     throw Error(str_cat(fail, "no <archive>/data.pkl entry: not a checkpoint written by torch.save"));
   }
   if (const ZipEntry* b = zip.find(prefix + "/byteorder")) {
+    COCA_CHECK(b->usize <= 16, fail, "entry ", b->name, " is ", b->usize, " bytes (\"little\" or \"big\" expected)");
     std::vector<char> order = zip.read(*b);
     COCA_CHECK(std::string(order.begin(), order.end()) == "little", fail, "byte order '",
                std::string(order.begin(), order.end()), "' is not supported (only little-endian)");
   }
-  const std::vector<char> pkl = zip.read(*zip.find(prefix + "/data.pkl"));
+  const ZipEntry& pkl_entry = *zip.find(prefix + "/data.pkl");
+  COCA_CHECK(pkl_entry.usize <= kMaxPickleBytes, fail, "data.pkl is ", pkl_entry.usize, " bytes, over the limit of ",
+             kMaxPickleBytes, " (a state dict's pickle is a few MB at most)");
+  if (check.max_bytes > 0) {
+    const uint64_t budget = std::min(zip.default_budget(), pkl_entry.usize + 64 + check.max_bytes);
+    if (budget < zip.budget()) zip.set_budget(budget, "data.pkl and the tensors the model holds, at 8 bytes each");
+  }
+  const std::vector<char> pkl = zip.read(pkl_entry);
   const PickleRef root = unpickle(pkl, fail);
 
   PickleRef sd = root;
@@ -149,13 +157,19 @@ NamedTensors load_torch_state_dict(const std::string& path) {
   COCA_CHECK(sd->kind == PickleValue::Dict, fail, sd == root ? "the saved object" : "its \"state_dict\"", " is ",
              describe(*sd), ", not a dict of tensors");
 
-  // Storages shared by several tensors are read once and dropped after their last user.
-  std::map<std::string, int> users;
-  for (auto& [k, v] : sd->entries)
-    if (v->kind == PickleValue::TensorRef) ++users[v->storage->key];
-  std::map<std::string, std::vector<char>> blobs;
+  // Everything is checked before any tensor's bytes are read: entry kinds, storages (one type
+  // and size per key), views inside their storages, then the caller's names and shapes, then the
+  // total size against the budget.
+  struct StorageInfo {
+    std::string type;
+    int64_t numel;
+    int users;
+  };
+  std::map<std::string, StorageInfo> storages;
   std::set<std::string> seen;
-  NamedTensors out;
+  std::vector<std::pair<std::string, const PickleValue*>> tensors;
+  std::vector<std::pair<std::string, Shape>> shapes;
+  uint64_t out_bytes = 0;
   for (auto& [k, v] : sd->entries) {
     COCA_CHECK(k->kind == PickleValue::Str, fail, "state dict key is ", describe(*k), ", not a string");
     const std::string& name = k->s;
@@ -166,15 +180,11 @@ NamedTensors load_torch_state_dict(const std::string& path) {
     Elem elem;
     size_t esize;
     COCA_CHECK(storage_elem(st.s, elem, esize), where, "storage type ", st.s, " is not supported");
-    auto blob = blobs.find(st.key);
-    if (blob == blobs.end()) {
-      const ZipEntry* e = zip.find(prefix + "/data/" + st.key);
-      COCA_CHECK(e, where, "storage ", prefix, "/data/", st.key, " is missing from the archive");
-      blob = blobs.emplace(st.key, zip.read(*e)).first;
-      COCA_CHECK(blob->second.size() / esize == static_cast<uint64_t>(st.numel) && blob->second.size() % esize == 0,
-                 where, "storage ", st.key, " holds ", blob->second.size(), " bytes, not ", st.numel, " elements of ",
-                 esize, " bytes");
-    }
+    auto [info, added] = storages.emplace(st.key, StorageInfo{st.s, st.numel, 0});
+    COCA_CHECK(info->second.type == st.s && info->second.numel == st.numel, where, "storage ", st.key,
+               " is declared twice, differently (", info->second.type, " x ", info->second.numel, ", then ", st.s,
+               " x ", st.numel, ")");
+    ++info->second.users;
     // The view must lie inside its storage: offset + sum((size-1) * stride) < numel.
     bool empty = false;
     __int128 last = v->i, count = 1;
@@ -191,8 +201,43 @@ NamedTensors load_torch_state_dict(const std::string& path) {
                shape_str(v->size), " is implausibly large for its storage of ", st.numel, " elements");
     COCA_CHECK(empty || last < st.numel, where, "view (offset ", v->i, ", size ", shape_str(v->size), ", stride ",
                shape_str(v->stride), ") reaches past its storage of ", st.numel, " elements");
+    out_bytes += static_cast<uint64_t>(empty ? 0 : count) * esize;
+    tensors.emplace_back(name, v.get());
+    shapes.emplace_back(name, v->size);
+  }
+  if (check.names_and_shapes) check.names_and_shapes(shapes);
+  uint64_t storage_bytes = 0;
+  for (auto& [key, info] : storages) {
+    size_t esize;
+    Elem elem;
+    storage_elem(info.type, elem, esize);
+    storage_bytes += static_cast<uint64_t>(info.numel) * esize;
+  }
+  const uint64_t limit = check.max_bytes > 0 ? check.max_bytes : zip.default_budget();
+  COCA_CHECK(storage_bytes <= limit && out_bytes <= limit, fail, "its tensors need ", storage_bytes,
+             " bytes of storage and ", out_bytes, " bytes as tensors, over the limit of ", limit, " (",
+             check.max_bytes > 0 ? "8 bytes for each value the model holds, + 64 MiB" : "32 x the file's size + 64 MiB",
+             ")");
+
+  // Storages shared by several tensors are read once and dropped after their last user.
+  std::map<std::string, std::vector<char>> blobs;
+  NamedTensors out;
+  for (auto& [name, v] : tensors) {
+    const std::string where = str_cat(fail, "tensor '", name, "': ");
+    const PickleValue& st = *v->storage;
+    Elem elem;
+    size_t esize;
+    storage_elem(st.s, elem, esize);
+    auto blob = blobs.find(st.key);
+    if (blob == blobs.end()) {
+      const ZipEntry* e = zip.find(prefix + "/data/" + st.key);
+      COCA_CHECK(e, where, "storage ", prefix, "/data/", st.key, " is missing from the archive");
+      COCA_CHECK(e->usize / esize == static_cast<uint64_t>(st.numel) && e->usize % esize == 0, where, "storage ",
+                 st.key, " holds ", e->usize, " bytes, not ", st.numel, " elements of ", esize, " bytes");
+      blob = blobs.emplace(st.key, zip.read(*e)).first;
+    }
     out.emplace_back(name, materialize(*v, blob->second, elem, esize, where));
-    if (--users[st.key] == 0) blobs.erase(blob);
+    if (--storages.at(st.key).users == 0) blobs.erase(blob);
   }
   return out;
 }

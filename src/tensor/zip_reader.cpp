@@ -23,17 +23,23 @@ ZipReader::ZipReader(const std::string& path) : path_(path), in_(path, std::ios:
   in_.seekg(0, std::ios::end);
   size_ = static_cast<uint64_t>(in_.tellg());
   read_directory();
+  set_budget(default_budget(), "32 x the file's size + 64 MiB");
+}
+
+uint64_t ZipReader::default_budget() const { return size_ * 32 + (uint64_t{64} << 20); }
+
+void ZipReader::set_budget(uint64_t bytes, std::string why) {
+  budget_ = bytes;
+  budget_why_ = std::move(why);
 }
 
 std::vector<char> ZipReader::read(const ZipEntry& e) {
   COCA_CHECK(!(e.flags & 1), fail(), "entry ", e.name, " is encrypted");
-  unsigned char h[30];
-  read_at(e.local_offset, h, 30, e.name.c_str());
-  COCA_CHECK(le(h, 4) == 0x04034b50, fail(), "entry ", e.name, " has no local header at offset ", e.local_offset,
-             " (corrupt archive)");
-  const uint64_t data = e.local_offset + 30 + le(h + 26, 2) + le(h + 28, 2);
-  COCA_CHECK(data <= size_ && e.csize <= size_ - data, fail(), "entry ", e.name, " (", e.csize,
-             " bytes at offset ", data, ") runs past the end of the ", size_, "-byte file (truncated?)");
+  const uint64_t data = e.data_offset;  // checked against the file by read_directory()
+  COCA_CHECK(e.usize <= budget_ && used_ <= budget_ - e.usize, fail(), "entry ", e.name, " (", e.usize,
+             " bytes) would bring what this archive inflates to ", used_ + e.usize, " bytes, over its budget of ",
+             budget_, " (", budget_why_, ")");
+  used_ += e.usize;
   std::vector<char> out;
   if (e.method == 0) {
     COCA_CHECK(e.csize == e.usize, fail(), "stored entry ", e.name, " has compressed size ", e.csize,
@@ -171,9 +177,34 @@ void ZipReader::read_directory() {
       }
       COCA_CHECK(found, fail(), "entry ", z.name, " needs a zip64 extra field and has none");
     }
-    by_name_[z.name] = entries_.size();
+    COCA_CHECK(by_name_.emplace(z.name, entries_.size()).second, fail(), "entry ", z.name,
+               " appears twice in the central directory (a crafted archive)");
     entries_.push_back(std::move(z));
     p += 46 + nlen + xlen + clen;
+  }
+  // Each entry's local header and data must lie in the file, before the central directory, and
+  // apart from every other entry's: overlapping entries let a small file inflate many times.
+  std::vector<std::pair<uint64_t, size_t>> by_offset;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    ZipEntry& z = entries_[i];
+    unsigned char h[30];
+    COCA_CHECK(z.local_offset <= cd_offset && 30 <= cd_offset - z.local_offset, fail(), "entry ", z.name,
+               " has its local header at offset ", z.local_offset, ", not before the central directory at ",
+               cd_offset, " (corrupt archive)");
+    read_at(z.local_offset, h, 30, z.name.c_str());
+    COCA_CHECK(le(h, 4) == 0x04034b50, fail(), "entry ", z.name, " has no local header at offset ",
+               z.local_offset, " (corrupt archive)");
+    z.data_offset = z.local_offset + 30 + le(h + 26, 2) + le(h + 28, 2);
+    COCA_CHECK(z.data_offset <= cd_offset && z.csize <= cd_offset - z.data_offset, fail(), "entry ", z.name, " (",
+               z.csize, " bytes at offset ", z.data_offset, ") runs into the central directory at offset ", cd_offset, " (truncated or corrupt)");
+    by_offset.emplace_back(z.local_offset, i);
+  }
+  std::sort(by_offset.begin(), by_offset.end());
+  for (size_t k = 1; k < by_offset.size(); ++k) {
+    const ZipEntry &a = entries_[by_offset[k - 1].second], &b = entries_[by_offset[k].second];
+    COCA_CHECK(b.local_offset >= a.data_offset + a.csize, fail(), "entries ", a.name, " and ", b.name,
+               " overlap (bytes ", b.local_offset, "-", a.data_offset + a.csize,
+               "): refused, as a crafted archive that inflates the same data many times");
   }
 }
 

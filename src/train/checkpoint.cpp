@@ -1,7 +1,11 @@
 #include "coca/train/checkpoint.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>  // RENAME_EXCHANGE
 #include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 
 #include <algorithm>
 #include <cerrno>
@@ -54,6 +58,26 @@ void fsync_path(const std::string& path, bool directory) {
 void rename_checked(const fs::path& from, const fs::path& to) {
   if (::rename(from.c_str(), to.c_str()) != 0)
     throw Error(str_cat("checkpoint: cannot rename ", from.string(), " to ", to.string(), ": ", std::strerror(errno)));
+}
+
+// Swaps two names in one step (renameat2 RENAME_EXCHANGE). False where the filesystem cannot
+// (EINVAL: NFS, some FUSE and overlay setups; ENOSYS: an old kernel) or COCA_TEST_NO_RENAME_EXCHANGE=1
+// asks the tests to take the other path; any other failure throws.
+bool exchange_names(const fs::path& a, const fs::path& b) {
+  const char* no = std::getenv("COCA_TEST_NO_RENAME_EXCHANGE");
+  if (no && std::string(no) == "1") return false;
+  if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) return true;
+  if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) return false;
+  throw Error(str_cat("checkpoint: cannot exchange ", a.string(), " and ", b.string(), ": ", std::strerror(errno)));
+}
+
+// Test hook: COCA_TEST_KILL_AT=<point> kills the process there with SIGKILL, as a crash would.
+void kill_point(const char* point) {
+  const char* at = std::getenv("COCA_TEST_KILL_AT");
+  if (!at || std::string(at) != point) return;
+  std::fprintf(stderr, "COCA_TEST_KILL_AT=%s: killing this process\n", point);
+  std::fflush(nullptr);
+  std::raise(SIGKILL);
 }
 
 void remove_all_checked(const fs::path& p) {
@@ -212,15 +236,28 @@ void publish_checkpoint(const std::string& checkpoints_dir, const std::string& n
   // Every byte on disk before any name says "complete".
   sync_directory_tree(tmp.string());
 
-  // Re-saving a step (a rolled-back timeline's, or the one resumed from): set the old one
-  // aside under a name no one reads, then delete it once the new one is in place.
+  // Re-saving a step (a rolled-back timeline's, or the one resumed from): the name must hold a
+  // complete copy at every moment, since `latest` may name it. The new copy and the old swap
+  // names in one step; the old one then goes aside under a name no one reads and is deleted.
+  // Where the filesystem cannot swap, the old copy is set aside first; a crash between the two
+  // renames leaves step_X missing, and clean_checkpoint_dir() puts step_X.deleting back.
   const fs::path replaced = root / (name + ".deleting");
   const bool replacing = fs::exists(final_dir);
   if (replacing) {
     if (fs::exists(replaced)) remove_all_checked(replaced);
-    rename_checked(final_dir, replaced);
+    if (exchange_names(tmp, final_dir)) {
+      fsync_path(root.string(), true);
+      kill_point("checkpoint-replace");
+      rename_checked(tmp, replaced);
+    } else {
+      rename_checked(final_dir, replaced);
+      fsync_path(root.string(), true);
+      kill_point("checkpoint-replace");
+      rename_checked(tmp, final_dir);
+    }
+  } else {
+    rename_checked(tmp, final_dir);
   }
-  rename_checked(tmp, final_dir);
   fsync_path(root.string(), true);
   write_file_durable(root / "latest", name + "\n");
   if (replacing) remove_all_checked(replaced);
@@ -257,6 +294,22 @@ void clean_checkpoint_dir(const std::string& checkpoints_dir) {
   const fs::path root(checkpoints_dir);
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return;
+  // A crash while re-saving the step that `latest` names can leave that name missing, with the
+  // old copy set aside (step_X.deleting) and the new one complete (step_X.tmp): put a complete
+  // copy back under the name before any leftover is removed, the old one first (it is the one
+  // `latest` was written for).
+  std::string named;
+  if (std::ifstream in(root / "latest"); in.good()) std::getline(in, named);
+  if (checkpoint_step(named) >= 0 && !fs::exists(root / named)) {
+    for (const char* suffix : {".deleting", ".tmp"}) {
+      const fs::path copy = root / (named + suffix);
+      if (!fs::is_directory(copy) || !missing_files(copy).empty()) continue;
+      rename_checked(copy, root / named);
+      fsync_path(root.string(), true);
+      std::printf("restored %s from %s (left by an interrupted re-save)\n", (root / named).c_str(), copy.c_str());
+      break;
+    }
+  }
   std::vector<std::pair<fs::path, const char*>> leftovers;  // path, what left it
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();

@@ -36,7 +36,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"save_every_n_steps", save_every_n_steps}, {"keep_checkpoints", keep_checkpoints},
           {"continue_on_save_error", continue_on_save_error},
           {"report_to", report_to},
-          {"resume", resume}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line},
+          {"resume", resume}, {"resume_new_data", resume_new_data}, {"zeroshot_frequency", zeroshot_frequency}, {"command_line", command_line},
           {"lock_image", lock_image}, {"lock_image_unlocked_groups", lock_image_unlocked_groups},
           {"lock_text", lock_text}, {"lock_text_unlocked_layers", lock_text_unlocked_layers},
           {"grad_checkpointing", grad_checkpointing}, {"force_patch_dropout", force_patch_dropout},
@@ -292,7 +292,12 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "save-frequency", po::value(&o.save_frequency)->default_value(1), "checkpoint every N epochs (0: never)")(
       "save-every-n-steps", po::value(&o.save_every_n_steps)->default_value(0), "also checkpoint every N steps")(
       "keep-checkpoints", po::value(&o.keep_checkpoints)->default_value(3), "keep the last K checkpoints")(
-      "resume", po::value(&o.resume), "checkpoint directory, or 'latest' for this run's newest")(
+      "resume", po::value(&o.resume),
+      "checkpoint directory, or 'latest' for this run's newest; the data (index.json), --seed, --accum-freq, "
+      "--dataset-resampled, --train-num-samples and the tokenizer must be the checkpoint's")(
+      "resume-new-data", po::bool_switch(&o.resume_new_data),
+      "with --resume, when the data or those settings changed on purpose: take the checkpoint's weights, optimizer "
+      "and step, and start the current epoch afresh over the data as given now")(
       "continue-on-save-error", po::bool_switch(&o.continue_on_save_error),
       "a checkpoint save that fails (e.g. disk full) logs a warning and training goes on; default: stop with an "
       "error")(
@@ -354,6 +359,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   // discovered as odd behaviour hours later.
   COCA_CHECK(o.warmup >= 0, "--warmup must be >= 0, got ", o.warmup);
   COCA_CHECK(o.max_steps >= 0, "--max-steps must be >= 0 (0: no limit), got ", o.max_steps);
+  COCA_CHECK(!o.resume_new_data || !o.resume.empty(), "--resume-new-data goes with --resume (it says how to resume)");
   COCA_CHECK(std::isfinite(o.max_minutes) && o.max_minutes >= 0, "--max-minutes must be >= 0 (0: no limit), got ",
              o.max_minutes);
   COCA_CHECK(o.train_num_samples >= 0, "--train-num-samples must be >= 0 (0: the shard index's count), got ",

@@ -16,6 +16,8 @@
 #include <thread>
 
 #include "coca/data/loader.h"
+#include "coca/data/sha256.h"
+#include "coca/data/shard_index.h"
 #include "coca/dist/autograd.h"
 #include "coca/dist/bucketer.h"
 #include "coca/dist/device.h"
@@ -115,6 +117,9 @@ class Trainer {
   void setup_optimizer();
   // resume and plan
   void resume();
+  nlohmann::json resume_check() const;
+  nlohmann::json resume_check_;  // computed once, as the data is set up
+  bool resume_check_differs(const nlohmann::json& st, const std::string& dir) const;
   void replan();
   void plan_for_time();
   // the loop
@@ -267,6 +272,7 @@ void Trainer::setup_data() {
     lo.std[c] = static_cast<float>(cfg_.image_std[c]);
   }
   loader_ = std::make_unique<ShardLoader>(lo);
+  resume_check_ = resume_check();
 }
 
 void Trainer::setup_optimizer() {
@@ -296,6 +302,9 @@ void Trainer::resume() {
   }
   const std::string dir = resolve_resume(o_.resume, run_dir_.string());
   const nlohmann::json st = read_json(dir + "/state.json");
+  // Before anything is loaded: a run that reads other data, or the same data in another
+  // order, cannot continue the checkpoint's epoch.
+  const bool fresh_epoch = resume_check_differs(st, dir);
   load_weights(*model_, dir + "/model.safetensors");
   const std::string opt_file = dir + "/optimizer.safetensors";
   if (zero_) zero_->load_state_dict(load_safetensors(opt_file), opt_file);  // this rank's slices
@@ -310,7 +319,13 @@ void Trainer::resume() {
   const auto& ranks = st.at("ranks");
   COCA_CHECK(ranks.is_array() && static_cast<int>(ranks.size()) == saved_world, "--resume ", dir,
              ": state.json lists ", ranks.size(), " rank states for a world of ", saved_world);
-  if (LoaderState::from_json(ranks.at(0).at("loader")).epoch != epoch_) {
+  if (fresh_epoch) {
+    loader_->start_epoch(epoch_);
+    if (lead_)
+      std::printf("--resume-new-data: epoch %lld starts afresh over %s from step %lld (the checkpoint's samples_seen "
+                  "%lld carries on)\n",
+                  (long long)epoch_, o_.train_data.c_str(), (long long)step_, (long long)samples_seen_);
+  } else if (LoaderState::from_json(ranks.at(0).at("loader")).epoch != epoch_) {
     loader_->start_epoch(epoch_);  // saved as the last epoch ended: the next one starts afresh
   } else if (saved_world == world_ && saved_batch == o_.batch_size) {
     loader_->restore(LoaderState::from_json(ranks.at(rank_).at("loader")));
@@ -326,6 +341,79 @@ void Trainer::resume() {
                   (long long)segment_samples(cont.segments));
   }
   if (lead_) std::printf("resumed from %s at step %lld (epoch %lld)\n", dir.c_str(), (long long)step_, (long long)epoch_);
+}
+
+// What must be the same for a resumed run to continue the checkpoint's epoch: the data (its
+// index.json, which lists every shard and its count), the data order (seed), how many batches a
+// step and an epoch take, and the tokens (context length; the tokenizer when captions are
+// tokenized at load time). World and batch size may change (the elastic path).
+nlohmann::json Trainer::resume_check() const {
+  if (!resume_check_.is_null()) return resume_check_;
+  const std::string index = (fs::path(o_.train_data) / "index.json").string();
+  std::string tokenizer;
+  if (ShardIndex::load(o_.train_data).context_length == 0)
+    tokenizer = sha256_file(eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data,
+                                                    "--train-data"));
+  return {{"train_data_sha256", sha256_file(index)},
+          {"train_data", o_.train_data},
+          {"seed", std::to_string(o_.seed)},
+          {"accum_freq", o_.accum_freq},
+          {"dataset_resampled", o_.dataset_resampled},
+          {"train_num_samples", o_.train_num_samples},
+          {"context_length", cfg_.text.context_length},
+          {"tokenizer_sha256", tokenizer}};
+}
+
+// Compares this run with the checkpoint's resume_check (or, for a checkpoint from before it,
+// the options it saved). A difference is an error naming every field and both values, unless
+// --resume-new-data says it is meant; then the return value is true (start the epoch afresh).
+bool Trainer::resume_check_differs(const nlohmann::json& st, const std::string& dir) const {
+  const nlohmann::json now = resume_check();
+  nlohmann::json then;
+  if (st.contains("resume_check")) {
+    then = st.at("resume_check");
+  } else {  // older checkpoints: the options they ran with, no data fingerprint
+    const nlohmann::json& op = st.at("options");
+    then = {{"seed", op.at("seed").is_string() ? op.at("seed").get<std::string>() : std::to_string(op.at("seed").get<uint64_t>())},
+            {"accum_freq", op.at("accum_freq")},
+            {"dataset_resampled", op.at("dataset_resampled")},
+            {"train_num_samples", op.at("train_num_samples")}};
+    if (lead_)
+      std::printf("note: %s predates the data fingerprint; the data cannot be checked, only the settings\n", dir.c_str());
+  }
+  auto shown = [](const nlohmann::json& v) {
+    if (v.is_string()) {
+      const std::string s = v.get<std::string>();
+      return s.empty() ? std::string("none") : s.size() == 64 ? s.substr(0, 12) + "..." : s;
+    }
+    return v.dump();
+  };
+  const std::pair<const char*, const char*> fields[] = {
+      {"train_data_sha256", "--train-data (sha256 of index.json)"},
+      {"seed", "--seed"},
+      {"accum_freq", "--accum-freq"},
+      {"dataset_resampled", "--dataset-resampled"},
+      {"train_num_samples", "--train-num-samples"},
+      {"context_length", "context length"},
+      {"tokenizer_sha256", "tokenizer (sha256)"}};
+  std::string diff;
+  for (auto [key, label] : fields) {
+    if (!then.contains(key) || then.at(key) == now.at(key)) continue;
+    diff += str_cat(diff.empty() ? "" : "; ", label, " ", shown(then.at(key)), " in the checkpoint, ",
+                    shown(now.at(key)), " now");
+    if (std::string(key) == "train_data_sha256" && then.contains("train_data"))
+      diff += str_cat(" (", then.at("train_data").get<std::string>(), " then, ", o_.train_data, " now)");
+  }
+  if (diff.empty()) {
+    if (o_.resume_new_data && lead_)
+      std::printf("--resume-new-data: the data and settings are the checkpoint's; resuming as usual\n");
+    return false;
+  }
+  COCA_CHECK(o_.resume_new_data, "--resume ", dir, ": this run differs from the checkpoint in ", diff,
+             "; continuing its epoch would repeat or skip samples. Resume with the checkpoint's data and settings, "
+             "or pass --resume-new-data to keep its weights, optimizer and step and start the epoch afresh");
+  if (lead_) std::printf("--resume-new-data: %s\n", diff.c_str());
+  return true;
 }
 
 void Trainer::replan() {
@@ -407,9 +495,10 @@ StepResult Trainer::train_step(double lr) {
     ++skipped_total_;
     ++consecutive_nonfinite_;
     if (lead_) {
+      // Numbered as the loss records are: step_ counts the steps before this one.
       std::fprintf(stderr, "warning: step %lld has a non-finite loss or gradient; skipped (%lld so far)\n",
-                   (long long)step_, (long long)skipped_total_);
-      metrics_->write({{"step", step_}, {"nonfinite_skipped", skipped_total_}});
+                   (long long)(step_ + 1), (long long)skipped_total_);
+      metrics_->write({{"step", step_ + 1}, {"nonfinite_skipped", skipped_total_}});
     }
     COCA_CHECK(consecutive_nonfinite_ < o_.max_nonfinite, consecutive_nonfinite_,
                " non-finite steps in a row (limit --max-nonfinite ", o_.max_nonfinite,
@@ -491,6 +580,7 @@ bool Trainer::save(const char* why, bool fatal) {
                            {"model_config", cfg_.to_json()},
                            {"options", o_.to_json()},
                            {"command_line", o_.command_line},
+                           {"resume_check", resume_check()},
                            {"ranks", nlohmann::json::array()}};
       for (const auto& s : all) st["ranks"].push_back(nlohmann::json::parse(s));
       write_json_atomic((tmp / "state.json").string(), st);

@@ -14,6 +14,17 @@
 
 namespace coca::testing {
 
+// The message of the coca::Error that `f` throws, or "(no error)".
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 // Forward tolerance of a kernel result against a float64 reference: |got - want| <= tol *
 // (1 + |want|). float32 kernels accumulate in float32, so the bound allows ~100 ulps.
 template <typename T> constexpr double fwd_tol() { return std::is_same_v<T, float> ? 2e-5 : 1e-11; }

@@ -7,6 +7,10 @@
 #      save is one error line naming the checkpoint and the cause, the run stops non-zero,
 #      `latest` still names a complete checkpoint and no partial directory is left; with
 #      --continue-on-save-error training goes on to the end with one warning per failed save.
+#   c. Killed while re-saving the step `latest` names (COCA_TEST_KILL_AT=checkpoint-replace stops
+#      the process between the two renames), with the one-step exchange and with the fallback
+#      that sets the old copy aside first: `--resume latest` finds a complete checkpoint and ends
+#      bit-identical to an uninterrupted run.
 # usage: checkpoints.sh BUILD_DIR
 source "$(dirname "$0")/lib.sh"
 make_fixture
@@ -89,4 +93,44 @@ else
   check "continue: latest names a complete checkpoint" latest_is_complete "$disk/$run"
   check "continue: no partial checkpoint directory left" no_leftovers "$disk/$run"
 fi
+
+# ---- c. killed between the renames of a re-save ---------------------------------------------------
+section "c. killed while re-saving the checkpoint latest names"
+# A constant lr: the runs below stop at different --max-steps, and must still share one schedule.
+common+=(--lr-scheduler const)
+ref="$tag-ref"
+run_timed "uninterrupted, to step 6" "$work/ref.log" \
+  "$train" "${common[@]}" --logs "$logs" --name "$ref" --max-steps 6 --save-every-n-steps 2
+check "uninterrupted run exits 0" test $rc -eq 0
+for mode in exchange fallback; do
+  run="$tag-kill-$mode"
+  ck="$logs/$run/checkpoints"
+  no_exchange=0
+  [ $mode = fallback ] && no_exchange=1
+  run_timed "$mode: to step 4, saving every 2" "$work/kill1-$mode.log" \
+    "$train" "${common[@]}" --logs "$logs" --name "$run" --max-steps 4 --save-every-n-steps 2
+  # Resumed from step 2 with saves every 4: the next save re-saves step 4, which latest names.
+  run_timed "$mode: resume step 2, killed re-saving step 4" "$work/kill2-$mode.log" \
+    env COCA_TEST_KILL_AT=checkpoint-replace COCA_TEST_NO_RENAME_EXCHANGE=$no_exchange \
+    "$train" "${common[@]}" --logs "$logs" --name "$run" --resume "$ck/step_000002" --max-steps 6 \
+    --save-every-n-steps 4
+  check "$mode: the hook killed the re-save of step_000004 (exit $rc)" \
+    test $rc -eq 137 -a "$(latest_name "$logs/$run")" = step_000004
+  ls "$ck" | tr '\n' ' ' | sed 's/^/   left: /'; echo
+  if [ $mode = exchange ]; then
+    check "exchange: step_000004 stayed complete at the kill" complete_checkpoint "$ck/step_000004"
+  else
+    check "fallback: the kill came with step_000004 set aside" \
+      test ! -e "$ck/step_000004" -a -d "$ck/step_000004.deleting" -a -d "$ck/step_000004.tmp"
+  fi
+  run_timed "$mode: --resume latest to step 6" "$work/kill3-$mode.log" \
+    "$train" "${common[@]}" --logs "$logs" --name "$run" --resume latest --max-steps 6 --save-every-n-steps 2
+  check "$mode: --resume latest continues from step_000004 and exits 0" \
+    test $rc -eq 0 -a "$(grep -c "^resumed from .*step_000004" "$work/kill3-$mode.log")" -eq 1
+  [ $mode = fallback ] && check "fallback: the start-up put step_000004 back" \
+    grep -q "^restored .*step_000004 from .*step_000004.deleting" "$work/kill3-$mode.log"
+  check "$mode: step 6 equals the uninterrupted run's" \
+    cmp -s "$ck/step_000006/model.safetensors" "$logs/$ref/checkpoints/step_000006/model.safetensors"
+  check "$mode: no leftovers" no_leftovers "$logs/$run"
+done
 finish

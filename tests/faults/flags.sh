@@ -13,32 +13,6 @@ make_fixture
 logs="$work/logs"
 cd "$work" || exit 1  # a core file, if any, would land here
 
-# Runs CMD...; passes when it exits 1..127 with exactly one stderr line that holds one of the
-# strings in NAMES (separated by '|') and, if MAXLEN is given, is shorter than that not
-# counting those strings (a file's path is as long as the user made it).
-one_line_error() {  # one_line_error LABEL NAMES MAXLEN CMD...
-  local label=$1 names=$2 maxlen=$3; shift 3
-  local t0; t0=$(now)
-  "$@" >"$work/out.txt" 2>"$work/err.txt"
-  local code=$? lines len named=no
-  secs=$(elapsed "$t0")
-  lines=$(grep -c "" "$work/err.txt")
-  local line n; line=$(head -1 "$work/err.txt")
-  local IFS='|'
-  for n in $names; do
-    grep -qF -- "$n" "$work/err.txt" && named=yes
-    line=${line//"$n"/}
-  done
-  len=${#line}
-  echo "   [$label] exit $code after ${secs} s: $(head -1 "$work/err.txt" | cut -c1-200)"
-  check "$label: exit 1..127 (got $code)" test $code -ge 1 -a $code -le 127
-  check "$label: exactly one line on stderr (got $lines)" test "$lines" -eq 1
-  check "$label: it names ${names//|/ or }" test $named = yes
-  [ -n "$maxlen" ] && check "$label: the line is shorter than $maxlen characters besides the path ($len)" test "$len" -lt "$maxlen"
-  [ "$lines" -gt 1 ] && sed -n '1,6p' "$work/err.txt" | cut -c1-200 | sed 's/^/   | /'
-  return 0
-}
-
 section "coca-train: bad command lines"
 echo '{"embed_dim": 32, "vision_cfg": {' >"$work/broken.json"
 base=(--train-data "$fx/train" --model-config "$fx/model.json" --logs "$logs" --name "$tag-flags" --max-steps 1)

@@ -13,8 +13,10 @@
 #include "coca/model/coca.h"
 #include "coca/model/weights.h"
 #include "coca/tensor/torch_archive.h"
+#include "common/test_util.h"
 
 using namespace coca;
+using coca::testing::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -28,15 +30,6 @@ void expect_identical(const Tensor& got, const Tensor& want, const std::string& 
   ASSERT_EQ(got.dtype(), DType::f32) << name;
   ASSERT_EQ(got.shape(), want.shape()) << name;
   EXPECT_EQ(got.to_double_vector(), want.to_double_vector()) << name;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace
@@ -148,18 +141,18 @@ TEST(TorchArchive, EveryMismatchIsListed) {
   expect_named.push_back("unexpected visual.attn_mask\n");
   // By default: one line.
   unsetenv("COCA_LIST_MISMATCH");
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   const std::string msg = error_of([&] { load_weights(model, file, "w.bin"); });
-  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   EXPECT_NE(msg.find("w.bin"), std::string::npos) << msg;
   EXPECT_NE(msg.find("... and 5 more (5 missing, 0 unexpected, 0 wrongly shaped)"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("text.attn_mask"), std::string::npos) << msg;
   // Asked for: every name on stderr, then the same one-line error.
   setenv("COCA_LIST_MISMATCH", "1", 1);
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   const std::string again = error_of([&] { load_weights(model, file, "w.bin"); });
-  const std::string listed = testing::internal::GetCapturedStderr();
+  const std::string listed = ::testing::internal::GetCapturedStderr();
   unsetenv("COCA_LIST_MISMATCH");
   EXPECT_NE(again.find("w.bin do not match the model config: "), std::string::npos) << again;
   ASSERT_EQ(expect_named.size(), 13u);

@@ -133,6 +133,16 @@ rc=$?
 check "non-finite step: run completes" test $rc -eq 0
 check "non-finite step is reported" grep -q "non-finite" "$work/nan.log"
 check "non-finite step is counted" grep -q "1 non-finite steps skipped" "$work/nan.log"
+# Numbered as the loss records are: --debug-nonfinite-step 2 is the third step, the one step of
+# 1..5 with no loss record (logged every step), and the skip record names that step.
+check "non-finite record names the step that has no loss record" python3 - "$work/logs/nan/metrics.jsonl" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+skips = [r["step"] for r in recs if "nonfinite_skipped" in r]
+lossless = sorted(set(range(1, 6)) - {r["step"] for r in recs if "loss" in r})
+print("nonfinite_skipped at", skips, "steps without a loss record", lossless)
+sys.exit(0 if skips == [3] and lossless == [3] else 1)
+PY
 
 # 7. --max-minutes plans the schedule: after the warmup the step count that fits is set (here
 # from a stated step time, --debug-step-seconds, 0.2 s: ten times the real one or more, so the clock never

@@ -12,7 +12,9 @@ void save_weights(const nn::Module& model, const std::string& path);
 // The tensors of a weight file, whichever kind it is (told by its content, not its name):
 // safetensors, or a PyTorch zip checkpoint (.bin state dict, or a training checkpoint .pt whose
 // "state_dict" is taken; see torch_archive.h). A "module." prefix on every name is removed.
-NamedTensors read_weight_file(const std::string& path);
+// With `model`, a PyTorch checkpoint's names and shapes are checked against it (the same error
+// as load_weights) before any tensor's bytes are read, and its size is bounded by the model's.
+NamedTensors read_weight_file(const std::string& path, const nn::Module* model = nullptr);
 // Copies every tensor into the model's parameters (converting dtype). Any missing, extra or
 // wrongly shaped tensor is an error: one line naming the first few (describe_mismatch). When
 // there are more than it names and COCA_LIST_MISMATCH=1 is in the environment, the complete

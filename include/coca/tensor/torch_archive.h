@@ -10,7 +10,10 @@
 // _rebuild_parameter and torch.<Type>Storage are understood; any other global reduces to an
 // opaque value, which is fine where it is never used as a tensor (optimizer state, say) and an
 // error naming the entry where it is. Zip entries may be stored or deflated; zip64 is read.
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "coca/tensor/safetensors.h"
 
@@ -27,6 +30,18 @@ bool is_zip_file(const std::string& path);
 // float64, int64 narrows to int32 (an error if a value does not fit), bool/uint8 are u8. Views
 // (storage offset, any strides) are copied out. Throws one line naming the file (and the tensor
 // or pickle offset) on any structural problem.
-NamedTensors load_torch_state_dict(const std::string& path);
+//
+// Limits (each refusal is one line naming the file and the limit): data.pkl of at most 64 MiB,
+// 1M pickle values nested at most 1000 deep; zip entries that overlap or repeat a name are
+// refused; what is inflated in all, the storages and the tensors each stay within a budget:
+// check.max_bytes when given, else 32 x the file's size + 64 MiB. A storage key declared twice
+// must be declared the same way.
+struct StateDictCheck {
+  // Called with every tensor's name and shape, as stored, before any tensor's bytes are read:
+  // throw to refuse the file (a model checks its own names and shapes here).
+  std::function<void(const std::vector<std::pair<std::string, Shape>>&)> names_and_shapes;
+  uint64_t max_bytes = 0;  // the most the tensors may need, 0: from the file's size
+};
+NamedTensors load_torch_state_dict(const std::string& path, const StateDictCheck& check = {});
 
 }  // namespace coca

@@ -7,8 +7,11 @@
 // the newest complete checkpoint) through latest.tmp, fsyncing the directory after each rename.
 // So after a crash at any point, `latest` names a complete, durable checkpoint (or is absent).
 // Pruning renames a checkpoint to step_X.deleting before removing it, so a crash mid-prune
-// leaves a name no one reads. Leftover *.tmp / *.deleting / latest.tmp are removed by
-// clean_checkpoint_dir() when the next run starts (a run directory has one trainer at a time).
+// leaves a name no one reads. Re-saving an existing step swaps the new copy and the old one in
+// one rename (RENAME_EXCHANGE; where the filesystem cannot, the old one is set aside first and the
+// next start puts it back if a crash came in between). Leftover *.tmp / *.deleting / latest.tmp
+// are removed by clean_checkpoint_dir() when the next run starts (a run directory has one
+// trainer at a time).
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -54,9 +57,10 @@ void publish_checkpoint(const std::string& checkpoints_dir, const std::string& n
 // error is in flight); a failure to remove is printed to stderr as a warning.
 void discard_checkpoint_tmp(const std::string& checkpoints_dir, const std::string& name) noexcept;
 
-// At start, before anything reads or writes checkpoints (rank 0 only): removes the leftovers of
-// an interrupted save or prune (step_*.tmp, step_*.deleting, latest.tmp), printing one line
-// per thing removed. A missing directory is fine.
+// At start, before anything reads or writes checkpoints (rank 0 only): when `latest` names a
+// missing step_X, puts a complete step_X.deleting (else step_X.tmp) back under that name; then
+// removes the leftovers of an interrupted save or prune (step_*.tmp, step_*.deleting,
+// latest.tmp), printing one line per thing restored or removed. A missing directory is fine.
 void clean_checkpoint_dir(const std::string& checkpoints_dir);
 
 // Writes through path.tmp, fsync and rename, then fsyncs the parent directory.

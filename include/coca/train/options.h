@@ -74,6 +74,9 @@ struct TrainOptions {
   int keep_checkpoints = 3;
   bool continue_on_save_error = false;  // a failed save warns and training goes on
   std::string resume;              // checkpoint directory or "latest"
+  // Resume although the data or the data-order settings differ from the checkpoint's: its
+  // weights, optimizer and step, with the current epoch started afresh over the data as now.
+  bool resume_new_data = false;
   int zeroshot_frequency = 0;      // epochs
   int64_t debug_nonfinite_step = -1;  // tests: make this step's loss NaN
   double debug_step_seconds = 0;      // tests: the step time --max-minutes plans with (0: measured)
