@@ -199,11 +199,18 @@ InputListing list_coco(const std::string& json_path, const std::string& images_r
 
 namespace {
 
+// A numeric header field: octal digits (space or NUL padded), or GNU's base-256 for large sizes
+// (first byte 0x80, then big-endian bytes). -1 for a negative base-256 number (first byte 0xff)
+// or one past 63 bits: the caller refuses the header instead of using a wrapped size.
 int64_t parse_tar_number(const char* p, size_t n) {
-  if (static_cast<unsigned char>(p[0]) & 0x80) {  // base-256 (GNU) for large sizes
-    int64_t v = static_cast<unsigned char>(p[0]) & 0x7F;
-    for (size_t i = 1; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-    return v;
+  if (static_cast<unsigned char>(p[0]) & 0x80) {
+    if (static_cast<unsigned char>(p[0]) != 0x80) return -1;
+    uint64_t v = 0;
+    for (size_t i = 1; i < n; ++i) {
+      if (v >> 55) return -1;  // one more byte would pass 63 bits
+      v = (v << 8) | static_cast<unsigned char>(p[i]);
+    }
+    return static_cast<int64_t>(v);
   }
   int64_t v = 0;
   size_t i = 0;
@@ -249,7 +256,11 @@ std::vector<TarMember> list_tar(const std::string& path, std::vector<InputIssue>
     const int64_t size = parse_tar_number(h + 124, 12);
     const char type = h[156];
     const int64_t data = pos + 512;
-    if (data + size > file_size) {
+    if (size < 0) {
+      issues.push_back({"corrupt_tar", path, str_cat("bad size field in the header at byte ", pos)});
+      break;
+    }
+    if (size > file_size - data) {
       issues.push_back({"truncated_tar", path, str_cat("member at byte ", pos, " runs past the end of the file")});
       break;
     }
@@ -268,7 +279,8 @@ std::vector<TarMember> list_tar(const std::string& path, std::vector<InputIssue>
           const size_t sp = body.find(' ', k);
           if (sp == std::string::npos) break;
           const size_t len = std::strtoul(body.c_str() + k, nullptr, 10);
-          if (len == 0 || k + len > body.size()) break;
+          // The record "<len> <key>=<value>\n" must lie within the body, its space inside it.
+          if (len == 0 || len > body.size() - k || sp + 2 > k + len) break;
           const std::string rec = body.substr(sp + 1, k + len - sp - 2);
           if (rec.rfind("path=", 0) == 0) long_name = rec.substr(5);
           k += len;

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "coca/data/shard_build.h"
 #include "coca/data/shard_index.h"
+#include "coca/data/shard_inputs.h"
 #include "coca/data/tokenizer.h"
 #include "data/fixtures.h"
 
@@ -303,6 +305,35 @@ TEST(CocaShard, WebDatasetTars) {
   expect_counts_add_up(read_json(fs::path(out) / "report.json"));
   ShardReader r(ShardIndex::load(out).shard_path(out, 0));
   EXPECT_EQ(r.read_keys(0, 1)[0], "00000.tar/000000001");
+}
+
+// Found by tests/fuzz/fuzz_shard_inputs: a GNU base-256 size that is negative (first byte 0xff) or
+// passes 63 bits wrapped, giving a member of size -1 (which ImageSource reads as "the whole file")
+// or an overflowing offset. Such a header is corrupt_tar now; 2^63 - 1 is merely past the end.
+TEST(CocaShard, TarSizeFieldsOutOfRange) {
+  TempDir t("tar_sizes");
+  const auto tar = coca::testing::make_tar({{"1.txt", {'c', 'a', 't'}}, {"1.jpg", jpeg_solid(8, 8, 1, 2, 3)}});
+  auto with_size_field = [&](std::vector<uint8_t> field) {
+    std::vector<uint8_t> out = tar;
+    std::copy(field.begin(), field.end(), out.begin() + 124);
+    std::fill(out.begin() + 148, out.begin() + 156, ' ');
+    unsigned sum = 0;
+    for (int i = 0; i < 512; ++i) sum += out[i];
+    std::snprintf(reinterpret_cast<char*>(out.data() + 148), 8, "%06o", sum);
+    out[155] = ' ';
+    return out;
+  };
+  std::vector<uint8_t> negative(12, 0xff), past_63_bits(12, 0xff), max_63_bits(12, 0xff);
+  past_63_bits[0] = 0x80;
+  max_63_bits[0] = 0x80, max_63_bits[1] = max_63_bits[2] = max_63_bits[3] = 0, max_63_bits[4] = 0x7f;
+  for (const auto& [field, reason] : {std::pair{negative, "corrupt_tar"}, std::pair{past_63_bits, "corrupt_tar"},
+                                      std::pair{max_63_bits, "truncated_tar"}}) {
+    write_file(t.path() / "x.tar", with_size_field(field));
+    const InputListing l = list_webdataset({t.str("x.tar")});
+    EXPECT_TRUE(l.items.empty());
+    ASSERT_EQ(l.issues.size(), 1u);
+    EXPECT_EQ(l.issues[0].reason, reason) << l.issues[0].detail;
+  }
 }
 
 // img2dataset tars: the .json's "key" names the sample and its "caption" stands in for a
