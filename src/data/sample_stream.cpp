@@ -40,6 +40,10 @@ static void check_config(const ShardIndex& index, const StreamConfig& cfg) {
              " is not in a world of ", cfg.world);
   COCA_CHECK(cfg.batch_size >= 1, "loader: batch size must be positive");
   COCA_CHECK(!index.shards.empty(), "loader: the shard set has no shards");
+  // Resampling draws shards until it has read enough samples: it needs a shard that has some.
+  COCA_CHECK(!cfg.resampled || std::any_of(index.shards.begin(), index.shards.end(),
+                                           [](const ShardEntry& s) { return s.samples > 0; }),
+             "loader: resampled mode draws samples from the shards, and every shard of the set is empty");
   COCA_CHECK(cfg.resampled || static_cast<int64_t>(index.shards.size()) >= cfg.world, "loader: ", cfg.world,
              " ranks but only ", index.shards.size(),
              " shards: every rank needs at least one shard per epoch (make more, smaller shards with "
@@ -181,9 +185,11 @@ bool SampleStream::read_next_chunk(const ChunkReader& read) {
     current_shard_ = -1;
     if (cfg_.resampled) {
       const auto s = static_cast<int32_t>(order_gen_.below(index_.shards.size()));
-      if (bad_[static_cast<size_t>(s)]) {
-        bool any_good = std::find(bad_.begin(), bad_.end(), 0) != bad_.end();
-        COCA_CHECK(any_good, "loader: every shard failed to read");
+      // An empty shard gives nothing, like a bad one: drawing on needs a readable one with samples.
+      if (bad_[static_cast<size_t>(s)] || index_.shards[static_cast<size_t>(s)].samples == 0) {
+        bool any_good = false;
+        for (size_t i = 0; i < bad_.size() && !any_good; ++i) any_good = !bad_[i] && index_.shards[i].samples > 0;
+        COCA_CHECK(any_good, "loader: every shard with samples failed to read");
         continue;
       }
       start_shard(s);

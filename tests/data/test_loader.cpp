@@ -10,6 +10,7 @@
 #include "coca/data/augment.h"
 #include "coca/data/h5.h"
 #include "coca/data/loader.h"
+#include "coca/data/sample_stream.h"
 #include "data/fixtures.h"
 
 using namespace coca;
@@ -294,6 +295,34 @@ TEST(Loader, ResampledIsEndlessAndResumable) {
   const Epoch rest = drain(c);
   ASSERT_EQ(rest.indices.size(), 6u);
   for (size_t i = 0; i < 6; ++i) EXPECT_EQ(rest.indices[i], e0.indices[4 + i]);
+}
+
+// Found by tests/fuzz/fuzz_shard_index: a resampled stream over shards that are all empty, or
+// whose only shard with samples failed to read, drew empty shards forever. Both are errors now.
+TEST(SampleStream, ResampledWithNothingToReadIsAnError) {
+  ShardIndex index;
+  index.shards = {{"a.h5", 0}, {"b.h5", 0}};
+  StreamConfig cfg;
+  cfg.resampled = true;
+  cfg.epoch_samples = 8;
+  cfg.batch_size = 2;
+  try {
+    batches_per_epoch(index, cfg, 0);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("every shard of the set is empty"), std::string::npos) << e.what();
+  }
+  index.shards = {{"a.h5", 0}, {"b.h5", 5}};
+  index.total_samples = 5;
+  SampleStream stream(index, cfg, 0);
+  SampleRef ref;
+  try {
+    while (stream.next(ref, [](const SampleStream::ChunkRead&) { return false; })) {
+    }
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("every shard with samples failed to read"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Loader, CorruptShardIsAnErrorNamingTheFile) {
