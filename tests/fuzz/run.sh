@@ -57,10 +57,11 @@ for n in "${names[@]}"; do
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
-  corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$last")
+  corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
+  corp_bytes=$(sed -n 's/.* corp: [0-9]*\/\([0-9A-Za-z]*\).*/\1/p' <<<"$last")
   seeds=$(find "$here/corpus/$n" -type f | wc -l)
-  printf 'fuzz_%s: %s runs in %ss (%s/s), cov %s, ft %s, corpus %s inputs (%s committed)\n' \
-    "$n" "${runs:-?}" "$elapsed" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$seeds"
+  printf 'fuzz_%s: %s runs in %ss (%s/s), cov %s, ft %s, corpus %s inputs of %s (%s committed)\n' \
+    "$n" "${runs:-?}" "$elapsed" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${corp_bytes:-?}" "$seeds"
   if [ $rc != 0 ]; then
     failed+=("$n")
     crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
