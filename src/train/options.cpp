@@ -266,8 +266,10 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       "epochs-cooldown", po::value(&o.epochs_cooldown)->default_value(0), "cooldown epochs of const-cooldown")(
       "grad-clip-norm", po::value(&o.grad_clip_norm)->default_value(0.0), "global gradient-norm clip (0: off)")(
       "accum-freq", po::value(&o.accum_freq)->default_value(1),
-      "micro-batches per optimizer step; gradients are averaged over them, and each micro-batch's "
-      "contrastive loss uses only its own global batch (W x batch-size) as negatives")(
+      "micro-batches per optimizer step, with OpenCLIP's meaning: the features of all of them are computed first "
+      "and each micro-batch is then recomputed with gradient against all of them, so the step trains the "
+      "objective of one batch of accum-freq x batch-size per rank (the contrastive negatives span all "
+      "accum-freq x W x batch-size samples) with the memory of one micro-batch plus the features")(
       "device", po::value(&o.device)->default_value("auto"),
       "cpu, cuda (GPU <local rank>, NCCL between ranks) or auto (cuda when built with it and a GPU is there)")(
       "precision", po::value(&o.precision)->default_value("auto"),

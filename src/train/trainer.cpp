@@ -33,6 +33,7 @@
 #include "coca/model/finetune.h"
 #include "coca/model/flops.h"
 #include "coca/model/weights.h"
+#include "coca/train/accumulate.h"
 #include "coca/train/checkpoint.h"
 #include "coca/train/plan.h"
 #include "coca/train/run_log.h"
@@ -459,6 +460,7 @@ void Trainer::plan_for_time() {
 
 StepResult Trainer::train_step(double lr) {
   StepResult r;
+  std::vector<MicroBatch> micro(o_.accum_freq);
   for (int k = 0; k < o_.accum_freq; ++k) {
     COCA_CHECK(loader_->next(batch_), "rank ", rank_, ": internal error: the loader ended epoch ", epoch_,
                " before the planned step ", step_, " (plan and loader disagree)");
@@ -466,22 +468,26 @@ StepResult Trainer::train_step(double lr) {
                ": shards have no 'tokens' (make them with coca-shard --tokenizer)");
     COCA_CHECK(batch_.tokens.size(1) == cfg_.text.context_length, "--train-data ", o_.train_data, ": tokens of length ",
                batch_.tokens.size(1), " but the model's context_length is ", cfg_.text.context_length);
-    SuspendHooks quiet(params_, k + 1 < o_.accum_freq);
-    const Tensor images = batch_.images.to(dev_), tokens = batch_.tokens.to(dev_);  // pinned staging on cuda
-    // Patch dropout's choice depends only on where the run is, so a resumed run draws the same.
+    micro[k] = {batch_.images.to(dev_), batch_.tokens.to(dev_)};  // pinned staging on cuda
+  }
+  AccumulateHooks hooks;
+  // Patch dropout's choice depends only on where the run is, so a resumed run draws the same
+  // (and both passes of an accumulated step draw the same for a micro-batch).
+  hooks.before_forward = [this](int k) {
     patch_gen_.seed_with(o_.seed ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(1 + step_ * o_.accum_freq + k)) ^
                          (static_cast<uint64_t>(rank_) << 40));
-    model_->set_training(true);
-    CocaOutput out = model_->forward(images, tokens, /*trim_padding=*/true);
-    model_->set_training(false);
-    CocaLosses l = coca_loss(out, tokens, cfg_.text.pad_id, weights_, loss_ctx_);
-    Tensor loss = mul_scalar(l.total, 1.0 / o_.accum_freq);
-    if (step_ == o_.debug_nonfinite_step) loss = mul_scalar(loss, std::nan(""));
+  };
+  hooks.backward = [this](int k, const Tensor& loss) {
+    SuspendHooks quiet(params_, k + 1 < o_.accum_freq);  // the all-reduce runs in the last backward
     loss.backward();
-    r.loss += loss.item() * o_.accum_freq;
-    r.contrastive += l.contrastive.item();
-    r.caption += l.caption.item();
-  }
+  };
+  model_->set_training(true);
+  const StepLosses l = accumulate_step(*model_, micro, cfg_.text.pad_id, weights_, loss_ctx_, hooks,
+                                       step_ == o_.debug_nonfinite_step);
+  model_->set_training(false);
+  r.loss = l.total;
+  r.contrastive = l.contrastive;
+  r.caption = l.caption;
   grads_->finish();
   r.grad_norm = zero_ ? zero_->clip_grad_norm(o_.grad_clip_norm) : clip_grad_norm(params_, o_.grad_clip_norm);
   const bool finite_here = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
@@ -517,8 +523,8 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
   log_samples_ += step_samples;
   if (r.finite) {
     log_loss_ += comm_->sum(r.loss) / world_;
-    log_con_ += comm_->sum(r.contrastive / o_.accum_freq) / world_;
-    log_cap_ += comm_->sum(r.caption / o_.accum_freq) / world_;
+    log_con_ += comm_->sum(r.contrastive) / world_;
+    log_cap_ += comm_->sum(r.caption) / world_;
     ++log_count_;
   }
   if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps && !last) return;

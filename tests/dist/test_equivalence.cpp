@@ -12,6 +12,7 @@
 #include "coca/loss/coca_loss.h"
 #include "coca/model/coca.h"
 #include "coca/optim/adamw.h"
+#include "coca/train/accumulate.h"
 #include "dist_test.h"
 #include "model/micro.h"
 
@@ -137,7 +138,46 @@ void expect_five_steps_match(DType dt, bool zero, bool overlap) {
   }
 }
 
+// --accum-freq k with OpenCLIP's meaning: k micro-batches of b samples on each of W ranks give
+// both losses and every gradient of one process on the whole k x W x b batch (float64).
+void expect_accumulation_matches(int k) {
+  const int W = g_world->size(), r = g_world->rank();
+  const DType dt = DType::f64;
+  const double tol = 1e-10;
+  CoCa ref(test::micro_config(), dt), model(test::micro_config(), dt);
+  init_models(ref, model);
+  const int64_t b = kPerRank, N = static_cast<int64_t>(W) * k * b;
+  Generator gen(70 + k);
+  std::vector<int> lengths(N);
+  for (int64_t i = 0; i < N; ++i) lengths[i] = 2 + static_cast<int>((i * 5 + k) % 6);
+  const Batch global{Tensor::randn({N, 3, 16, 16}, gen, dt), test::micro_tokens(lengths, 7, 50, gen)};
+  std::vector<train::MicroBatch> micro;
+  for (int j = 0; j < k; ++j) {
+    const int64_t a = (static_cast<int64_t>(r) * k + j) * b;
+    micro.push_back({global.images.slice(0, a, a + b).contiguous(), global.tokens.slice(0, a, a + b).contiguous()});
+  }
+  const train::StepLosses got = train::accumulate_step(model, micro, 0, {}, dist::make_loss_context(g_world));
+  for (auto& [name, p] : model.named_parameters())  // the rank average, as the bucketer takes it
+    g_world->all_reduce_async(p.grad(), dist::ReduceOp::Average)->wait();
+  auto expected = coca_loss(ref.forward(global.images, global.tokens), global.tokens, 0);
+  expected.total.backward();
+
+  EXPECT_LE(rel(g_world->sum(got.total) / W, expected.total.item()), tol) << "k " << k;
+  EXPECT_LE(rel(g_world->sum(got.contrastive) / W, expected.contrastive.item()), tol) << "k " << k;
+  EXPECT_LE(rel(g_world->sum(got.caption) / W, expected.caption.item()), tol) << "k " << k;
+  auto mine = model.named_parameters(), theirs = ref.named_parameters();
+  for (size_t i = 0; i < mine.size(); ++i) {
+    ASSERT_TRUE(mine[i].second.grad().defined()) << mine[i].first;
+    EXPECT_LE(test::rel_err(mine[i].second.grad(), theirs[i].second.grad()), tol)
+        << "gradient of " << mine[i].first << " with --accum-freq " << k << " on rank " << r << " of " << W;
+  }
+}
+
 }  // namespace
+
+TEST(DistEquivalence, AccumulationEqualsOneBatchFloat64) {
+  for (int k : {1, 2, 4}) expect_accumulation_matches(k);
+}
 
 TEST(DistEquivalence, OneStepFloat64SmallBuckets) {
   dist::BucketOptions o;

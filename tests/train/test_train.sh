@@ -144,6 +144,29 @@ print("nonfinite_skipped at", skips, "steps without a loss record", lossless)
 sys.exit(0 if skips == [3] and lossless == [3] else 1)
 PY
 
+# 5b. --accum-freq has OpenCLIP's meaning: 2 micro-batches of 4 on each of 2 ranks train the
+# objective of one batch of 8 (the contrastive negatives span all 16 samples), and the logged
+# loss is 1 x contrastive + 2 x caption at every accumulation.
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${common[@]}" --name big --max-steps 2 >"$work/big.log" 2>&1
+check "batch 8: exits 0" test $? -eq 0
+half=("${common[@]}")
+half[3]=4  # --batch-size 4
+"${mpirun_[@]}" "$train" --train-data "$work/fx/train" "${half[@]}" --name accum --max-steps 2 --accum-freq 2 \
+  >"$work/accum.log" 2>&1
+check "batch 4 x --accum-freq 2: exits 0" test $? -eq 0
+check "accumulated first step: the losses of one batch of 8; loss = contrastive + 2 caption" python3 - \
+  "$work/logs/big/metrics.jsonl" "$work/logs/accum/metrics.jsonl" <<'PY'
+import json, sys
+big, acc = ([r for r in map(json.loads, open(p)) if "loss" in r] for p in sys.argv[1:3])
+rel = lambda a, b: abs(a - b) / abs(b)
+print("step 1 contrastive", big[0]["contrastive_loss"], acc[0]["contrastive_loss"],
+      "caption", big[0]["caption_loss"], acc[0]["caption_loss"])
+ok = rel(acc[0]["contrastive_loss"], big[0]["contrastive_loss"]) < 1e-4 and \
+     rel(acc[0]["caption_loss"], big[0]["caption_loss"]) < 1e-4
+ok = ok and all(rel(r["loss"], r["contrastive_loss"] + 2 * r["caption_loss"]) < 1e-5 for r in big + acc)
+sys.exit(0 if ok else 1)
+PY
+
 # 7. --max-minutes plans the schedule: after the warmup the step count that fits is set (here
 # from a stated step time, --debug-step-seconds, 0.2 s: ten times the real one or more, so the clock never
 # cuts the run), the run ends at that step with the cosine at its floor (last lr under 1% of
