@@ -1,5 +1,7 @@
 #include "coca/model/config.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -242,8 +244,18 @@ std::string find_model_config(const std::string& name_or_path) {
     fs::path p = dir / (name_or_path + ".json");
     if (fs::is_regular_file(p)) return p.string();
   }
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const fs::path& dir : {fs::path(COCA_SOURCE_DIR) / "launch" / "configs", fs::path("launch/configs")}) {
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().extension() == ".json") names.push_back(it->path().stem().string());
+    if (!names.empty()) break;
+  }
+  std::sort(names.begin(), names.end());
+  std::string known;
+  for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
   throw Error(str_cat("model '", name_or_path, "': no such config file, and no launch/configs/", name_or_path,
-                      ".json"));
+                      ".json", known.empty() ? "" : str_cat(" (the model configs here: ", known, ")")));
 }
 
 }  // namespace coca

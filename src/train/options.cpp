@@ -1,5 +1,7 @@
 #include "coca/train/options.h"
 
+#include "coca/train/openclip_flags.h"
+
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -314,22 +316,32 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
                                                      "file of 'key = value' lines with the same keys");
   po::options_description all;
   all.add(generic).add(data).add(model).add(tune).add(optim).add(logging);
+  po::options_description openclip;  // not in --help: OpenCLIP's other flags (openclip_flags.h)
+  add_openclip_flags(openclip);
+  po::options_description accepted;
+  accepted.add(all).add(openclip);
 
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+  po::store(po::command_line_parser(argc, argv).options(accepted).run(), vm);
   if (vm.count("help")) {
     std::cout << "usage: mpirun -np N coca-train --train-data DIR [options]\n\n"
                  "Pretrains CoCa on HDF5 shards (see data_tools/README.md). Every rank reads its own\n"
                  "shards; the contrastive loss sees the global batch.\n"
-              << all << "\n";
+              << all
+              << "\nEvery other flag of OpenCLIP's trainer is accepted too: the ones that describe what coca-train\n"
+                 "does anyway silently, the ones that mean nothing here with a line saying why, and the ones that\n"
+                 "would change what is trained (--siglip, --distill-model, NaFlex, layer-wise lr decay, fp16)\n"
+                 "are refused with the nearest supported choice.\n";
     return false;
   }
   if (vm.count("config")) {
     std::ifstream in(vm["config"].as<std::string>());
     COCA_CHECK(in.good(), "--config: cannot open ", vm["config"].as<std::string>());
-    po::store(po::parse_config_file(in, all), vm);
+    po::store(po::parse_config_file(in, accepted), vm);
   }
   po::notify(vm);
+  apply_openclip_flags(vm, o);
+  if (std::string line = openclip_default_differences(vm); !line.empty()) o.notes.push_back(line);
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
 
   COCA_CHECK(!o.train_data.empty(), "--train-data is required (a shard directory made by coca-shard)");

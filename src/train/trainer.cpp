@@ -694,6 +694,8 @@ int Trainer::run() {
     std::printf("tensorboard: writing to %s (view with: tensorboard --logdir %s)\n", tb_dir.c_str(), tb_dir.c_str());
   }
   if (lead_)
+    for (const std::string& note : o_.notes) std::printf("coca-train: %s\n", note.c_str());
+  if (lead_)
     std::printf("coca-train: %s, %lld parameters, %d rank(s) on %s (%s), global batch %d, %lld steps over %d epochs "
                 "(epoch %lld ends at step %lld)\n",
                 cfg_.name.c_str(), (long long)model_->parameter_count(), world_,

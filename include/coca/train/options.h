@@ -82,6 +82,9 @@ struct TrainOptions {
   double debug_step_seconds = 0;      // tests: the step time --max-minutes plans with (0: measured)
 
   std::string command_line;        // as invoked, for state.json
+  // Lines the lead rank prints at start: OpenCLIP flags ignored (and why), and the defaults
+  // that differ from OpenCLIP's and were not set (openclip_flags.h).
+  std::vector<std::string> notes;
   nlohmann::json to_json() const;
 };
 
