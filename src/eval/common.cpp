@@ -1,5 +1,9 @@
 #include "coca/eval/common.h"
 
+#include "coca/data/tokenizer.h"
+
+#include "coca/data/bundled.h"
+
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <fstream>
@@ -43,15 +47,25 @@ std::unique_ptr<CoCa> ModelArgs::load(int local_rank, int local_size) const {
 }
 
 std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
-                              const char* what) {
+                              const char* what, int64_t model_vocab, std::string* note) {
   if (!given.empty()) return given;
   std::string path;
   if (index.tokenizer.is_object() && index.tokenizer.contains("file")) {
     path = index.tokenizer["file"].get<std::string>();
     if (!fs::exists(path)) path = (fs::path(dir) / path).string();
+    if (fs::exists(path) || model_vocab != BpeTokenizer::kOpenClipVocabSize) return path;
   }
-  COCA_CHECK(!path.empty(), what, ": no tokenizer given (--tokenizer) and ", dir, "/index.json names none");
-  return path;
+  COCA_CHECK(model_vocab == BpeTokenizer::kOpenClipVocabSize, what, ": no tokenizer given (--tokenizer) and ", dir,
+             "/index.json names none");
+  std::string found;
+  const std::string clip = find_clip_tokenizer(found);
+  COCA_CHECK(!clip.empty(), what, ": no tokenizer given (--tokenizer), ", dir, "/index.json names ",
+             path.empty() ? "none" : str_cat(path, ", which does not exist"),
+             ", and the model's 49,408-token vocabulary is OpenCLIP's: put OpenCLIP's ", kClipTokenizerFile,
+             " in $COCA_DATA_DIR (or <prefix>/share/coca/), install the open_clip Python package, or pass "
+             "--tokenizer FILE (looked for ", found, ")");
+  if (note) *note = found;
+  return clip;
 }
 
 EvalOptions reader_options(const CoCa& model, const std::string& dir, int batch_size, int rank, int world) {

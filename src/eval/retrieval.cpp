@@ -135,7 +135,8 @@ std::unique_ptr<BpeTokenizer> caption_tokenizer(const CoCa& model, const ShardIn
                                                 const std::string& dir, const char* flag, const std::string& what) {
   const CocaConfig& cfg = model.config();
   if (index.context_length == cfg.text.context_length) return nullptr;
-  auto tok = std::make_unique<BpeTokenizer>(BpeTokenizer::load(resolve_tokenizer(given, index, dir, flag)));
+  auto tok = std::make_unique<BpeTokenizer>(
+      BpeTokenizer::load(resolve_tokenizer(given, index, dir, flag, cfg.text.vocab_size)));
   COCA_CHECK(tok->vocab_size() == cfg.text.vocab_size, what, ": tokenizer has ", tok->vocab_size(),
              " tokens but the model's vocab_size is ", cfg.text.vocab_size);
   return tok;

@@ -1,5 +1,7 @@
 #include "coca/eval/zeroshot.h"
 
+#include <cstdio>
+
 #include "coca/eval/common.h"
 
 #include <algorithm>
@@ -84,7 +86,10 @@ ZeroShotResult zeroshot(const CoCa& model, const ZeroShotOptions& o, const Reduc
     classnames = std::move(given);
   }
   COCA_CHECK(!classnames.empty(), "zero-shot data ", o.data, ": no class names (not a classification shard set?)");
-  const std::string tok_path = resolve_tokenizer(o.tokenizer, reader.index(), o.data, "zero-shot");
+  std::string tok_note;
+  const std::string tok_path =
+      resolve_tokenizer(o.tokenizer, reader.index(), o.data, "zero-shot", model.config().text.vocab_size, &tok_note);
+  if (!tok_note.empty() && o.rank == 0) std::printf("zero-shot: %s\n", tok_note.c_str());
   BpeTokenizer tok = BpeTokenizer::load(tok_path);
   COCA_CHECK(tok.vocab_size() == model.config().text.vocab_size, "zero-shot: tokenizer ", tok_path, " has ",
              tok.vocab_size(), " tokens but the model's vocab_size is ", model.config().text.vocab_size);

@@ -260,9 +260,12 @@ void Trainer::setup_data() {
   lo.context_length = static_cast<int>(cfg_.text.context_length);
   lo.vocab_size = cfg_.text.vocab_size;
   lo.model_name = cfg_.name;
-  if (ShardIndex::load(o_.train_data).context_length == 0)  // no stored tokens: tokenize at load time
-    lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(
-        eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data, "--train-data")));
+  if (ShardIndex::load(o_.train_data).context_length == 0) {  // no stored tokens: tokenize at load time
+    std::string note;
+    lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(eval::resolve_tokenizer(
+        o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data, "--train-data", cfg_.text.vocab_size, &note)));
+    if (lead_ && !note.empty()) std::printf("coca-train: tokenizing captions with %s\n", note.c_str());
+  }
   lo.ratio_min = o_.aug_ratio_min;
   lo.ratio_max = o_.aug_ratio_max;
   lo.filter = parse_resample_filter(o_.interpolation);
@@ -354,7 +357,7 @@ nlohmann::json Trainer::resume_check() const {
   std::string tokenizer;
   if (ShardIndex::load(o_.train_data).context_length == 0)
     tokenizer = sha256_file(eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data,
-                                                    "--train-data"));
+                                                    "--train-data", cfg_.text.vocab_size));
   return {{"train_data_sha256", sha256_file(index)},
           {"train_data", o_.train_data},
           {"seed", std::to_string(o_.seed)},
@@ -616,7 +619,8 @@ void Trainer::evaluate() {
   eval::ZeroShotOptions zo;
   zo.data = o_.zeroshot_data;
   zo.templates_file = o_.zeroshot_templates;
-  zo.tokenizer = eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--zeroshot-data");
+  zo.tokenizer =
+      eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--zeroshot-data", cfg_.text.vocab_size);
   zo.rank = rank_;
   zo.world = world_;
   const auto t0 = Clock::now();

@@ -12,4 +12,12 @@ namespace coca {
 // Throws naming the places tried. `flag` names the option in the message.
 std::string resolve_bundled_file(const std::string& kind, const std::string& name_or_path, const std::string& flag);
 
+// OpenCLIP's CLIP tokenizer file (bpe_simple_vocab_16e6.txt.gz, the 49,408-token vocabulary),
+// where users have it: $COCA_DATA_DIR, <binary's folder>/../share/coca, the source tree's
+// data_tools, then an installed open_clip Python package (found through python3's import
+// path, without importing it). `found` says which file was taken and its sha256; when there is
+// none the path is empty and `found` lists every place looked in.
+inline constexpr const char* kClipTokenizerFile = "bpe_simple_vocab_16e6.txt.gz";
+std::string find_clip_tokenizer(std::string& found);
+
 }  // namespace coca

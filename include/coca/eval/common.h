@@ -41,9 +41,12 @@ struct ModelArgs {
 };
 
 // The tokenizer to use: `given` if set, else the file the shard index names (absolute, or
-// relative to the shard directory); throws naming `what` when there is none.
+// relative to the shard directory). When neither is there and the model's vocabulary is
+// OpenCLIP's 49,408 tokens (`model_vocab`), OpenCLIP's own file where users have it
+// (find_clip_tokenizer), with `note` saying which file was taken; otherwise throws naming
+// `what` and, for the CLIP vocabulary, where to put the file.
 std::string resolve_tokenizer(const std::string& given, const ShardIndex& index, const std::string& dir,
-                              const char* what);
+                              const char* what, int64_t model_vocab = 0, std::string* note = nullptr);
 
 // An in-order reader of `dir` at the model's image size, this rank's contiguous part.
 EvalOptions reader_options(const CoCa& model, const std::string& dir, int batch_size, int rank, int world);
