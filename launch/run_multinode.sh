@@ -9,8 +9,12 @@
 #   NCCL_DEBUG=WARN      (INFO to see the chosen transports and rings when a run is slow or hangs)
 #   OMPI_MCA_btl_tcp_if_include / OMPI_MCA_oob_tcp_if_include   the same choice for MPI's own traffic
 #   OMP_NUM_THREADS      compute threads per rank (CPU runs; default: cores / ranks per node)
-# coca-train's --threads overrides OMP_NUM_THREADS; a collective that stalls for 10 minutes
-# aborts the job with the rank that failed. Ctrl-C (or SIGTERM to this script) saves a
+#   COCA_COLLECTIVE_TIMEOUT_S  seconds a rank waits in a collective before it stops the job,
+#                        naming the ranks (and hosts) that never joined (default 600)
+#   OMPI_MCA_oob_tcp_keepalive_time/_intvl/_probes   how soon mpirun notices a host that
+#                        vanished (a dead link): 10 s idle, then 3 probes 2 s apart, unless set
+#   COCA_BUILD_DIR       where coca-train is (default: build/ beside this script)
+# coca-train's --threads overrides OMP_NUM_THREADS. Ctrl-C (or SIGTERM to this script) saves a
 # checkpoint and stops; twice stops at once.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,8 +24,13 @@ shift 2
 nodes=$(grep -cv '^\s*\(#\|$\)' "$hostfile")
 np=$(( nodes * per_node ))
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
+# Open MPI's default keepalive notices a lost daemon after 8 minutes; a job whose node lost its
+# link would sit that long before it ends.
+export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}
+export OMPI_MCA_oob_tcp_keepalive_intvl=${OMPI_MCA_oob_tcp_keepalive_intvl:-2}
+export OMPI_MCA_oob_tcp_keepalive_probes=${OMPI_MCA_oob_tcp_keepalive_probes:-3}
 envs=()
-for v in NCCL_SOCKET_IFNAME NCCL_IB_HCA NCCL_IB_DISABLE NCCL_DEBUG OMP_NUM_THREADS \
+for v in NCCL_SOCKET_IFNAME NCCL_IB_HCA NCCL_IB_DISABLE NCCL_DEBUG OMP_NUM_THREADS COCA_COLLECTIVE_TIMEOUT_S \
          OMPI_MCA_btl_tcp_if_include OMPI_MCA_oob_tcp_if_include; do
   [[ -n ${!v:-} ]] && envs+=(-x "$v")
 done
@@ -29,4 +38,4 @@ extra=()
 [[ $(id -u) == 0 ]] && extra+=(--allow-run-as-root)
 echo "run_multinode: $nodes nodes x $per_node ranks = $np ranks"
 exec "$root/launch/graceful.sh" mpirun "${extra[@]}" --hostfile "$hostfile" -np "$np" --map-by "ppr:${per_node}:node" --bind-to none \
-  "${envs[@]}" "$root/build/coca-train" "$@"
+  "${envs[@]}" "${COCA_BUILD_DIR:-$root/build}/coca-train" "$@"

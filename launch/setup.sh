@@ -13,6 +13,7 @@ PACKAGES=(
   libpng-dev libjpeg-dev libturbojpeg0-dev libwebp-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
   clang libclang-rt-dev
+  iproute2 nftables
   python3 python3-numpy python3-matplotlib python3-h5py
 )
 if [ "${COCA_SETUP_TORCH:-0}" = "1" ]; then PACKAGES+=(python3-torch); fi

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test this machine can run:
-# labels cpu, mpi, faults and fuzz everywhere, cuda only where a GPU is present. The fuzz
+# labels cpu, mpi, faults, fuzz and multinode (hosts made of network namespaces; skipped
+# without root) everywhere, cuda only where a GPU is present. The fuzz
 # harnesses are built apart with clang (tests/fuzz/build.sh); without clang they skip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/launch/setup.sh"
 "$root/launch/build.sh" -DCOCA_BUILD_TESTS=ON "$@"
 build=${COCA_BUILD_DIR:-$root/build}
-labels="cpu|mpi|faults|fuzz"
+labels="cpu|mpi|faults|fuzz|multinode"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  labels="cpu|mpi|faults|fuzz|cuda"
+  labels="cpu|mpi|faults|fuzz|multinode|cuda"
 fi
 fuzz_rc=0
 "$root/tests/fuzz/build.sh" || fuzz_rc=$?

@@ -5,10 +5,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <set>
 #include <thread>
 
 #include "coca/dist/check.h"
@@ -18,6 +20,9 @@ namespace {
 
 MPI_Op g_bf16_sum = MPI_OP_NULL;
 bool g_we_initialised = false;
+constexpr int kPingTag = 1, kPongTag = 2;
+constexpr double kProbeSeconds = 3.0;
+std::set<MpiCommunicator*> g_live;  // whose probe receive finalize() cancels
 
 // bf16 has no MPI type: it travels as uint16 and sums through float32 (round to nearest even).
 void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
@@ -82,6 +87,7 @@ class MpiWork : public Work {
 
   bool test() override {
     if (done_) return true;
+    comm_.serve_probes();
     int flag = 0;
     COCA_MPI_CHECK(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE));
     if (flag) {
@@ -95,11 +101,18 @@ class MpiWork : public Work {
     const auto start = std::chrono::steady_clock::now();
     for (int spin = 0; !test(); ++spin) {
       const auto waited = std::chrono::steady_clock::now() - start;
-      if (waited > comm_.options().timeout)
+      if (waited > comm_.options().timeout) {
+        const std::vector<std::string> silent = comm_.silent_ranks(kProbeSeconds);
+        std::string who;
+        for (const std::string& r : silent) who += (who.empty() ? "" : ", ") + r;
         throw Error(str_cat("MPI ", what_, " timed out after ",
                             std::chrono::duration_cast<std::chrono::seconds>(waited).count(), " s on rank ",
-                            comm_.rank(), " of ", comm_.size(),
-                            ": a peer never joined it (did a rank die, hang, or skip a step?)"));
+                            comm_.rank(), " of ", comm_.size(), " (", comm_.host(), "): ",
+                            silent.empty() ? std::string("every rank still answers, so one of them never joined it "
+                                                         "(did a rank hang or skip a step?)")
+                                           : str_cat("no answer within ", kProbeSeconds, " s from ", who,
+                                                     " (the host, its link or the process is gone)")));
+      }
       if (spin > 1000) std::this_thread::yield();  // oversubscribed ranks: let the peer run
     }
   }
@@ -146,12 +159,81 @@ MpiCommunicator::MpiCommunicator(MPI_Comm base, CommOptions opts) : opts_(opts) 
   int len = 0;
   COCA_MPI_CHECK(MPI_Get_processor_name(name, &len));
   host_.assign(name, len);
+  std::vector<char> names(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
+  std::vector<char> mine(MPI_MAX_PROCESSOR_NAME, '\0');
+  std::copy(host_.begin(), host_.end(), mine.begin());
+  COCA_MPI_CHECK(MPI_Allgather(mine.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME,
+                               MPI_CHAR, comm_));
+  for (int r = 0; r < size_; ++r) hosts_.emplace_back(names.data() + static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME);
+  COCA_MPI_CHECK(MPI_Comm_dup(comm_, &probe_comm_));
+  COCA_MPI_CHECK(MPI_Irecv(&probe_buf_, 1, MPI_INT, MPI_ANY_SOURCE, kPingTag, probe_comm_, &probe_req_));
+  g_live.insert(this);
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  g_live.erase(this);
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);  // destructor: never throws
+  if (finalized) return;
+  cancel_probes();
+  if (probe_comm_ != MPI_COMM_NULL) MPI_Comm_free(&probe_comm_);
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);  // destructor: never throws
+}
+
+void MpiCommunicator::cancel_probes() noexcept {
+  if (probe_req_ == MPI_REQUEST_NULL) return;
+  MPI_Cancel(&probe_req_);
+  MPI_Wait(&probe_req_, MPI_STATUS_IGNORE);
+  probe_req_ = MPI_REQUEST_NULL;
+}
+
+void MpiCommunicator::serve_probes() const {
+  for (int guard = 0; probe_req_ != MPI_REQUEST_NULL && guard < 64; ++guard) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Test(&probe_req_, &flag, &st) != MPI_SUCCESS || !flag) return;
+    // Answer without waiting: the send completes in the background (an int goes eagerly).
+    MPI_Request answer;
+    if (MPI_Isend(&rank_, 1, MPI_INT, st.MPI_SOURCE, kPongTag, probe_comm_, &answer) == MPI_SUCCESS)
+      MPI_Request_free(&answer);
+    COCA_MPI_CHECK(MPI_Irecv(&probe_buf_, 1, MPI_INT, MPI_ANY_SOURCE, kPingTag, probe_comm_, &probe_req_));
+  }
+}
+
+std::vector<std::string> MpiCommunicator::silent_ranks(double seconds) const {
+  std::vector<MPI_Request> answers;
+  std::vector<int> from, got(size_, -1);
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    MPI_Request ask, answer;
+    if (MPI_Isend(&rank_, 1, MPI_INT, r, kPingTag, probe_comm_, &ask) == MPI_SUCCESS) MPI_Request_free(&ask);
+    if (MPI_Irecv(&got[r], 1, MPI_INT, r, kPongTag, probe_comm_, &answer) != MPI_SUCCESS) continue;
+    answers.push_back(answer);
+    from.push_back(r);
+  }
+  std::vector<bool> answered(answers.size(), false);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  size_t left = answers.size();
+  while (left > 0 && std::chrono::steady_clock::now() < deadline) {
+    serve_probes();  // peers probing at the same time are answered too
+    for (size_t i = 0; i < answers.size(); ++i) {
+      if (answered[i]) continue;
+      int flag = 0;
+      if (MPI_Test(&answers[i], &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag) {
+        answered[i] = true;
+        --left;
+      }
+    }
+    std::this_thread::yield();
+  }
+  std::vector<std::string> silent;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    if (answered[i]) continue;
+    MPI_Cancel(&answers[i]);
+    MPI_Request_free(&answers[i]);
+    silent.push_back(str_cat("rank ", from[i], " (", hosts_[from[i]], ")"));
+  }
+  return silent;
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const Tensor& t, ReduceOp op) {
@@ -261,6 +343,7 @@ void finalize() {
   MPI_Finalized(&finalized);
   if (!initialised || finalized || !g_we_initialised) return;
   if (g_bf16_sum != MPI_OP_NULL) MPI_Op_free(&g_bf16_sum);
+  for (MpiCommunicator* c : g_live) c->cancel_probes();
   MPI_Finalize();
 }
 

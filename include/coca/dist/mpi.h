@@ -44,11 +44,22 @@ class MpiCommunicator : public Communicator {
   // Every rank's string on every rank, in rank order (under the collective timeout).
   std::vector<std::string> all_gather_strings(const std::string& mine);
 
+  // Liveness, for a collective that timed out: every rank answers probes while it waits in (or
+  // tests) a collective, on a communicator of their own. silent_ranks() asks every other rank
+  // and returns those that gave no answer within `seconds` ("rank 2 (node2)" each).
+  void serve_probes() const;
+  std::vector<std::string> silent_ranks(double seconds) const;
+  const std::string& host_of(int rank) const { return hosts_.at(rank); }
+  void cancel_probes() noexcept;  // before MPI_Finalize (finalize() calls it)
+
  private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm comm_ = MPI_COMM_NULL, probe_comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
+  std::vector<std::string> hosts_;  // every rank's host, in rank order
   CommOptions opts_;
+  mutable MPI_Request probe_req_ = MPI_REQUEST_NULL;
+  mutable int probe_buf_ = 0;
 };
 
 // Initialises MPI (once; MPI_THREAD_FUNNELED: only the main thread calls MPI), installs a

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# mpirun across hosts (label multinode): two hosts made of network namespaces on this machine
+# (hosts.sh), started through an rsh agent as mpirun starts them over ssh, driven through
+# launch/run_multinode.sh and coca-eval with a hostfile as the README tells users.
+#   a. 2 hosts x 2 ranks train to the weights of 1 host x 4 ranks, bit for bit.
+#   b. zero-shot across the hosts equals one process.
+#   c. --resume of the 2-host run on 1 host (2 ranks) continues the epoch.
+#   d. a link limited to 5 Mbit/s (tc tbf) on one host, and one that loses 1% of its packets
+#      (nftables): the run completes with the same weights; a link down for 3 s and back: the
+#      run rides it out or stops as in f, and never hangs.
+#   e. one host's processes killed (SIGKILL): the job ends within 60 s naming the host, latest
+#      is complete, and --resume latest on the other host continues.
+#   f. one host's link goes down mid-run: the job ends within 60 s (COCA_COLLECTIVE_TIMEOUT_S,
+#      mpirun's keepalives), naming the host that went silent; --resume latest on the other
+#      host continues.
+#   g. one host cannot see the shard path: one line naming that host and the path, before any
+#      step.
+# Skipped (exit 77, one line saying why) where namespaces cannot be made.
+# usage: multinode.sh BUILD_DIR
+source "$(dirname "$0")/../faults/lib.sh"
+source "$(dirname "$0")/hosts.sh"
+why=$(mn_skip_reason)
+if [ -n "$why" ]; then echo "SKIP multinode: $why"; exit 77; fi
+trap 'mn_teardown; cleanup' EXIT
+make_fixture
+mn_hosts 2 || { echo "FAIL could not make the hosts"; exit 1; }
+export COCA_BUILD_DIR=$build COCA_COLLECTIVE_TIMEOUT_S=10 OMP_NUM_THREADS=1
+grep node1 "$work/hostfile" >"$work/hostfile1"
+logs="$work/logs"
+common=(--train-data "$fx/train" --model-config "$fx/model.json" --batch-size 4 --workers 1 --warmup 2
+        --log-every-n-steps 1 --save-frequency 0 --logs "$logs" --lr-scheduler const)
+launch() {  # launch HOSTFILE RANKS_PER_NODE ARGS...: run_multinode.sh on node1, as a user would
+  on_host 1 "$repo/launch/run_multinode.sh" "$@"
+}
+weights() { echo "$logs/$1/checkpoints/step_$(printf %06d "$2")/model.safetensors"; }
+
+section "a. 2 hosts x 2 ranks against 1 host x 4 ranks"
+run_timed "1 host x 4 ranks, 6 steps" "$work/one.log" launch "$work/hostfile1" 4 "${common[@]}" --name one \
+  --max-steps 6 --save-every-n-steps 3
+check "1 host x 4 ranks exits 0" test $rc -eq 0
+run_timed "2 hosts x 2 ranks, 6 steps" "$work/two.log" launch "$work/hostfile" 2 "${common[@]}" --name two \
+  --max-steps 6 --save-every-n-steps 3
+check "2 hosts x 2 ranks exits 0" test $rc -eq 0
+check "the ranks ran on node1 and node2" grep -q "4 rank(s)" "$work/two.log"
+check "2 x 2 across hosts equals 1 x 4, bit for bit" cmp -s "$(weights one 6)" "$(weights two 6)"
+
+section "b. zero-shot across the hosts"
+printf 'a photo of a {} on a grey background\n' >"$work/templates.txt"
+zs=(zeroshot --model-config "$fx/model.json" --weights "$(weights two 6)" --data "$fx/eval"
+    --templates "$work/templates.txt" --batch-size 8)
+run_timed "one process" "$work/zs1.log" "$build/coca-eval" "${zs[@]}" --output "$work/zs1.json"
+run_timed "2 hosts x 2 ranks" "$work/zs4.log" on_host 1 mpirun --allow-run-as-root --hostfile "$work/hostfile" \
+  -np 4 --map-by ppr:2:node "$build/coca-eval" "${zs[@]}" --output "$work/zs4.json"
+check "zero-shot across hosts exits 0" test $rc -eq 0
+check "zero-shot across hosts equals one process" python3 - "$work/zs1.json" "$work/zs4.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+print("top1", a["top1"], b["top1"], "images", a["images"], b["images"])
+sys.exit(0 if all(a[k] == b[k] for k in ["top1", "top5", "mean_per_class", "images", "per_class"]) else 1)
+PY
+
+section "c. the 2-host run resumed on 1 host"
+run_timed "resume on node1 x 2 ranks to step 9" "$work/elastic.log" launch "$work/hostfile1" 2 "${common[@]}" \
+  --name two --resume latest --max-steps 9 --save-every-n-steps 3
+check "resumed on 1 host exits 0 at step 9" test $rc -eq 0 -a "$(latest_step "$logs/two")" = 9
+check "it continues the epoch of 4 ranks on 2" grep -q "resuming a checkpoint of 4 rank(s) x 4 samples on 2 rank(s)" \
+  "$work/elastic.log"
+
+section "d. a slow link (5 Mbit/s) to node2"
+ip netns exec "${mn_prefix}h2" tc qdisc add dev eth0 root tbf rate 5mbit burst 32kbit latency 400ms
+run_timed "2 x 2, node2 at 5 Mbit/s" "$work/slow.log" launch "$work/hostfile" 2 "${common[@]}" --name slow \
+  --max-steps 6 --save-every-n-steps 6
+ip netns exec "${mn_prefix}h2" tc qdisc del dev eth0 root
+check "slow link: the run completes" test $rc -eq 0
+check "slow link: the same weights" cmp -s "$(weights one 6)" "$(weights slow 6)"
+
+section "d2. 1% of node2's packets lost (nftables)"
+if command -v nft >/dev/null && ip netns exec "${mn_prefix}h2" nft -f - <<'NFT'
+table inet coca_loss {
+  chain out { type filter hook output priority 0; numgen random mod 100 < 1 drop; }
+}
+NFT
+then
+  run_timed "2 x 2, node2 losing 1%" "$work/lossy.log" launch "$work/hostfile" 2 "${common[@]}" --name lossy \
+    --max-steps 6 --save-every-n-steps 6
+  ip netns exec "${mn_prefix}h2" nft delete table inet coca_loss
+  check "1% loss: the run completes" test $rc -eq 0
+  check "1% loss: the same weights" cmp -s "$(weights one 6)" "$(weights lossy 6)"
+else
+  skip "1% loss: nftables is not installed (launch/setup.sh installs it)"
+fi
+
+section "d3. node2's link down for 3 s, then back"
+start_bg "$work/flap.log" launch "$work/hostfile" 2 "${common[@]}" --name flap --max-steps 40 --epochs 100 --save-every-n-steps 5
+wait_for 60 test -e "$logs/flap/checkpoints/step_000005" || show_log "$work/flap.log"
+ip -n "${mn_prefix}h2" link set eth0 down
+sleep 3
+ip -n "${mn_prefix}h2" link set eth0 up
+finish_bg 90 "link flap"
+if [ $rc -eq 0 ]; then
+  check "link flap: the run rode it out and reached step 40" test "$(latest_step "$logs/flap")" = 40
+else
+  check "link flap: the run stopped, naming node2, with a complete latest" \
+    test $rc -ne 137 && grep -q node2 "$work/flap.log" && latest_is_complete "$logs/flap"
+fi
+
+long=("${common[@]}" --max-steps 100000 --epochs 100000 --save-every-n-steps 3)
+# kill_case LABEL NAME ACTION: a long 2-host run, ACTION on node2 after its first checkpoint.
+kill_case() {
+  local label=$1 name=$2 action=$3
+  start_bg "$work/$name.log" launch "$work/hostfile" 2 "${long[@]}" --name "$name"
+  if ! wait_for 60 test -e "$logs/$name/checkpoints/step_000003"; then
+    check "$label: the run reached its first checkpoint" false
+    show_log "$work/$name.log"
+  fi
+  sleep 1
+  case $action in
+    kill) ip netns pids "${mn_prefix}h2" | xargs -r kill -9 ;;
+    down) ip -n "${mn_prefix}h2" link set eth0 down ;;
+  esac
+  finish_bg 60 "$label"
+  check "$label: the job ends non-zero within 60 s" test $rc -ne 0 -a $rc -ne 137
+  check "$label: the message names node2" grep -q "node2" "$work/$name.log"
+  grep -E "node2|failed" "$work/$name.log" | grep -v "^step" | head -3 | cut -c1-240 | sed 's/^/   | /'
+  check "$label: latest is complete" latest_is_complete "$logs/$name"
+  ip -n "${mn_prefix}h2" link set eth0 up
+  local last; last=$(latest_step "$logs/$name")
+  run_timed "$label: --resume latest on node1" "$work/$name-resume.log" launch "$work/hostfile1" 2 "${common[@]}" \
+    --name "$name" --resume latest --max-steps $((last + 2))
+  check "$label: --resume latest on node1 continues (step $last + 2)" \
+    test $rc -eq 0 -a "$(last_metrics_step "$logs/$name/metrics.jsonl")" = $((last + 2))
+}
+section "e. node2's processes killed"
+kill_case "node2 killed" killed kill
+section "f. node2's link down"
+kill_case "node2 link down" down down
+
+section "g. node2 cannot see the shard path"
+export COCA_MN_HIDE_node2=$fx/train
+exits_within 60 "shard path hidden on node2" "$work/hidden.log" launch "$work/hostfile" 2 "${common[@]}" \
+  --name hidden --max-steps 2
+unset COCA_MN_HIDE_node2
+check "hidden shard path: exits non-zero" test $rc -ne 0 -a $rc -ne 137
+check "hidden shard path: a line names node2 and the path" \
+  grep -qE "on node2.*--train-data $fx/train: no index.json" "$work/hidden.log"
+check "hidden shard path: no step was taken" test ! -e "$logs/hidden/metrics.jsonl"
+grep "node2" "$work/hidden.log" | head -2 | cut -c1-240 | sed 's/^/   | /'
+finish
