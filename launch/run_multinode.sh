@@ -14,6 +14,7 @@
 #   OMPI_MCA_oob_tcp_keepalive_time/_intvl/_probes   how soon mpirun notices a host that
 #                        vanished (a dead link): 10 s idle, then 3 probes 2 s apart, unless set
 #   COCA_BUILD_DIR       where coca-train is (default: build/ beside this script)
+#   every COCA_* variable of this environment is passed to every rank
 # coca-train's --threads overrides OMP_NUM_THREADS. Ctrl-C (or SIGTERM to this script) saves a
 # checkpoint and stops; twice stops at once.
 set -euo pipefail
@@ -30,8 +31,9 @@ export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}
 export OMPI_MCA_oob_tcp_keepalive_intvl=${OMPI_MCA_oob_tcp_keepalive_intvl:-2}
 export OMPI_MCA_oob_tcp_keepalive_probes=${OMPI_MCA_oob_tcp_keepalive_probes:-3}
 envs=()
-for v in NCCL_SOCKET_IFNAME NCCL_IB_HCA NCCL_IB_DISABLE NCCL_DEBUG OMP_NUM_THREADS COCA_COLLECTIVE_TIMEOUT_S \
-         OMPI_MCA_btl_tcp_if_include OMPI_MCA_oob_tcp_if_include; do
+# coca's own settings (COCA_COLLECTIVE_TIMEOUT_S, COCA_DATA_DIR, ...) go to every rank too.
+for v in NCCL_SOCKET_IFNAME NCCL_IB_HCA NCCL_IB_DISABLE NCCL_DEBUG OMP_NUM_THREADS \
+         OMPI_MCA_btl_tcp_if_include OMPI_MCA_oob_tcp_if_include $(compgen -e | grep '^COCA_'); do
   [[ -n ${!v:-} ]] && envs+=(-x "$v")
 done
 extra=()

@@ -99,6 +99,11 @@ class MpiWork : public Work {
 
   void wait() override {
     const auto start = std::chrono::steady_clock::now();
+    struct Count {  // the time blocked here, however the wait ends
+      const MpiCommunicator& comm;
+      std::chrono::steady_clock::time_point start;
+      ~Count() { comm.add_wait_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()); }
+    } count{comm_, start};
     for (int spin = 0; !test(); ++spin) {
       const auto waited = std::chrono::steady_clock::now() - start;
       if (waited > comm_.options().timeout) {

@@ -162,6 +162,13 @@ class Trainer {
 
   // Logging window.
   Clock::time_point t_start_, t_log_, t_first_step_;
+  // This rank's time in train_step outside MPI collectives over the logging window: the rank
+  // the others wait for has the most (straggler warning).
+  double busy_s_ = 0;
+  int64_t busy_steps_ = 0;
+  // Tests: COCA_TEST_SLOW_RANK=R:SECONDS makes rank R sleep that long in every step.
+  double debug_slow_seconds_ = 0;
+  void report_stragglers();
   int64_t start_step_ = 0, log_samples_ = 0;
   double log_loss_ = 0, log_con_ = 0, log_cap_ = 0;
   int log_count_ = 0;
@@ -173,6 +180,11 @@ class Trainer {
 void Trainer::setup_device() {
   comm_ = dist::init(nullptr, nullptr);
   rank_ = comm_->rank(), world_ = comm_->size();
+  if (const char* slow = std::getenv("COCA_TEST_SLOW_RANK")) {
+    int r = -1;
+    double s = 0;
+    if (std::sscanf(slow, "%d:%lf", &r, &s) == 2 && r == rank_) debug_slow_seconds_ = s;
+  }
   lead_ = rank_ == 0;
   install_signal_handlers();
   threads_ = o_.threads > 0 ? o_.threads
@@ -463,6 +475,7 @@ void Trainer::plan_for_time() {
 
 StepResult Trainer::train_step(double lr) {
   StepResult r;
+  if (debug_slow_seconds_ > 0) std::this_thread::sleep_for(std::chrono::duration<double>(debug_slow_seconds_));
   std::vector<MicroBatch> micro(o_.accum_freq);
   for (int k = 0; k < o_.accum_freq; ++k) {
     COCA_CHECK(loader_->next(batch_), "rank ", rank_, ": internal error: the loader ended epoch ", epoch_,
@@ -550,11 +563,37 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                      {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
                      {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0}});
   }
+  report_stragglers();
   reset_host_tensor_peak_bytes();  // the peak of host tensor memory over each logging window
   t_log_ = Clock::now();
   log_samples_ = 0;
   log_loss_ = log_con_ = log_cap_ = 0;
   log_count_ = 0;
+}
+
+// Every rank's time per step outside collectives since the last report, gathered (all ranks): one
+// rank far above the median is the one the others wait for, and is named with its host.
+void Trainer::report_stragglers() {
+  // Over at least 5 steps (every rank has taken the same number), so that one slow step of a
+  // busy machine is not taken for a straggler.
+  if (world_ == 1 || busy_steps_ < 5) return;
+  const double mine = busy_s_ / busy_steps_;
+  busy_s_ = 0;
+  busy_steps_ = 0;
+  const std::vector<int64_t> us = comm_->all_gather_value(static_cast<int64_t>(mine * 1e6));
+  if (!lead_) return;
+  std::vector<int64_t> sorted = us;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2] / 1e6;
+  const int slow = static_cast<int>(std::max_element(us.begin(), us.end()) - us.begin());
+  const double slowest = us[slow] / 1e6;
+  metrics_->write({{"step", step_}, {"step_compute_s_median", median}, {"step_compute_s_max", slowest},
+                   {"step_compute_s_max_rank", slow}, {"step_compute_s_max_host", comm_->host_of(slow)}});
+  if (slowest > 2 * median && slowest - median > 0.05)
+    std::fprintf(stderr,
+                 "warning: straggler: rank %d (%s) spends %.0f ms a step outside collectives, the median rank %.0f "
+                 "ms; the other ranks wait for it\n",
+                 slow, comm_->host_of(slow).c_str(), slowest * 1e3, median * 1e3);
 }
 
 // ---- saving -------------------------------------------------------------------------------
@@ -721,7 +760,11 @@ int Trainer::run() {
     }
     const double lr = learning_rate(schedule_, o_.lr, step_, o_.warmup, plan_.total_steps, plan_.cooldown_steps,
                                     o_.lr_cooldown_end);
+    const double waited_before = comm_->wait_seconds();
+    const Clock::time_point step_start = Clock::now();
     const StepResult r = train_step(lr);
+    busy_s_ += seconds_since(step_start) - (comm_->wait_seconds() - waited_before);
+    ++busy_steps_;
     ++step_;
     if (step_ == start_step_ + 1) t_first_step_ = Clock::now();
     // Measure after the warmup (the rate settles and the lr does not depend on the total yet),

@@ -8,6 +8,7 @@
 #   d. a link limited to 5 Mbit/s (tc tbf) on one host, and one that loses 1% of its packets
 #      (nftables): the run completes with the same weights; a link down for 3 s and back: the
 #      run rides it out or stops as in f, and never hangs.
+#   d4. one rank sleeps in every step: a warning names it and its host (node2).
 #   e. one host's processes killed (SIGKILL): the job ends within 60 s naming the host, latest
 #      is complete, and --resume latest on the other host continues.
 #   f. one host's link goes down mid-run: the job ends within 60 s (COCA_COLLECTIVE_TIMEOUT_S,
@@ -103,6 +104,19 @@ else
   check "link flap: the run stopped, naming node2, with a complete latest" \
     test $rc -ne 137 && grep -q node2 "$work/flap.log" && latest_is_complete "$logs/flap"
 fi
+
+section "d4. a straggler on node2"
+# Rank 2 sleeps 0.3 s in every step (the test hook; run_multinode.sh passes COCA_* to every rank).
+export COCA_TEST_SLOW_RANK=2:0.3
+run_timed "2 x 2, rank 2 slow" "$work/straggler.log" launch "$work/hostfile" 2 "${common[@]}" --name straggler \
+  --max-steps 10
+unset COCA_TEST_SLOW_RANK
+check "straggler: the run completes" test $rc -eq 0
+check "straggler: a warning names rank 2 on node2" grep -q "warning: straggler: rank 2 (node2)" "$work/straggler.log"
+check "straggler: metrics.jsonl names its host" grep -q '"step_compute_s_max_host":"node2"' \
+  "$logs/straggler/metrics.jsonl"
+grep "straggler" "$work/straggler.log" | head -1 | cut -c1-200 | sed 's/^/   | /'
+check "no straggler warning in the even runs" test "$(cat "$work/one.log" "$work/two.log" | grep -c straggler)" -eq 0
 
 long=("${common[@]}" --max-steps 100000 --epochs 100000 --save-every-n-steps 3)
 # kill_case LABEL NAME ACTION: a long 2-host run, ACTION on node2 after its first checkpoint.

@@ -51,6 +51,9 @@ class MpiCommunicator : public Communicator {
   std::vector<std::string> silent_ranks(double seconds) const;
   const std::string& host_of(int rank) const { return hosts_.at(rank); }
   void cancel_probes() noexcept;  // before MPI_Finalize (finalize() calls it)
+  // Seconds this rank has spent blocked in wait() on a collective, in all (straggler detection).
+  double wait_seconds() const { return wait_seconds_; }
+  void add_wait_seconds(double s) const { wait_seconds_ += s; }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL, probe_comm_ = MPI_COMM_NULL;
@@ -60,6 +63,7 @@ class MpiCommunicator : public Communicator {
   CommOptions opts_;
   mutable MPI_Request probe_req_ = MPI_REQUEST_NULL;
   mutable int probe_buf_ = 0;
+  mutable double wait_seconds_ = 0;
 };
 
 // Initialises MPI (once; MPI_THREAD_FUNNELED: only the main thread calls MPI), installs a
