@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <optional>
 
 #include "coca/tensor/error.h"
 
@@ -51,11 +53,31 @@ nlohmann::json ShardIndex::to_json() const {
   return j;
 }
 
+namespace {
+
+// The integer at `key` (or `def` when absent): a JSON integer within T's range. A float or an
+// out-of-range number is malformed, not cast (9.2e19 as an int would be undefined).
+template <typename T>
+T integer_field(const nlohmann::json& j, const char* key, const std::string& where,
+                std::optional<T> def = std::nullopt) {
+  if (def && !(j.is_object() && j.contains(key))) return *def;
+  const nlohmann::json& v = j.at(key);  // throws for a missing key: "malformed index"
+  const bool ok = v.is_number_unsigned()  ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                  : v.is_number_integer() ? v.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                                                v.get<int64_t>() <= std::numeric_limits<T>::max()
+                                          : false;
+  COCA_CHECK(ok, where, ": ", key, " must be an integer in [", std::numeric_limits<T>::min(), ", ",
+             std::numeric_limits<T>::max(), "], not ", v.dump());
+  return static_cast<T>(v.get<int64_t>());
+}
+
+}  // namespace
+
 ShardIndex ShardIndex::from_json(const nlohmann::json& j, const std::string& where) {
   try {
     COCA_CHECK(j.value("format", std::string()) == kShardFormatName, where, ": not a ", kShardFormatName, " index");
     ShardIndex idx;
-    idx.format_version = j.at("format_version").get<int>();
+    idx.format_version = integer_field<int>(j, "format_version", where);
     COCA_CHECK(idx.format_version == kShardFormatVersion || idx.format_version == kShardFormatVersionEncoded, where,
                ": format_version ", idx.format_version, " is not supported (this build reads ", kShardFormatVersion,
                " and ", kShardFormatVersionEncoded, ")");
@@ -63,12 +85,12 @@ ShardIndex ShardIndex::from_json(const nlohmann::json& j, const std::string& whe
     const std::string expected = idx.format_version == kShardFormatVersionEncoded ? "jpeg" : "raw";
     COCA_CHECK(idx.image_format == expected, where, ": image_format '", idx.image_format, "' does not go with format_version ",
                idx.format_version, " (which stores ", expected, ")");
-    idx.total_samples = j.at("total_samples").get<int64_t>();
-    idx.image_size = j.at("image_size").get<int>();
-    idx.chunk_images = j.value("chunk_images", 0);
+    idx.total_samples = integer_field<int64_t>(j, "total_samples", where);
+    idx.image_size = integer_field<int>(j, "image_size", where);
+    idx.chunk_images = integer_field<int>(j, "chunk_images", where, 0);
     idx.compression = j.value("compression", std::string("none"));
     idx.checksum = j.value("checksum", std::string("none"));
-    idx.context_length = j.value("context_length", 0);
+    idx.context_length = integer_field<int>(j, "context_length", where, 0);
     idx.tokenizer = j.value("tokenizer", nlohmann::json());
     if (idx.tokenizer.is_object() && idx.tokenizer.contains("vocab_size")) {
       const auto& v = idx.tokenizer.at("vocab_size");
@@ -81,8 +103,9 @@ ShardIndex ShardIndex::from_json(const nlohmann::json& j, const std::string& whe
     if (j.contains("extra")) idx.extra = j.at("extra");
     int64_t sum = 0;
     for (const auto& s : j.at("shards")) {
-      ShardEntry e{s.at("file").get<std::string>(), s.at("samples").get<int64_t>()};
+      ShardEntry e{s.at("file").get<std::string>(), integer_field<int64_t>(s, "samples", where)};
       COCA_CHECK(e.samples >= 0, where, ": shard ", e.file, " has a negative sample count");
+      COCA_CHECK(e.samples <= std::numeric_limits<int64_t>::max() - sum, where, ": shard counts add up past 2^63");
       sum += e.samples;
       idx.shards.push_back(std::move(e));
     }

@@ -220,6 +220,36 @@ TEST(ShardIndexChecksum, FieldRoundTripsAndOldIndexReadsAsNone) {
   EXPECT_EQ(ShardIndex::from_json(j, "x").checksum, "none");
 }
 
+// Found by tests/fuzz/fuzz_shard_index: a float where an integer belongs (9.2e19 as image_size)
+// was cast to int (undefined), and sample counts could add up past int64 (a signed overflow).
+TEST(ShardIndexFields, NumbersOutOfRangeAreNamed) {
+  ShardIndex idx;
+  idx.shards = {{"a.h5", 3}};
+  idx.total_samples = 3;
+  const nlohmann::json good = idx.to_json();
+  EXPECT_EQ(ShardIndex::from_json(good, "x").total_samples, 3);
+  auto expect_error = [](const nlohmann::json& j, const std::string& message) {
+    try {
+      ShardIndex::from_json(j, "index.json");
+      ADD_FAILURE() << "no error for " << j.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("index.json: " + message), std::string::npos) << e.what();
+    }
+  };
+  for (const char* key : {"image_size", "chunk_images", "context_length", "format_version"}) {
+    nlohmann::json j = good;
+    j[key] = 9.2e19;
+    expect_error(j, std::string(key) + " must be an integer in [-2147483648, 2147483647], not 9.2e+19");
+    j[key] = 4294967296;
+    expect_error(j, std::string(key) + " must be an integer");
+  }
+  nlohmann::json j = good;
+  j["shards"] = {{{"file", "a.h5"}, {"samples", INT64_MAX}}, {{"file", "b.h5"}, {"samples", 2}}};
+  expect_error(j, "shard counts add up past 2^63");
+  j["shards"][0]["samples"] = 1.5;
+  expect_error(j, "samples must be an integer");
+}
+
 TEST(ShardTokens, IdsOutsideTheVocabularyNameShardIdAndRow) {
   TempDir dir("vocab");
   const std::string path = dir.str("shard-00000.h5");

@@ -39,6 +39,8 @@ if [ $rc != 0 ]; then
 fi
 rm -f "$buildlog"
 
+# UBSan prints no stack unless asked; ASan's reports include one.
+export UBSAN_OPTIONS=print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}
 failed=()
 for n in "${names[@]}"; do
   work=$(mktemp -d "${TMPDIR:-/tmp}/coca-fuzz-$n.XXXXXX")
