@@ -21,3 +21,6 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 echo "test: running labels ${labels}"
 cd "$build"
 ctest --output-on-failure -L "${labels}" --timeout 900
+# The CUDA backend on the CPU emulation (label cuda-emu, in its own build dir): every commit,
+# GPU or not. See tests/gpu/NOTES.md for what it proves.
+"$root/tests/cuda/run_emu.sh"

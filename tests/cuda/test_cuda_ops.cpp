@@ -204,6 +204,9 @@ TEST_F(CudaOps, MatmulBf16) {
         [](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); }, kBf16);
   check("bf16_matmul_batched", {rn({8, 50, 64}, 6), rn({8, 64, 50}, 7)}, {true, true},
         [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }, kBf16);
+  // Odd sizes: the operand casts end with a scalar tail after the 4-wide vector part.
+  check("bf16_matmul_odd", {rn({5, 7}, 8), rn({7, 3}, 9)}, {true, true},
+        [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }, kBf16);
   cuda::set_matmul_precision(cuda::MatmulPrecision::Float32);
 }
 

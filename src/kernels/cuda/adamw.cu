@@ -31,7 +31,7 @@ void adamw_step(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, double beta1, 
   if (n == 0) return;
   dispatch_float_dev(p.dtype(), "AdamW", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    adamw_kernel<T><<<grid_for(n), 256, 0, stream()>>>(dptr<T>(p), dptr<T>(m), dptr<T>(v), dptr<T>(g), n,
+    launch<adamw_kernel<T>>(grid_for(n), 256, 0, stream(), dptr<T>(p), dptr<T>(m), dptr<T>(v), dptr<T>(g), n,
                                                        static_cast<T>(beta1), static_cast<T>(beta2),
                                                        static_cast<T>(eps), static_cast<T>(decay),
                                                        static_cast<T>(step_size), static_cast<T>(bc2_sqrt));

@@ -64,7 +64,7 @@ __device__ __forceinline__ void load_tile(T* dst, int pitch, const T* src, int64
 template <typename T, int NR>
 __global__ void __launch_bounds__(32 * kRows) attn_forward_kernel(AttnParams<T> p, T* o, int64_t os0, int64_t os1,
                                                                   int64_t os2, T* lse) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  COCA_DYNAMIC_SHARED(unsigned char, smem_raw, 16);
   const int64_t D = p.D;
   T* Qs = reinterpret_cast<T*>(smem_raw);  // [kRows, D]
   T* Ks = Qs + kRows * D;                  // [kTile, D + 1]
@@ -138,7 +138,7 @@ template <typename T, int NR>
 __global__ void __launch_bounds__(32 * kRows)
     attn_dq_kernel(AttnParams<T> p, const T* g, int64_t gs0, int64_t gs1, int64_t gs2, const T* lse, const T* delta,
                    T* dq, int64_t dqs0, int64_t dqs1, int64_t dqs2) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  COCA_DYNAMIC_SHARED(unsigned char, smem_raw, 16);
   const int64_t D = p.D;
   T* Qs = reinterpret_cast<T*>(smem_raw);  // [kRows, D]
   T* Gs = Qs + kRows * D;                  // [kRows, D]
@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(32 * kRows)
     attn_dkv_kernel(AttnParams<T> p, const T* g, int64_t gs0, int64_t gs1, int64_t gs2, const T* lse, const T* delta,
                     T* dk, int64_t dks0, int64_t dks1, int64_t dks2, T* dv, int64_t dvs0, int64_t dvs1,
                     int64_t dvs2) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  COCA_DYNAMIC_SHARED(unsigned char, smem_raw, 16);
   const int64_t D = p.D;
   T* KJ = reinterpret_cast<T*>(smem_raw);  // [kRows, D]
   T* VJ = KJ + kRows * D;                  // [kRows, D]
@@ -340,10 +340,10 @@ void attention_forward(const kernels::AttentionArgs& a, const Tensor& q, const T
     dispatch_head_dim(a.D, [&](auto nr) {
       constexpr int NR = decltype(nr)::value;
       const size_t smem = sizeof(T) * (kRows * a.D + kTile * (a.D + 1) + kTile * a.D);
-      auto kernel = attn_forward_kernel<T, NR>;
+      constexpr auto kernel = attn_forward_kernel<T, NR>;
       allow_smem(kernel, smem);
       const dim3 grid(blocks_for(a.T, kRows), static_cast<unsigned>(a.H), static_cast<unsigned>(a.B));
-      kernel<<<grid, dim3(32, kRows), smem, stream()>>>(p, dptr<T>(o), o.stride(0), o.stride(1), o.stride(2),
+      launch<kernel>(grid, dim3(32, kRows), smem, stream(), p, dptr<T>(o), o.stride(0), o.stride(1), o.stride(2),
                                                         dptr<T>(lse));
       COCA_CUDA_LAUNCH_CHECK();
     });
@@ -365,7 +365,7 @@ void attention_backward(const kernels::AttentionArgs& a, const Tensor& q, const 
     const int64_t rows = a.B * a.H * a.T;
     Scratch delta(sizeof(T) * std::max<int64_t>(rows, 1));
     if (rows > 0) {
-      attn_delta_kernel<T><<<blocks_for(rows, kRows), dim3(32, kRows), 0, stream()>>>(p, g, gs0, gs1, gs2,
+      launch<attn_delta_kernel<T>>(blocks_for(rows, kRows), dim3(32, kRows), 0, stream(), p, g, gs0, gs1, gs2,
                                                                                     delta.as<T>());
       COCA_CUDA_LAUNCH_CHECK();
     }
@@ -373,19 +373,19 @@ void attention_backward(const kernels::AttentionArgs& a, const Tensor& q, const 
       constexpr int NR = decltype(nr)::value;
       if (a.T > 0) {
         const size_t smem = sizeof(T) * (2 * kRows * a.D + 2 * kTile * (a.D + 1));
-        auto kernel = attn_dq_kernel<T, NR>;
+        constexpr auto kernel = attn_dq_kernel<T, NR>;
         allow_smem(kernel, smem);
         const dim3 grid(blocks_for(a.T, kRows), static_cast<unsigned>(a.H), static_cast<unsigned>(a.B));
-        kernel<<<grid, dim3(32, kRows), smem, stream()>>>(p, g, gs0, gs1, gs2, dptr<T>(lse), delta.as<T>(),
+        launch<kernel>(grid, dim3(32, kRows), smem, stream(), p, g, gs0, gs1, gs2, dptr<T>(lse), delta.as<T>(),
                                                           dptr<T>(dq), dq.stride(0), dq.stride(1), dq.stride(2));
         COCA_CUDA_LAUNCH_CHECK();
       }
       if (a.S > 0) {
         const size_t smem = sizeof(T) * (2 * kRows * a.D + 2 * kTile * (a.D + 1) + 2 * kTile);
-        auto kernel = attn_dkv_kernel<T, NR>;
+        constexpr auto kernel = attn_dkv_kernel<T, NR>;
         allow_smem(kernel, smem);
         const dim3 grid(blocks_for(a.S, kRows), static_cast<unsigned>(a.H), static_cast<unsigned>(a.B));
-        kernel<<<grid, dim3(32, kRows), smem, stream()>>>(p, g, gs0, gs1, gs2, dptr<T>(lse), delta.as<T>(),
+        launch<kernel>(grid, dim3(32, kRows), smem, stream(), p, g, gs0, gs1, gs2, dptr<T>(lse), delta.as<T>(),
                                                           dptr<T>(dk), dk.stride(0), dk.stride(1), dk.stride(2),
                                                           dptr<T>(dv), dv.stride(0), dv.stride(1), dv.stride(2));
         COCA_CUDA_LAUNCH_CHECK();

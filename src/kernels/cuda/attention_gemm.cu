@@ -222,7 +222,7 @@ void gemm_heads(const GemmMode& mode, cublasOperation_t ta, cublasOperation_t tb
     const int64_t es = type_size(x.type);
     return PtrSrc{static_cast<const char*>(x.base), x.s0 * es, x.s1 * es};
   };
-  fill_ptrs_kernel<<<grid_for(BH), 256, 0, stream()>>>(src(A), src(Bop), src(C), H, BH, arr);
+  launch<fill_ptrs_kernel>(grid_for(BH), 256, 0, stream(), src(A), src(Bop), src(C), H, BH, arr);
   COCA_CUDA_LAUNCH_CHECK();
   const void* const* a_arr = arr;
   const void* const* b_arr = arr + BH;
@@ -237,7 +237,7 @@ void launch_softmax_fwd(const MaskParams<T>& mp, const T* sc, PT* p, int64_t pit
   const dim3 block(32, kRowsPerBlock);
   auto go = [&](auto npl) {
     constexpr int NPL = decltype(npl)::value;
-    softmax_fwd_kernel<T, PT, NPL><<<grid, block, 0, stream()>>>(mp, sc, p, pitch, lse, rows);
+    launch<softmax_fwd_kernel<T, PT, NPL>>(grid, block, 0, stream(), mp, sc, p, pitch, lse, rows);
     COCA_CUDA_LAUNCH_CHECK();
   };
   const int64_t S = mp.S;
@@ -252,7 +252,7 @@ void launch_softmax_fwd(const MaskParams<T>& mp, const T* sc, PT* p, int64_t pit
 // The [B, H, R, D] float tensor t as a contiguous bf16 copy in dst (B*H*R*D elements).
 void cast_to_bf16(const Tensor& t, int64_t B, int64_t H, int64_t R, int64_t D, __nv_bfloat16* dst) {
   const int64_t n = B * H * R * D;
-  cast_bf16_kernel<<<grid_for(n), 256, 0, stream()>>>(dptr<float>(t), t.stride(0), t.stride(1), t.stride(2), H, R, D,
+  launch<cast_bf16_kernel>(grid_for(n), 256, 0, stream(), dptr<float>(t), t.stride(0), t.stride(1), t.stride(2), H, R, D,
                                                       dst, n);
   COCA_CUDA_LAUNCH_CHECK();
 }
@@ -360,7 +360,7 @@ void backward_t(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& 
   Operand P = X, dS = Y;  // written over the scores and dP
   if constexpr (std::is_same_v<T, float>) {
     if (bf) {
-      softmax_bwd_kernel<T, __nv_bfloat16><<<grid, block, 0, stream()>>>(
+      launch<softmax_bwd_kernel<T, __nv_bfloat16>>(grid, block, 0, stream(),
           mp, xs.as<T>(), ys.as<T>(), Sp, dptr<T>(lse), dptr<T>(o), o.stride(0), o.stride(1), o.stride(2),
           dptr<T>(dout), dout.stride(0), dout.stride(1), dout.stride(2), D, pbf.as<__nv_bfloat16>(),
           dsbf.as<__nv_bfloat16>(), rows);
@@ -370,7 +370,7 @@ void backward_t(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& 
     }
   }
   if (!bf) {
-    softmax_bwd_kernel<T, T><<<grid, block, 0, stream()>>>(mp, xs.as<T>(), ys.as<T>(), Sp, dptr<T>(lse), dptr<T>(o),
+    launch<softmax_bwd_kernel<T, T>>(grid, block, 0, stream(), mp, xs.as<T>(), ys.as<T>(), Sp, dptr<T>(lse), dptr<T>(o),
                                                            o.stride(0), o.stride(1), o.stride(2), dptr<T>(dout),
                                                            dout.stride(0), dout.stride(1), dout.stride(2), D,
                                                            xs.as<T>(), ys.as<T>(), rows);

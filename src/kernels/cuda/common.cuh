@@ -9,6 +9,7 @@
 #include "coca/kernels/cpu/strided.h"
 #include "coca/kernels/cuda/context.h"
 #include "coca/tensor/dispatch.h"
+#include "launch.cuh"
 
 namespace coca::cuda {
 

@@ -44,7 +44,7 @@ void copy_strided(Tensor& dst, const Tensor& src) {
     using D = typename decltype(dtag)::type;
     dispatch_all_dev(src.dtype(), [&](auto stag) {
       using S = typename decltype(stag)::type;
-      copy_kernel<D, S><<<grid_for(g.n), 256, 0, stream()>>>(dptr<D>(dst), dptr<S>(src), g);
+      launch<copy_kernel<D, S>>(grid_for(g.n), 256, 0, stream(), dptr<D>(dst), dptr<S>(src), g);
       COCA_CUDA_LAUNCH_CHECK();
     });
   });
@@ -59,7 +59,7 @@ void fill(Tensor& dst, double value) {
     T v;
     if constexpr (std::is_same_v<T, __nv_bfloat16>) v = __float2bfloat16(static_cast<float>(value));
     else v = static_cast<T>(value);
-    fill_kernel<T><<<grid_for(g.n), 256, 0, stream()>>>(dptr<T>(dst), v, g);
+    launch<fill_kernel<T>>(grid_for(g.n), 256, 0, stream(), dptr<T>(dst), v, g);
     COCA_CUDA_LAUNCH_CHECK();
   });
 }

@@ -68,7 +68,7 @@ double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& tar
   Scratch row_loss(sizeof(double) * N), valid(sizeof(int) * N);
   dispatch_float_dev(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    ce_forward_kernel<T><<<blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<ce_forward_kernel<T>>(blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(logits), ld, dptr<int32_t>(targets), ignore_index, dptr<T>(lse), row_loss.as<double>(),
         valid.as<int>(), N, C);
     COCA_CUDA_LAUNCH_CHECK();
@@ -98,7 +98,7 @@ void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targ
   if (N == 0) return;
   dispatch_float_dev(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    ce_backward_kernel<T><<<blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<ce_backward_kernel<T>>(blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(logits), ld, dptr<int32_t>(targets), ignore_index, dptr<T>(lse), static_cast<T>(scale),
         dptr<T>(dlogits), N, C);
     COCA_CUDA_LAUNCH_CHECK();

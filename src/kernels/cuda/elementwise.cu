@@ -80,7 +80,7 @@ void launch_binary(int kind, BinaryOp op, const Tensor& a, const Tensor& b, Tens
   dispatch_float_dev<true>(out.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename acc_type<T>::type;
-    binary_kernel<T><<<grid_for(g.n), 256, 0, stream()>>>(kind, op, dptr<T>(a), dptr<T>(b), dptr<T>(out), g,
+    launch<binary_kernel<T>>(grid_for(g.n), 256, 0, stream(), kind, op, dptr<T>(a), dptr<T>(b), dptr<T>(out), g,
                                                           static_cast<C>(lo), static_cast<C>(hi));
     COCA_CUDA_LAUNCH_CHECK();
   });
@@ -100,7 +100,7 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double s0, double s1) {
   dispatch_float_dev<true>(out.dtype(), "unary", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = typename acc_type<T>::type;
-    unary_kernel<T><<<grid_for(g.n), 256, 0, stream()>>>(op, dptr<T>(a), dptr<T>(out), g, static_cast<C>(s0),
+    launch<unary_kernel<T>>(grid_for(g.n), 256, 0, stream(), op, dptr<T>(a), dptr<T>(out), g, static_cast<C>(s0),
                                                          static_cast<C>(s1));
     COCA_CUDA_LAUNCH_CHECK();
   });

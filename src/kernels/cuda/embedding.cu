@@ -42,7 +42,7 @@ void embedding_forward(const Tensor& weight, const Tensor& idx, Tensor& out) {
   COCA_CUDA_CHECK(cudaMemcpyAsync(bad.as<void>(), &none, sizeof(none), cudaMemcpyHostToDevice, stream()));
   dispatch_float_dev<true>(weight.dtype(), "embedding", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    gather_kernel<T><<<grid_for(n * D), 256, 0, stream()>>>(dptr<T>(weight), dptr<int32_t>(idx), dptr<T>(out), n, V,
+    launch<gather_kernel<T>>(grid_for(n * D), 256, 0, stream(), dptr<T>(weight), dptr<int32_t>(idx), dptr<T>(out), n, V,
                                                            D, bad.as<unsigned long long>());
     COCA_CUDA_LAUNCH_CHECK();
   });
@@ -63,7 +63,7 @@ void embedding_backward(const Tensor& g, const Tensor& idx, Tensor& dweight) {
     using T = typename decltype(tag)::type;
     COCA_CUDA_CHECK(cudaMemsetAsync(dweight.raw_data(), 0, sizeof(T) * dweight.numel(), stream()));
     if (n == 0 || D == 0) return;
-    scatter_add_kernel<T><<<grid_for(n * D), 256, 0, stream()>>>(dptr<T>(g), dptr<int32_t>(idx), dptr<T>(dweight),
+    launch<scatter_add_kernel<T>>(grid_for(n * D), 256, 0, stream(), dptr<T>(g), dptr<int32_t>(idx), dptr<T>(dweight),
                                                                 n, D);
     COCA_CUDA_LAUNCH_CHECK();
   });

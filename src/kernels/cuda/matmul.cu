@@ -46,13 +46,13 @@ void cast_to_bf16(const float* x, __nv_bfloat16* y, int64_t n) {
   const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 8 == 0;
   const int64_t n4 = aligned ? n / 4 : 0;
   if (n4 > 0) {
-    to_bf16_vec4_kernel<<<grid_for(n4), 256, 0, stream()>>>(reinterpret_cast<const float4*>(x),
+    launch<to_bf16_vec4_kernel>(grid_for(n4), 256, 0, stream(), reinterpret_cast<const float4*>(x),
                                                             reinterpret_cast<__nv_bfloat162*>(y), n4);
     COCA_CUDA_LAUNCH_CHECK();
   }
   const int64_t rest = n - 4 * n4;
   if (rest > 0) {
-    to_bf16_kernel<<<grid_for(rest), 256, 0, stream()>>>(x + 4 * n4, y + 4 * n4, rest);
+    launch<to_bf16_kernel>(grid_for(rest), 256, 0, stream(), x + 4 * n4, y + 4 * n4, rest);
     COCA_CUDA_LAUNCH_CHECK();
   }
 }

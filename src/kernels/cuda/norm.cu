@@ -131,7 +131,7 @@ void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
   if (R == 0 || C == 0) return;
   dispatch_float_dev(x.dtype(), "layer_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    layer_norm_kernel<T><<<blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<layer_norm_kernel<T>>(blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(x), opt_ptr<T>(weight), opt_ptr<T>(bias), static_cast<T>(eps), dptr<T>(y), dptr<T>(mean),
         dptr<T>(rstd), R, C);
     COCA_CUDA_LAUNCH_CHECK();
@@ -145,7 +145,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& me
   dispatch_float_dev(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (R > 0 && C > 0) {
-      layer_norm_dx_kernel<T><<<blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+      launch<layer_norm_dx_kernel<T>>(blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
           dptr<T>(x), opt_ptr<T>(weight), dptr<T>(mean), dptr<T>(rstd), dptr<T>(dy), dptr<T>(dx), R, C);
       COCA_CUDA_LAUNCH_CHECK();
     }
@@ -159,15 +159,15 @@ void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& me
     const int64_t chunks = (R + chunk_rows - 1) / chunk_rows;
     COCA_CHECK(chunks <= 65535, "layer_norm_backward (CUDA): ", R, " rows is too many");
     Scratch pw(dweight.defined() ? sizeof(T) * chunks * C : 0), pb(dbias.defined() ? sizeof(T) * chunks * C : 0);
-    layer_norm_dparams_kernel<T><<<dim3(blocks_for(C, 128), static_cast<unsigned>(chunks)), 128, 0, stream()>>>(
+    launch<layer_norm_dparams_kernel<T>>(dim3(blocks_for(C, 128), static_cast<unsigned>(chunks)), 128, 0, stream(),
         dptr<T>(x), dptr<T>(mean), dptr<T>(rstd), dptr<T>(dy), pw.as<T>(), pb.as<T>(), R, C, chunk_rows);
     COCA_CUDA_LAUNCH_CHECK();
     if (dweight.defined()) {
-      sum_rows_kernel<T><<<grid_for(C), 256, 0, stream()>>>(pw.as<T>(), dptr<T>(dweight), chunks, C);
+      launch<sum_rows_kernel<T>>(grid_for(C), 256, 0, stream(), pw.as<T>(), dptr<T>(dweight), chunks, C);
       COCA_CUDA_LAUNCH_CHECK();
     }
     if (dbias.defined()) {
-      sum_rows_kernel<T><<<grid_for(C), 256, 0, stream()>>>(pb.as<T>(), dptr<T>(dbias), chunks, C);
+      launch<sum_rows_kernel<T>>(grid_for(C), 256, 0, stream(), pb.as<T>(), dptr<T>(dbias), chunks, C);
       COCA_CUDA_LAUNCH_CHECK();
     }
   });
@@ -179,7 +179,7 @@ void l2_normalize_forward(const Tensor& x, double eps, Tensor& y, Tensor& norm) 
   if (R == 0) return;
   dispatch_float_dev(x.dtype(), "l2_normalize", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    l2_normalize_kernel<T><<<blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<l2_normalize_kernel<T>>(blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(x), static_cast<T>(eps), dptr<T>(y), dptr<T>(norm), R, C);
     COCA_CUDA_LAUNCH_CHECK();
   });
@@ -191,7 +191,7 @@ void l2_normalize_backward(const Tensor& y, const Tensor& norm, const Tensor& dy
   if (R == 0) return;
   dispatch_float_dev(y.dtype(), "l2_normalize_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    l2_normalize_backward_kernel<T><<<blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<l2_normalize_backward_kernel<T>>(blocks_for(R, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(y), dptr<T>(norm), dptr<T>(dy), static_cast<T>(eps), dptr<T>(dx), R, C);
     COCA_CUDA_LAUNCH_CHECK();
   });

@@ -80,7 +80,7 @@ __global__ void sum_squares_kernel(const T* x, int64_t n, double* partial) {
     acc += v * v;
   }
   acc = warp_sum(acc);
-  __shared__ double warp_part[32];
+  COCA_SHARED(double, warp_part, 32);
   if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = acc;
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -105,7 +105,7 @@ void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Ten
     T* y = dptr<T>(out);
     if (inner == 1) {
       const dim3 block(32, 8);
-      row_sum_kernel<T><<<blocks_for(outer, 8), block, 0, stream()>>>(x, y, outer, red);
+      launch<row_sum_kernel<T>>(blocks_for(outer, 8), block, 0, stream(), x, y, outer, red);
       COCA_CUDA_LAUNCH_CHECK();
       return;
     }
@@ -117,14 +117,14 @@ void sum_middle(const Tensor& in, int64_t outer, int64_t red, int64_t inner, Ten
     COCA_CHECK(outer <= 65535 && chunks <= 65535, "sum (CUDA): outer size ", outer, " too large");
     const dim3 grid(blocks_for(inner, 128), static_cast<unsigned>(outer), static_cast<unsigned>(chunks));
     if (chunks == 1) {
-      col_sum_kernel<T><<<grid, 128, 0, stream()>>>(x, y, outer, red, inner, chunk_rows);
+      launch<col_sum_kernel<T>>(grid, 128, 0, stream(), x, y, outer, red, inner, chunk_rows);
       COCA_CUDA_LAUNCH_CHECK();
       return;
     }
     Scratch partial(sizeof(T) * chunks * outputs);
-    col_sum_kernel<T><<<grid, 128, 0, stream()>>>(x, partial.as<T>(), outer, red, inner, chunk_rows);
+    launch<col_sum_kernel<T>>(grid, 128, 0, stream(), x, partial.as<T>(), outer, red, inner, chunk_rows);
     COCA_CUDA_LAUNCH_CHECK();
-    sum_chunks_kernel<T><<<grid_for(outputs), 256, 0, stream()>>>(partial.as<T>(), y, outputs, chunks);
+    launch<sum_chunks_kernel<T>>(grid_for(outputs), 256, 0, stream(), partial.as<T>(), y, outputs, chunks);
     COCA_CUDA_LAUNCH_CHECK();
   });
 }
@@ -133,7 +133,7 @@ void max_last(const Tensor& in, int64_t rows, int64_t cols, Tensor& values, Tens
   KernelTimer timer("max");
   dispatch_float_dev(in.dtype(), "max", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    max_last_kernel<T><<<blocks_for(rows, 8), dim3(32, 8), 0, stream()>>>(dptr<T>(in), dptr<T>(values),
+    launch<max_last_kernel<T>>(blocks_for(rows, 8), dim3(32, 8), 0, stream(), dptr<T>(in), dptr<T>(values),
                                                                           dptr<int32_t>(index), rows, cols);
     COCA_CUDA_LAUNCH_CHECK();
   });
@@ -143,7 +143,7 @@ void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64
   dispatch_float_dev(out.dtype(), "max_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     COCA_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, sizeof(T) * rows * cols, stream()));
-    max_backward_kernel<T><<<grid_for(rows), 256, 0, stream()>>>(dptr<T>(g), dptr<int32_t>(index), dptr<T>(out),
+    launch<max_backward_kernel<T>>(grid_for(rows), 256, 0, stream(), dptr<T>(g), dptr<int32_t>(index), dptr<T>(out),
                                                                 rows, cols);
     COCA_CUDA_LAUNCH_CHECK();
   });
@@ -156,7 +156,7 @@ double sum_squares(const Tensor& t) {
   Scratch partial(sizeof(double) * blocks);
   dispatch_float_dev(t.dtype(), "sum_squares", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    sum_squares_kernel<T><<<blocks, 256, 0, stream()>>>(dptr<T>(t), n, partial.as<double>());
+    launch<sum_squares_kernel<T>>(blocks, 256, 0, stream(), dptr<T>(t), n, partial.as<double>());
     COCA_CUDA_LAUNCH_CHECK();
   });
   std::vector<double> host(blocks);
@@ -180,7 +180,7 @@ double sum_squares_many(const std::vector<Tensor>& ts) {
     const unsigned blocks = std::min<unsigned>(grid_for(t.numel()), kBlocks);
     dispatch_float_dev(t.dtype(), "sum_squares", [&](auto tag) {
       using T = typename decltype(tag)::type;
-      sum_squares_kernel<T><<<blocks, 256, 0, stream()>>>(dptr<T>(t), t.numel(), partial.as<double>() + k * kBlocks);
+      launch<sum_squares_kernel<T>>(blocks, 256, 0, stream(), dptr<T>(t), t.numel(), partial.as<double>() + k * kBlocks);
       COCA_CUDA_LAUNCH_CHECK();
     });
   }
@@ -197,7 +197,7 @@ void scale_(Tensor& t, double s) {
   if (n == 0) return;
   dispatch_float_dev(t.dtype(), "scale_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    scale_kernel<T><<<grid_for(n), 256, 0, stream()>>>(dptr<T>(t), n, static_cast<T>(s));
+    launch<scale_kernel<T>>(grid_for(n), 256, 0, stream(), dptr<T>(t), n, static_cast<T>(s));
     COCA_CUDA_LAUNCH_CHECK();
   });
 }

@@ -52,7 +52,7 @@ void softmax_rows(const Tensor& x, Tensor& y, bool log) {
   if (rows == 0 || cols == 0) return;
   dispatch_float_dev(x.dtype(), log ? "log_softmax" : "softmax", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    softmax_kernel<T><<<blocks_for(rows, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<softmax_kernel<T>>(blocks_for(rows, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(x), dptr<T>(y), rows, cols, log);
     COCA_CUDA_LAUNCH_CHECK();
   });
@@ -64,7 +64,7 @@ void softmax_rows_backward(const Tensor& y, const Tensor& g, Tensor& dx, bool lo
   if (rows == 0 || cols == 0) return;
   dispatch_float_dev(y.dtype(), "softmax_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    softmax_backward_kernel<T><<<blocks_for(rows, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+    launch<softmax_backward_kernel<T>>(blocks_for(rows, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
         dptr<T>(y), dptr<T>(g), dptr<T>(dx), rows, cols, log);
     COCA_CUDA_LAUNCH_CHECK();
   });
