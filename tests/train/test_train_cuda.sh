@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# coca-train and coca-eval on the GPU, end to end (label cuda). Exits 77 (skipped) where this
+# coca-train and coca-eval on the GPU, end to end (label cuda; cuda-emu in the emulated build). Exits 77 (skipped) where this
 # build has no CUDA backend or the host no GPU. Checks: --device cuda --precision fp32 tracks
 # the CPU run step by step and ends at the same weights (all but the key part of each
 # in_proj_bias, which has no effect; see below); amp_bf16 trains (loss goes down,
@@ -141,6 +141,30 @@ a, b = (json.load(open(p)) for p in sys.argv[1:3])
 print("cpu top1", a["top1"], "gpu top1", b["top1"], "images", a["images"])
 sys.exit(0 if a["images"] == b["images"] and abs(a["top1"] - b["top1"]) <= 1.0 / a["images"] + 1e-12 else 1)
 PY
+
+# 5. Two GPUs (two ranks, NCCL buckets and all-gathers) track two CPU ranks step by step.
+# Where there are two: real GPUs, or the emulation (params.json names "cuda-emu").
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+grep -q "cuda-emu" "$work/logs/gpu/params.json" 2>/dev/null && gpus=2
+if [ "${gpus:-0}" -ge 2 ] && command -v mpirun >/dev/null 2>&1 && [ "$gpu" = cuda ]; then
+  two=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS=1 "$train" "${common[@]}"
+       --max-steps 4)
+  "${two[@]}" --name two_cpu --device cpu >"$work/two_cpu.log" 2>&1
+  check "two-rank CPU run exits 0" test $? -eq 0
+  "${two[@]}" --name two_gpu --device cuda --precision fp32 >"$work/two_gpu.log" 2>&1
+  check "two-GPU fp32 run exits 0" test $? -eq 0
+  check "two-GPU losses track two CPU ranks (relative 1e-4, 4 steps)" python3 - "$work" <<'PY'
+import json, sys
+def losses(path):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if "loss" in r}
+a, b = losses(sys.argv[1] + "/logs/two_cpu/metrics.jsonl"), losses(sys.argv[1] + "/logs/two_gpu/metrics.jsonl")
+gap = max((abs(a[s] - b[s]) / max(1.0, abs(a[s])) for s in a if s in b), default=None)
+print("two ranks: steps", len(a), len(b), "worst relative loss gap", gap)
+sys.exit(0 if gap is not None and len(a) == len(b) >= 4 and gap <= 1e-4 else 1)
+PY
+else
+  echo "SKIP two-GPU run: ${gpus:-0} GPU(s)"
+fi
 
 if [ $fail -ne 0 ]; then
   for f in "$work"/*.log; do echo "==== $f"; tail -5 "$f"; done
