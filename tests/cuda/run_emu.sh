@@ -14,7 +14,7 @@ start=$(date +%s)
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOCA_CUDA=EMU -DCOCA_BUILD_TESTS=ON >"$build.configure.log" 2>&1 || {
   cat "$build.configure.log" >&2; echo "cuda-emu: cmake configure failed (log above)" >&2; exit 1; }
-cmake --build "$build" -j "$(nproc)" --target test_cuda_ops test_cuda_model test_dist_nccl coca-train coca-eval make_train_fixture
+cmake --build "$build" -j "$(nproc)" --target test_cuda_ops test_cuda_model test_cuda_emu test_dist_nccl coca-train coca-eval make_train_fixture
 built=$(date +%s)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 cd "$build"
