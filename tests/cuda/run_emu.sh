@@ -20,5 +20,5 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 cd "$build"
 ctest --output-on-failure -L cuda-emu --timeout 900 | tee "$build/cuda_emu_ctest.log"
 done_at=$(date +%s)
-ran=$(grep -Eo "tests passed, [0-9]+ tests failed out of [0-9]+" "$build/cuda_emu_ctest.log" | tail -1)
+ran=$(grep -Eo "[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+" "$build/cuda_emu_ctest.log" | tail -1)
 echo "cuda-emu: ${ran} (CUDA tests on the CPU emulation); build $((built - start)) s, tests $((done_at - built)) s"
