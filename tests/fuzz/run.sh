@@ -50,7 +50,9 @@ for n in "${names[@]}"; do
   dict=()
   [ -f "$here/$n.dict" ] && dict=(-dict="$here/$n.dict")
   start=$(date +%s)
-  "$build/fuzz_$n" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  # TMPDIR: the harnesses' scratch files (fuzz_common.h) go in $work, removed below even when
+  # libFuzzer ends the process without running atexit handlers.
+  TMPDIR=$work "$build/fuzz_$n" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$artifacts/$n/" "${dict[@]}" "$new" "$here/corpus/$n" >"$log" 2>&1
   rc=$?
   elapsed=$(( $(date +%s) - start ))
