@@ -211,7 +211,7 @@ nlohmann::json read_json(const std::string& path) {
   COCA_CHECK(in.good(), "cannot open ", path);
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(str_cat(path, ": invalid JSON: ", e.what()));
   }
 }
