@@ -118,8 +118,9 @@ class Trainer {
   void setup_optimizer();
   // resume and plan
   void resume();
-  nlohmann::json resume_check() const;
-  nlohmann::json resume_check_;  // computed once, as the data is set up
+  // Built once in setup_data, from the index and tokenizer the loader uses.
+  nlohmann::json make_resume_check(const std::string& tokenizer_path) const;
+  nlohmann::json resume_check_;
   bool resume_check_differs(const nlohmann::json& st, const std::string& dir) const;
   void replan();
   void plan_for_time();
@@ -272,10 +273,12 @@ void Trainer::setup_data() {
   lo.context_length = static_cast<int>(cfg_.text.context_length);
   lo.vocab_size = cfg_.text.vocab_size;
   lo.model_name = cfg_.name;
+  std::string tokenizer_path;
   if (ShardIndex::load(o_.train_data).context_length == 0) {  // no stored tokens: tokenize at load time
     std::string note;
-    lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(eval::resolve_tokenizer(
-        o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data, "--train-data", cfg_.text.vocab_size, &note)));
+    tokenizer_path = eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data,
+                                             "--train-data", cfg_.text.vocab_size, &note);
+    lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(tokenizer_path));
     if (lead_ && !note.empty()) std::printf("coca-train: tokenizing captions with %s\n", note.c_str());
   }
   lo.ratio_min = o_.aug_ratio_min;
@@ -288,7 +291,7 @@ void Trainer::setup_data() {
     lo.std[c] = static_cast<float>(cfg_.image_std[c]);
   }
   loader_ = std::make_unique<ShardLoader>(lo);
-  resume_check_ = resume_check();
+  resume_check_ = make_resume_check(tokenizer_path);
 }
 
 void Trainer::setup_optimizer() {
@@ -363,13 +366,9 @@ void Trainer::resume() {
 // index.json, which lists every shard and its count), the data order (seed), how many batches a
 // step and an epoch take, and the tokens (context length; the tokenizer when captions are
 // tokenized at load time). World and batch size may change (the elastic path).
-nlohmann::json Trainer::resume_check() const {
-  if (!resume_check_.is_null()) return resume_check_;
+nlohmann::json Trainer::make_resume_check(const std::string& tokenizer_path) const {
   const std::string index = (fs::path(o_.train_data) / "index.json").string();
-  std::string tokenizer;
-  if (ShardIndex::load(o_.train_data).context_length == 0)
-    tokenizer = sha256_file(eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data,
-                                                    "--train-data", cfg_.text.vocab_size));
+  const std::string tokenizer = tokenizer_path.empty() ? std::string() : sha256_file(tokenizer_path);
   return {{"train_data_sha256", sha256_file(index)},
           {"train_data", o_.train_data},
           {"seed", std::to_string(o_.seed)},
@@ -384,7 +383,7 @@ nlohmann::json Trainer::resume_check() const {
 // the options it saved). A difference is an error naming every field and both values, unless
 // --resume-new-data says it is meant; then the return value is true (start the epoch afresh).
 bool Trainer::resume_check_differs(const nlohmann::json& st, const std::string& dir) const {
-  const nlohmann::json now = resume_check();
+  const nlohmann::json& now = resume_check_;
   nlohmann::json then;
   if (st.contains("resume_check")) {
     then = st.at("resume_check");
@@ -628,7 +627,7 @@ bool Trainer::save(const char* why, bool fatal) {
                            {"model_config", cfg_.to_json()},
                            {"options", o_.to_json()},
                            {"command_line", o_.command_line},
-                           {"resume_check", resume_check()},
+                           {"resume_check", resume_check_},
                            {"ranks", nlohmann::json::array()}};
       for (const auto& s : all) st["ranks"].push_back(nlohmann::json::parse(s));
       write_json_atomic((tmp / "state.json").string(), st);
