@@ -1,8 +1,20 @@
 #include "coca/dist/autograd.h"
 
+#include <chrono>
+
 #include "coca/autograd/node.h"
 
 namespace coca::dist {
+namespace {
+double g_gather_seconds = 0;  // in all_gather_with_grad's gather and reduce-scatter, this process
+
+struct GatherTimer {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  ~GatherTimer() { g_gather_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+};
+}  // namespace
+
+double all_gather_with_grad_seconds() { return g_gather_seconds; }
 
 Tensor all_gather_with_grad(const std::shared_ptr<Communicator>& comm, const Tensor& x) {
   COCA_CHECK(comm != nullptr, "all_gather_with_grad: no communicator");
@@ -16,11 +28,15 @@ Tensor all_gather_with_grad(const std::shared_ptr<Communicator>& comm, const Ten
   Shape out_shape = x.shape();
   out_shape[0] *= comm->size();
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());  // [W n, ...]
-  comm->all_gather(in, out);
+  {
+    GatherTimer timer;
+    comm->all_gather(in, out);
+  }
   record(out, "all_gather_with_grad", {x}, [comm, in_shape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
     // d/dx_r of sum_q L_q(gathered) = sum over ranks q of g_q[rows of r]: a reduce-scatter.
     Tensor gc = g.contiguous();
     Tensor local = Tensor::empty(in_shape, g.dtype(), g.device());  // [n, ...]
+    GatherTimer timer;
     comm->reduce_scatter(gc, local, ReduceOp::Sum);
     return {local};
   });

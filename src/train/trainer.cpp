@@ -21,6 +21,7 @@
 #include "coca/dist/autograd.h"
 #include "coca/dist/bucketer.h"
 #include "coca/dist/device.h"
+#include "coca/dist/link_check.h"
 #include "coca/dist/mpi.h"
 #include "coca/dist/nccl.h"
 #include "coca/dist/zero.h"
@@ -165,8 +166,16 @@ class Trainer {
   Clock::time_point t_start_, t_log_, t_first_step_;
   // This rank's time in train_step outside MPI collectives over the logging window: the rank
   // the others wait for has the most (straggler warning).
-  double busy_s_ = 0;
+  double busy_s_ = 0, waited_s_ = 0;
   int64_t busy_steps_ = 0;
+  // The logging window's time in the gradient all-reduce (waiting after backward) and in the
+  // embedding all-gather, from the step and the all-gather total where it began.
+  double window_grad_wait_s_ = 0, window_gather_from_s_ = 0;
+  int64_t window_from_step_ = 0;
+  // COCA_LINK_CHECK: "auto" (default: when the step waits in collectives longer than it
+  // computes), "always" or "off". See check_links().
+  std::string link_check_mode_ = "auto";
+  void check_links(double compute_s, double wait_s);
   // Tests: COCA_TEST_SLOW_RANK=R:SECONDS makes rank R sleep that long in every step.
   double debug_slow_seconds_ = 0;
   void report_stragglers();
@@ -186,6 +195,9 @@ void Trainer::setup_device() {
     double s = 0;
     if (std::sscanf(slow, "%d:%lf", &r, &s) == 2 && r == rank_) debug_slow_seconds_ = s;
   }
+  if (const char* mode = std::getenv("COCA_LINK_CHECK")) link_check_mode_ = mode;
+  COCA_CHECK(link_check_mode_ == "auto" || link_check_mode_ == "always" || link_check_mode_ == "off",
+             "COCA_LINK_CHECK=", link_check_mode_, ": expected auto, always or off");
   lead_ = rank_ == 0;
   install_signal_handlers();
   threads_ = o_.threads > 0 ? o_.threads
@@ -504,6 +516,7 @@ StepResult Trainer::train_step(double lr) {
   r.contrastive = l.contrastive;
   r.caption = l.caption;
   grads_->finish();
+  window_grad_wait_s_ += grads_->last_wait_seconds();
   r.grad_norm = zero_ ? zero_->clip_grad_norm(o_.grad_clip_norm) : clip_grad_norm(params_, o_.grad_clip_norm);
   const bool finite_here = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   r.finite = comm_->sum(finite_here ? 0.0 : 1.0) == 0.0;
@@ -556,12 +569,18 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                 loss, con, cap, lr, scale, rate, rate / world_, format_duration(eta).c_str());
     std::fflush(stdout);
     const double train_flops = 3.0 * forward_flops_per_sample(cfg_);
+    const double steps = static_cast<double>(std::max<int64_t>(step_ - window_from_step_, 1));
     metrics_->write({{"step", step_}, {"epoch", epoch_}, {"samples_seen", samples_seen_}, {"loss", loss},
                      {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
                      {"grad_norm", r.grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world_},
                      {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
-                     {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0}});
+                     {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0},
+                     {"step_s", dt / steps}, {"grad_allreduce_wait_s", window_grad_wait_s_ / steps},
+                     {"embed_gather_s", (dist::all_gather_with_grad_seconds() - window_gather_from_s_) / steps}});
   }
+  window_from_step_ = step_;
+  window_grad_wait_s_ = 0;
+  window_gather_from_s_ = dist::all_gather_with_grad_seconds();
   report_stragglers();
   reset_host_tensor_peak_bytes();  // the peak of host tensor memory over each logging window
   t_log_ = Clock::now();
@@ -576,14 +595,18 @@ void Trainer::report_stragglers() {
   // Over at least 5 steps (every rank has taken the same number), so that one slow step of a
   // busy machine is not taken for a straggler.
   if (world_ == 1 || busy_steps_ < 5) return;
-  const double mine = busy_s_ / busy_steps_;
-  busy_s_ = 0;
+  const double mine = busy_s_ / busy_steps_, waited = waited_s_ / busy_steps_;
+  busy_s_ = waited_s_ = 0;
   busy_steps_ = 0;
   const std::vector<int64_t> us = comm_->all_gather_value(static_cast<int64_t>(mine * 1e6));
+  const std::vector<int64_t> wait_us = comm_->all_gather_value(static_cast<int64_t>(waited * 1e6));
+  auto median_of = [](std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2] / 1e6;
+  };
+  const double median = median_of(us);
+  check_links(median, median_of(wait_us));  // every rank: the same figures, the same decision
   if (!lead_) return;
-  std::vector<int64_t> sorted = us;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted[sorted.size() / 2] / 1e6;
   const int slow = static_cast<int>(std::max_element(us.begin(), us.end()) - us.begin());
   const double slowest = us[slow] / 1e6;
   metrics_->write({{"step", step_}, {"step_compute_s_median", median}, {"step_compute_s_max", slowest},
@@ -593,6 +616,23 @@ void Trainer::report_stragglers() {
                  "warning: straggler: rank %d (%s) spends %.0f ms a step outside collectives, the median rank %.0f "
                  "ms; the other ranks wait for it\n",
                  slow, comm_->host_of(slow).c_str(), slowest * 1e3, median * 1e3);
+}
+
+// When the median rank waits in collectives longer than it computes, the network may be what the
+// step waits for; a ring is as slow as its slowest link, so every rank waits the same and only
+// point-to-point timings between hosts can name the one behind it (coca/dist/link_check.h). A
+// few ms on a healthy network; training state is untouched.
+void Trainer::check_links(double compute_s, double wait_s) {
+  if (link_check_mode_ == "off" || (link_check_mode_ == "auto" && wait_s <= compute_s)) return;
+  const dist::LinkCheck c = dist::check_links(*comm_);
+  if (c.hosts < 2 || !lead_) return;
+  std::string names;
+  for (const dist::SlowLink& s : c.slow) {
+    names += (names.empty() ? "" : ",") + s.host;
+    std::fprintf(stderr, "warning: slow link: %s; every collective waits for it\n", dist::describe(s, c).c_str());
+  }
+  metrics_->write({{"step", step_}, {"link_check_hosts", c.hosts}, {"link_check_ms_median", c.median_ms},
+                   {"link_check_ms_max", c.max_ms}, {"link_check_s", c.seconds}, {"slow_link_hosts", names}});
 }
 
 // ---- saving -------------------------------------------------------------------------------
@@ -749,6 +789,7 @@ int Trainer::run() {
 
   t_start_ = t_log_ = Clock::now();
   start_step_ = step_;
+  window_from_step_ = step_;
   int exit_code = 0;
   bool stopped = false;
   while (step_ < plan_.total_steps) {
@@ -763,6 +804,7 @@ int Trainer::run() {
     const Clock::time_point step_start = Clock::now();
     const StepResult r = train_step(lr);
     busy_s_ += seconds_since(step_start) - (comm_->wait_seconds() - waited_before);
+    waited_s_ += comm_->wait_seconds() - waited_before;
     ++busy_steps_;
     ++step_;
     if (step_ == start_step_ + 1) t_first_step_ = Clock::now();

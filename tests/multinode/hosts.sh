@@ -1,4 +1,14 @@
-# Sourced by tests/multinode/*.sh: hosts made of network namespaces on this machine.
+# Sourced by tests/multinode/*.sh (after tests/faults/lib.sh): hosts made of network namespaces
+# on this machine.
+#   mn_start N          what every script starts with: skips (exit 77, one line saying why) where
+#                       hosts cannot be made, makes hosts node1..N, removes them at exit, writes
+#                       $work/hostfile1 (node1 alone) and exports what run_multinode.sh passes to
+#                       every rank (COCA_BUILD_DIR, one compute thread per rank)
+#   mn_launch HOSTFILE RANKS_PER_NODE ARGS...
+#                       launch/run_multinode.sh on node1, as a user would
+#   mn_slow_link H RATE [BURST] / mn_lossy_link H PERCENT / mn_clear_link H
+#                       host H's outgoing traffic limited to RATE (tc tbf, e.g. 5mbit), or
+#                       PERCENT of its packets dropped (nftables); mn_clear_link undoes either
 #   mn_hosts N          makes hosts node1..nodeN: a namespace each (own network stack; a UTS
 #                       namespace per process started there gives it its host name), a veth
 #                       pair each into a bridge that lives in a namespace of its own, addresses
@@ -80,4 +90,36 @@ mn_teardown() {
     rm -rf "/etc/netns/$ns"
   done
   rm -rf "/tmp/$mn_prefix-empty"
+}
+
+mn_start() {  # mn_start N
+  local why; why=$(mn_skip_reason)
+  if [ -n "$why" ]; then echo "SKIP $area: $why"; exit 77; fi
+  trap 'mn_teardown; cleanup' EXIT
+  mn_hosts "$1" || { echo "FAIL could not make the hosts"; exit 1; }
+  grep node1 "$work/hostfile" >"$work/hostfile1"
+  export COCA_BUILD_DIR=$build OMP_NUM_THREADS=1
+}
+
+mn_launch() {  # mn_launch HOSTFILE RANKS_PER_NODE ARGS...
+  on_host 1 "$repo/launch/run_multinode.sh" "$@"
+}
+
+mn_slow_link() {  # mn_slow_link H RATE [BURST]: BURST (default 32kbit) at least RATE x 4 ms
+  ip netns exec "${mn_prefix}h$1" tc qdisc add dev eth0 root tbf rate "$2" burst "${3:-32kbit}" latency 400ms
+}
+
+mn_lossy_link() {  # mn_lossy_link H PERCENT: status 1 where nftables is missing
+  command -v nft >/dev/null || return 1
+  ip netns exec "${mn_prefix}h$1" nft -f - <<NFT
+table inet coca_loss {
+  chain out { type filter hook output priority 0; numgen random mod 100 < $2 drop; }
+}
+NFT
+}
+
+mn_clear_link() {  # mn_clear_link H
+  ip netns exec "${mn_prefix}h$1" tc qdisc del dev eth0 root 2>/dev/null
+  ip netns exec "${mn_prefix}h$1" nft delete table inet coca_loss 2>/dev/null
+  return 0
 }

@@ -6,8 +6,9 @@
 #   b. zero-shot across the hosts equals one process; retrieval equals 4 ranks on one host.
 #   c. --resume of the 2-host run on 1 host (2 ranks) continues the epoch.
 #   d. a link limited to 5 Mbit/s (tc tbf) on one host, and one that loses 1% of its packets
-#      (nftables): the run completes with the same weights; a link down for 3 s and back: the
-#      run rides it out or stops as in f, and never hangs.
+#      (nftables): the run completes with the same weights and reports its step time; the slow
+#      link is named (node2, and only node2) by the link check, which names nobody in an even
+#      run; a link down for 3 s and back: the run rides it out or stops as in f, and never hangs.
 #   d4. one rank sleeps in every step: a warning names it and its host (node2).
 #   e. one host's processes killed (SIGKILL): the job ends within 60 s naming the host, latest
 #      is complete, and --resume latest on the other host continues.
@@ -20,30 +21,38 @@
 # usage: multinode.sh BUILD_DIR
 source "$(dirname "$0")/../faults/lib.sh"
 source "$(dirname "$0")/hosts.sh"
-why=$(mn_skip_reason)
-if [ -n "$why" ]; then echo "SKIP multinode: $why"; exit 77; fi
-trap 'mn_teardown; cleanup' EXIT
+mn_start 2
 make_fixture
-mn_hosts 2 || { echo "FAIL could not make the hosts"; exit 1; }
-export COCA_BUILD_DIR=$build COCA_COLLECTIVE_TIMEOUT_S=10 OMP_NUM_THREADS=1
-grep node1 "$work/hostfile" >"$work/hostfile1"
+export COCA_COLLECTIVE_TIMEOUT_S=10
 logs="$work/logs"
 common=(--train-data "$fx/train" --model-config "$fx/model.json" --batch-size 4 --workers 1 --warmup 2
         --log-every-n-steps 1 --save-frequency 0 --logs "$logs" --lr-scheduler const)
-launch() {  # launch HOSTFILE RANKS_PER_NODE ARGS...: run_multinode.sh on node1, as a user would
-  on_host 1 "$repo/launch/run_multinode.sh" "$@"
+launch() { mn_launch "$@"; }
+# metrics NAME PYTHON-EXPR: the expression over r, the records of run NAME's metrics.jsonl, is true
+metrics() {
+  python3 - "$logs/$1/metrics.jsonl" "$2" <<'PY'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+sys.exit(0 if eval(sys.argv[2]) else 1)
+PY
 }
+link_checks() { grep -h '"link_check_hosts"' "$logs/$1/metrics.jsonl" | head -2 | cut -c1-200 | sed 's/^/   | /'; }
 weights() { echo "$logs/$1/checkpoints/step_$(printf %06d "$2")/model.safetensors"; }
 
 section "a. 2 hosts x 2 ranks against 1 host x 4 ranks"
 run_timed "1 host x 4 ranks, 6 steps" "$work/one.log" launch "$work/hostfile1" 4 "${common[@]}" --name one \
   --max-steps 6 --save-every-n-steps 3
 check "1 host x 4 ranks exits 0" test $rc -eq 0
-run_timed "2 hosts x 2 ranks, 6 steps" "$work/two.log" launch "$work/hostfile" 2 "${common[@]}" --name two \
-  --max-steps 6 --save-every-n-steps 3
+# The link check on every report (COCA_LINK_CHECK=always): on an even network it names nobody.
+COCA_LINK_CHECK=always run_timed "2 hosts x 2 ranks, 6 steps" "$work/two.log" launch "$work/hostfile" 2 \
+  "${common[@]}" --name two --max-steps 6 --save-every-n-steps 3
 check "2 hosts x 2 ranks exits 0" test $rc -eq 0
 check "the ranks ran on node1 and node2" grep -q "4 rank(s)" "$work/two.log"
 check "2 x 2 across hosts equals 1 x 4, bit for bit" cmp -s "$(weights one 6)" "$(weights two 6)"
+check "even network: the link check ran between 2 hosts and named nobody" \
+  metrics two 'any(x.get("link_check_hosts") == 2 and x["slow_link_hosts"] == "" for x in r)'
+check "even network: no slow link in the log" test "$(grep -c "slow link" "$work/two.log")" -eq 0
+link_checks two
 
 section "b. zero-shot and retrieval across the hosts"
 printf 'a photo of a {} on a grey background\n' >"$work/templates.txt"
@@ -85,25 +94,31 @@ check "it continues the epoch of 4 ranks on 2" grep -q "resuming a checkpoint of
   "$work/elastic.log"
 
 section "d. a slow link (5 Mbit/s) to node2"
-ip netns exec "${mn_prefix}h2" tc qdisc add dev eth0 root tbf rate 5mbit burst 32kbit latency 400ms
+# The link check as it runs by default: when the step waits in collectives longer than it computes.
+mn_slow_link 2 5mbit
 run_timed "2 x 2, node2 at 5 Mbit/s" "$work/slow.log" launch "$work/hostfile" 2 "${common[@]}" --name slow \
   --max-steps 6 --save-every-n-steps 6
-ip netns exec "${mn_prefix}h2" tc qdisc del dev eth0 root
+mn_clear_link 2
 check "slow link: the run completes" test $rc -eq 0
 check "slow link: the same weights" cmp -s "$(weights one 6)" "$(weights slow 6)"
+check "slow link: the step time is reported" metrics slow 'all(x["step_s"] > 0 for x in r if "loss" in x)'
+check "slow link: a warning names node2 (rank 2)" grep -q "warning: slow link: node2 (rank 2) takes" "$work/slow.log"
+check "slow link: node1 is not named" test "$(grep -c "slow link: node1" "$work/slow.log")" -eq 0
+check "slow link: metrics.jsonl names node2 alone" metrics slow 'any(x.get("slow_link_hosts") == "node2" for x in r)'
+grep "slow link" "$work/slow.log" | head -1 | cut -c1-200 | sed 's/^/   | /'
 
 section "d2. 1% of node2's packets lost (nftables)"
-if command -v nft >/dev/null && ip netns exec "${mn_prefix}h2" nft -f - <<'NFT'
-table inet coca_loss {
-  chain out { type filter hook output priority 0; numgen random mod 100 < 1 drop; }
-}
-NFT
-then
-  run_timed "2 x 2, node2 losing 1%" "$work/lossy.log" launch "$work/hostfile" 2 "${common[@]}" --name lossy \
-    --max-steps 6 --save-every-n-steps 6
-  ip netns exec "${mn_prefix}h2" nft delete table inet coca_loss
+# A lost packet delays a transfer by a retransmission or not at all, so the link check (fastest
+# of 3) may or may not name node2; it must never name node1.
+if mn_lossy_link 2 1; then
+  COCA_LINK_CHECK=always run_timed "2 x 2, node2 losing 1%" "$work/lossy.log" launch "$work/hostfile" 2 \
+    "${common[@]}" --name lossy --max-steps 6 --save-every-n-steps 6
+  mn_clear_link 2
   check "1% loss: the run completes" test $rc -eq 0
   check "1% loss: the same weights" cmp -s "$(weights one 6)" "$(weights lossy 6)"
+  check "1% loss: the step time is reported" metrics lossy 'all(x["step_s"] > 0 for x in r if "loss" in x)'
+  check "1% loss: node1 is not named" test "$(grep -c "slow link: node1" "$work/lossy.log")" -eq 0
+  link_checks lossy
 else
   skip "1% loss: nftables is not installed (launch/setup.sh installs it)"
 fi
@@ -133,6 +148,7 @@ check "straggler: a warning names rank 2 on node2" grep -q "warning: straggler: 
 check "straggler: metrics.jsonl names its host" grep -q '"step_compute_s_max_host":"node2"' \
   "$logs/straggler/metrics.jsonl"
 grep "straggler" "$work/straggler.log" | head -1 | cut -c1-200 | sed 's/^/   | /'
+check "straggler: no link is named (the network is even)" test "$(grep -c "slow link" "$work/straggler.log")" -eq 0
 check "no straggler warning in the even runs" test "$(cat "$work/one.log" "$work/two.log" | grep -c straggler)" -eq 0
 
 long=("${common[@]}" --max-steps 100000 --epochs 100000 --save-every-n-steps 3)

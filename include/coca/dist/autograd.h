@@ -12,6 +12,9 @@ namespace coca::dist {
 // x [n, ...] on every rank (same shape everywhere) -> [W n, ...] in rank order. Backward sums
 // the incoming gradient over ranks and keeps this rank's slice (a reduce-scatter).
 Tensor all_gather_with_grad(const std::shared_ptr<Communicator>& comm, const Tensor& x);
+// Seconds this process has spent in all_gather_with_grad's collectives (the gather forward and
+// the reduce-scatter backward), in all: where a step's embedding exchange goes.
+double all_gather_with_grad_seconds();
 
 // rank, world, gather = all_gather_with_grad over `tensors`, sum_over_ranks over `scalars`
 // (host doubles; defaults to `tensors` when that is an MpiCommunicator). The gather also
