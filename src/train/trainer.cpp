@@ -117,6 +117,7 @@ class Trainer {
   void setup_run_dir();
   void setup_data();
   void setup_optimizer();
+  void check_eval_tokenizer();
   // resume and plan
   void resume();
   // Built once in setup_data, from the index and tokenizer the loader uses.
@@ -304,6 +305,36 @@ void Trainer::setup_data() {
   }
   loader_ = std::make_unique<ShardLoader>(lo);
   resume_check_ = make_resume_check(tokenizer_path);
+}
+
+// The evaluations read their tokenizer when an epoch ends. It often lives outside the shard
+// directory, where one host may not see it: every rank reads it now, and a host that cannot stops
+// the job before the first step, in one line naming it and the path.
+void Trainer::check_eval_tokenizer() {
+  if (o_.zeroshot_data.empty() && (o_.val_data.empty() || o_.tokenizer.empty())) return;
+  const std::string path =
+      o_.zeroshot_data.empty()
+          ? o_.tokenizer
+          : eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--zeroshot-data", cfg_.text.vocab_size);
+  std::string failure;
+  try {
+    (void)BpeTokenizer::load(path);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  const std::vector<std::string> all = comm_->all_gather_strings(failure);
+  std::string hosts, first;
+  int first_rank = -1;
+  for (int r = 0; r < world_; ++r) {
+    if (all[r].empty()) continue;
+    if (first_rank < 0) first_rank = r, first = all[r];
+    if (hosts.find(comm_->host_of(r)) == std::string::npos) hosts += (hosts.empty() ? "" : ", ") + comm_->host_of(r);
+  }
+  if (first_rank < 0) return;
+  // One rank reports for all; the others wait for the abort that its report starts.
+  if (rank_ == first_rank)
+    throw Error(str_cat("the evaluation tokenizer ", path, " cannot be read on ", hosts, " (", first, ")"));
+  comm_->barrier();
 }
 
 void Trainer::setup_optimizer() {
@@ -760,6 +791,7 @@ int Trainer::run() {
   setup_model();
   setup_run_dir();
   setup_data();
+  check_eval_tokenizer();
   setup_optimizer();
   resume();
   replan();

@@ -15,8 +15,8 @@
 #   f. one host's link goes down mid-run: the job ends within 60 s (COCA_COLLECTIVE_TIMEOUT_S,
 #      mpirun's keepalives), naming the host that went silent; --resume latest on the other
 #      host continues.
-#   g. one host cannot see the shard path: one line naming that host and the path, before any
-#      step.
+#   g. one host cannot see the shard path, or the tokenizer: one line naming that host and the
+#      path, before any step.
 # Skipped (exit 77, one line saying why) where namespaces cannot be made.
 # usage: multinode.sh BUILD_DIR
 source "$(dirname "$0")/../faults/lib.sh"
@@ -192,4 +192,17 @@ check "hidden shard path: a line names node2 and the path" \
   grep -qE "on node2.*--train-data $fx/train: no index.json" "$work/hidden.log"
 check "hidden shard path: no step was taken" test ! -e "$logs/hidden/metrics.jsonl"
 grep "node2" "$work/hidden.log" | head -2 | cut -c1-240 | sed 's/^/   | /'
+
+section "g2. node2 cannot read the tokenizer"
+# The evaluation's tokenizer outside the shard directory, where node2 does not see it.
+mkdir -p "$work/tok" && cp "$fx/bpe.txt.gz" "$work/tok/"
+export COCA_MN_HIDE_node2=$work/tok
+exits_within 60 "tokenizer hidden on node2" "$work/notok.log" launch "$work/hostfile" 2 "${common[@]}" \
+  --name notok --max-steps 2 --zeroshot-data "$fx/eval" --tokenizer "$work/tok/bpe.txt.gz"
+unset COCA_MN_HIDE_node2
+check "hidden tokenizer: exits non-zero" test $rc -ne 0 -a $rc -ne 137
+check "hidden tokenizer: one line names node2 (alone) and the path" \
+  test "$(grep -c "tokenizer $work/tok/bpe.txt.gz cannot be read on node2 (" "$work/notok.log")" -eq 1
+check "hidden tokenizer: no step was taken" test ! -e "$logs/notok/metrics.jsonl"
+grep "tokenizer" "$work/notok.log" | head -2 | cut -c1-240 | sed 's/^/   | /'
 finish
