@@ -26,18 +26,27 @@ class TjHandle {
     if (!h_) throw Error(str_cat("TurboJPEG: cannot create a decompressor: ", tjGetErrorStr2(nullptr)));
     return h_;
   }
+  // A handle that failed mid-decode can keep state that makes the next, valid, file fail
+  // ("size 0x0"): replaced after every failure.
+  void renew() {
+    if (h_) tjDestroy(h_);
+    h_ = tjInitDecompress();
+  }
 
  private:
   tjhandle h_;
 };
 
-tjhandle decompressor() {
+TjHandle& thread_handle() {
   thread_local TjHandle handle;
-  return handle.get();
+  return handle;
 }
+
+tjhandle decompressor() { return thread_handle().get(); }
 
 [[noreturn]] void tj_failed(tjhandle h, const char* stage) {
   const std::string msg = tjGetErrorStr2(h);
+  if (h == thread_handle().get()) thread_handle().renew();
   const bool truncated = msg.find("remature end") != std::string::npos || msg.find("truncated") != std::string::npos;
   throw ImageDecodeError(truncated ? ImageFault::truncated : ImageFault::corrupt,
                          str_cat("JPEG ", stage, ": ", msg));

@@ -34,6 +34,11 @@ void Progress::update(int64_t done) {
   print(done, false);
 }
 
+void Progress::update(int64_t done, const std::string& detail) {
+  detail_ = detail;
+  update(done);
+}
+
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
@@ -44,17 +49,18 @@ void Progress::print(int64_t done, bool final_line) {
   const double t = elapsed_s();
   const double rate = t > 0 ? done / t : 0.0;
   const std::string u = unit_.empty() ? "" : " " + unit_;
+  const std::string d = detail_.empty() ? "" : "; " + detail_;
   if (final_line) {
-    std::fprintf(stderr, "%s: %lld%s in %s (%.0f%s/s)\n", label_.c_str(), static_cast<long long>(done), u.c_str(),
-                 format_duration(t).c_str(), rate, u.c_str());
+    std::fprintf(stderr, "%s: %lld%s in %s (%.0f%s/s)%s\n", label_.c_str(), static_cast<long long>(done), u.c_str(),
+                 format_duration(t).c_str(), rate, u.c_str(), d.c_str());
   } else if (total_ > 0) {
     const double eta = rate > 0 ? (total_ - done) / rate : -1;
-    std::fprintf(stderr, "%s: %lld/%lld%s (%.0f%%) %.0f%s/s, ETA %s\n", label_.c_str(), static_cast<long long>(done),
+    std::fprintf(stderr, "%s: %lld/%lld%s (%.0f%%) %.0f%s/s, ETA %s%s\n", label_.c_str(), static_cast<long long>(done),
                  static_cast<long long>(total_), u.c_str(), 100.0 * done / total_, rate, u.c_str(),
-                 format_duration(eta).c_str());
+                 format_duration(eta).c_str(), d.c_str());
   } else {
-    std::fprintf(stderr, "%s: %lld%s %.0f%s/s\n", label_.c_str(), static_cast<long long>(done), u.c_str(), rate,
-                 u.c_str());
+    std::fprintf(stderr, "%s: %lld%s %.0f%s/s%s\n", label_.c_str(), static_cast<long long>(done), u.c_str(), rate,
+                 u.c_str(), d.c_str());
   }
 }
 

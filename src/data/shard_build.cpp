@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <cmath>
 #include <filesystem>
 #include <regex>
@@ -220,9 +221,9 @@ class ShardSetWriter {
   void add(const Decoded& d, const std::string& caption, const std::string& key, const int32_t* tokens,
            int32_t label) {
     if (!current_) {
-      current_path_ = (fs::path(opt_.out_dir) /
-                       str_cat(".tmp-r", opt_.rank, "-", shard_file_name(static_cast<int64_t>(out_.counts.size()))))
-                          .string();
+      const std::string prefix = opt_.temp_prefix.empty() ? str_cat(".tmp-r", opt_.rank, "-") : opt_.temp_prefix;
+      current_path_ =
+          (fs::path(opt_.out_dir) / str_cat(prefix, shard_file_name(static_cast<int64_t>(out_.counts.size())))).string();
       current_ = std::make_unique<ShardWriter>(current_path_, opt_.layout);
     }
     if (opt_.layout.image_format == ShardImageFormat::jpeg)
@@ -255,50 +256,84 @@ class ShardSetWriter {
 
 }  // namespace
 
-LocalShards build_shards(const std::vector<WorkItem>& items, const BuildOptions& opt, SkipReport& report) {
+struct ShardBuilder::Impl {
+  explicit Impl(const BuildOptions& o) : opt(o), writer(opt) {}
+  BuildOptions opt;
+  ShardSetWriter writer;
+  std::vector<Decoded> results;
+};
+
+ShardBuilder::ShardBuilder(const BuildOptions& opt) {
   COCA_CHECK(opt.samples_per_shard > 0, "samples per shard must be positive");
   COCA_CHECK(!opt.tokenizer || opt.layout.context_length > 0, "a tokenizer needs a context length > 0");
   fs::create_directories(opt.out_dir);
-  ShardSetWriter writer(opt);
+  impl_ = std::make_unique<Impl>(opt);
+}
+
+ShardBuilder::~ShardBuilder() = default;
+
+void ShardBuilder::add(const std::vector<WorkItem>& items, SkipReport& report) {
+  const BuildOptions& opt = impl_->opt;
   const int threads = std::max(1, opt.threads);
-  const size_t block = static_cast<size_t>(64 * threads);
-  std::vector<Decoded> results;
+  auto& results = impl_->results;
+  results.assign(items.size(), Decoded());
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mu;
+  auto work = [&] {
+    try {
+      for (size_t i; (i = next.fetch_add(1)) < items.size();) results[i] = process_item(items[i], opt);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(failure_mu);
+      if (!failure) failure = std::current_exception();
+      next = items.size();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads && static_cast<size_t>(t) < items.size(); ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  for (size_t i = 0; i < items.size(); ++i) {
+    Decoded& d = results[i];
+    report.considered += static_cast<int64_t>(items[i].captions.size());
+    for (const auto& issue : d.issues) report.add(issue.reason, issue.key, issue.detail);
+    for (size_t c = 0; c < d.captions.size(); ++c) {
+      impl_->writer.add(d, d.captions[c], d.keys[c], d.tokens.empty() ? nullptr : d.tokens[c].data(), items[i].label);
+      ++report.written;
+    }
+  }
+  results.clear();
+}
+
+LocalShards ShardBuilder::finish() { return impl_->writer.finish(); }
+
+size_t ShardBuilder::block_items() const { return static_cast<size_t>(64 * std::max(1, impl_->opt.threads)); }
+
+LocalShards build_shards(const std::vector<WorkItem>& items, const BuildOptions& opt, SkipReport& report) {
+  ShardBuilder builder(opt);
+  const size_t block = builder.block_items();
   Progress progress(opt.rank == 0 ? "coca-shard (rank 0)" : str_cat("coca-shard (rank ", opt.rank, ")"),
                     static_cast<int64_t>(items.size()), opt.progress, "images");
+  std::vector<WorkItem> part;
   for (size_t begin = 0; begin < items.size(); begin += block) {
     const size_t end = std::min(items.size(), begin + block);
-    results.assign(end - begin, Decoded());
-    std::atomic<size_t> next{begin};
-    std::exception_ptr failure;
-    std::mutex failure_mu;
-    auto work = [&] {
-      try {
-        for (size_t i; (i = next.fetch_add(1)) < end;) results[i - begin] = process_item(items[i], opt);
-      } catch (...) {
-        std::lock_guard<std::mutex> g(failure_mu);
-        if (!failure) failure = std::current_exception();
-        next = end;
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
-    for (size_t i = begin; i < end; ++i) {
-      Decoded& d = results[i - begin];
-      report.considered += static_cast<int64_t>(items[i].captions.size());
-      for (const auto& issue : d.issues) report.add(issue.reason, issue.key, issue.detail);
-      for (size_t c = 0; c < d.captions.size(); ++c) {
-        writer.add(d, d.captions[c], d.keys[c], d.tokens.empty() ? nullptr : d.tokens[c].data(),
-                   items[i].label);
-        ++report.written;
-      }
-    }
+    part.assign(items.begin() + static_cast<std::ptrdiff_t>(begin), items.begin() + static_cast<std::ptrdiff_t>(end));
+    builder.add(part, report);
     progress.update(static_cast<int64_t>(end));
   }
   progress.finish();
-  return writer.finish();
+  return builder.finish();
+}
+
+void publish_shard_files(const std::vector<std::string>& temp_paths, const std::vector<std::string>& final_paths) {
+  COCA_CHECK(temp_paths.size() == final_paths.size(), "publish: ", temp_paths.size(), " files for ",
+             final_paths.size(), " names");
+  for (size_t i = 0; i < temp_paths.size(); ++i) {
+    std::error_code ec;
+    fs::rename(temp_paths[i], final_paths[i], ec);
+    COCA_CHECK(!ec, "renaming ", temp_paths[i], " to ", final_paths[i], ": ", ec.message());
+  }
 }
 
 void publish_shards(const std::string& dir, const std::vector<std::string>& temp_paths, int64_t first_index) {
@@ -312,9 +347,9 @@ void publish_shards(const std::string& dir, const std::vector<std::string>& temp
 
 namespace {
 bool is_previous_output(const std::string& name) {
-  static const std::regex shard(R"(shard-\d{5,}\.h5)"), temp(R"(\.tmp-r\d+-shard-\d{5,}\.h5)");
+  static const std::regex shard(R"(shard-\d{5,}(-\d{3,})?\.h5)"), temp(R"(\.tmp-[rp]\d+-shard-\d{5,}\.h5)");
   return std::regex_match(name, shard) || std::regex_match(name, temp) || name == "index.json" ||
-         name == "report.json" || name == "index.json.tmp";
+         name == "report.json" || name == "index.json.tmp" || name == kConversionDirName;
 }
 }  // namespace
 
@@ -333,7 +368,7 @@ int remove_previous_output(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir))
     if (is_previous_output(e.path().filename().string())) doomed.push_back(e.path());
   for (const auto& p : doomed) {
-    fs::remove(p, ec);
+    fs::remove_all(p, ec);
     COCA_CHECK(!ec, "removing ", p.string(), ": ", ec.message());
   }
   return static_cast<int>(doomed.size());

@@ -205,7 +205,7 @@ TEST(Reencode, PngSourcesGiveTheBatchesOfFormat1) {
       << slurp(t.str("log2"));
   EXPECT_EQ(ShardIndex::load(t.str("v2")).extra.value("reencode", std::string()), "auto");
   {
-    ShardReader r(t.str("v2/" + shard_file_name(1)));
+    ShardReader r(ShardIndex::load(t.str("v2")).shard_path(t.str("v2"), 1));
     std::vector<uint8_t> bytes;
     r.read_encoded(0, 1, bytes);  // row 5: the WebP
     EXPECT_EQ(bytes, coca::testing::read_file(t.path() / "img" / "g5.webp"));

@@ -11,12 +11,14 @@ class Progress {
  public:
   Progress(std::string label, int64_t total, bool enabled = true, std::string unit = "");
   void update(int64_t done);
+  // `detail` is printed after the rate (e.g. "12000 samples, 950 samples/s").
+  void update(int64_t done, const std::string& detail);
   void finish();
   double elapsed_s() const;
 
  private:
   void print(int64_t done, bool final_line);
-  std::string label_, unit_;
+  std::string label_, unit_, detail_;
   int64_t total_;
   bool enabled_;
   bool finished_ = false;

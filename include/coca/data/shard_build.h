@@ -6,6 +6,7 @@
 // by publish_shards once every rank is done, so no reader ever sees a half-written shard.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,8 @@ struct BuildOptions {
   int jpeg_quality = 90;
   int rank = 0;
   bool progress = true;
+  // Temporary shards are <out_dir>/<temp_prefix>shard-NNNNN.h5; empty: ".tmp-r<rank>-".
+  std::string temp_prefix;
 };
 
 struct LocalShards {
@@ -74,14 +77,39 @@ struct LocalShards {
   std::vector<int64_t> counts;
 };
 
-// Writes this rank's shards. On an exception the temporary files made so far are removed.
+// Shards from items given a block at a time (a stream of any length, memory bounded by a
+// block): each block is decoded on the thread pool and written in order, so the output does
+// not depend on the thread count. Destroyed before finish(), it removes its temporaries.
+class ShardBuilder {
+ public:
+  explicit ShardBuilder(const BuildOptions& options);
+  ~ShardBuilder();
+  ShardBuilder(const ShardBuilder&) = delete;
+  ShardBuilder& operator=(const ShardBuilder&) = delete;
+  void add(const std::vector<WorkItem>& items, SkipReport& report);
+  LocalShards finish();
+  size_t block_items() const;  // a block size that keeps every thread busy
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Writes the items' shards (one ShardBuilder, with progress lines). On an exception the
+// temporary files made so far are removed.
 LocalShards build_shards(const std::vector<WorkItem>& items, const BuildOptions& options, SkipReport& report);
+
+// Renames temp_paths[i] to final_paths[i].
+void publish_shard_files(const std::vector<std::string>& temp_paths, const std::vector<std::string>& final_paths);
 
 // Renames temp_paths[i] to <dir>/shard-(first_index + i).h5.
 void publish_shards(const std::string& dir, const std::vector<std::string>& temp_paths, int64_t first_index);
 
+// The folder in an output directory that holds an unfinished conversion's state.
+constexpr const char* kConversionDirName = ".coca-shard";
+
 // Removes what a previous run left in <dir>: shard-*.h5, temporary shards, index.json,
-// report.json. Returns how many files were removed.
+// report.json, the conversion state. Returns how many entries were removed.
 int remove_previous_output(const std::string& dir);
 // True when <dir> holds anything remove_previous_output would remove.
 bool has_previous_output(const std::string& dir);

@@ -10,16 +10,21 @@
 // Problems found while listing (a malformed row, a tar member without its pair, a cut-off
 // tar) are returned as issues and end up in the skip report.
 #include <cstdint>
+#include <istream>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace coca {
 
-// Where an item's image bytes are: a whole file, or a byte range inside one (tar members).
+// Where an item's image bytes are: a whole file, a byte range inside one, or in memory (tar
+// members read from a stream; `path` then names the member for messages).
 struct ImageSource {
   std::string path;
   int64_t offset = 0;
   int64_t size = -1;  // -1: the whole file
+  bool in_memory = false;
+  std::vector<uint8_t> data;  // in_memory: the bytes
 };
 
 struct WorkItem {
@@ -51,6 +56,8 @@ struct CsvOptions {
 
 InputListing list_csv(const std::string& path, const CsvOptions& options);
 InputListing list_coco(const std::string& json_path, const std::string& images_root);
+// Every sample of the tars (files or pipe: inputs) in memory; coca-shard itself streams them
+// with WdsSampleReader (tar_stream.h).
 InputListing list_webdataset(const std::vector<std::string>& tar_paths);
 // classnames_file: empty = folder names with '_' read as spaces; else one name per line in
 // sorted-folder order, or "folder<TAB>name" lines.
@@ -75,8 +82,40 @@ struct DelimitedRow {
   int64_t unclosed_quote_line = 0;
 };
 
-// Splits one CSV/TSV text into rows of fields (RFC 4180 quoting with '"'; newlines inside
-// quotes belong to the field). Empty lines are dropped.
+// Reads a CSV/TSV stream row by row (RFC 4180 quoting with '"'; newlines inside quotes belong
+// to the field). Empty lines are dropped. The stream must be seekable: a quote the file ends
+// inside (or one whose field grows past 16 MiB) gives a row with unclosed_quote_line set and
+// parsing resumes on the line after the quote.
+class DelimitedReader {
+ public:
+  DelimitedReader(std::istream& in, char separator);
+  bool next(DelimitedRow& row);
+
+ private:
+  int get();   // the next byte, or -1
+  int peek();
+  std::istream& in_;
+  char sep_;
+  int64_t pos_ = 0;   // bytes consumed
+  int64_t line_ = 1;
+  bool bom_checked_ = false;
+};
+
+// The whole text at once (the same rules as DelimitedReader).
 std::vector<DelimitedRow> parse_delimited(const std::string& text, char separator);
+
+// A caption table read row by row: each data row becomes an item or an issue (malformed_row,
+// unclosed_quote), with its ordinal among the data rows.
+class CsvTable {
+ public:
+  CsvTable(const std::string& path, const CsvOptions& options);
+  ~CsvTable();
+  // False at the end. Exactly one of `item` / `issue` is filled (has_item tells which).
+  bool next(int64_t& row_ordinal, bool& has_item, WorkItem& item, InputIssue& issue);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace coca
