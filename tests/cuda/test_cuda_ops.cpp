@@ -280,8 +280,19 @@ TEST_F(CudaOps, Attention) {
   check_attention("attention_causal_offset", 1, 2, 20, 45, 32, true, false, false, 4);
   check_attention("attention_additive", 2, 2, 40, 40, 16, false, true, false, 5);
   check_attention("attention_padding", 3, 2, 17, 33, 24, false, false, true, 6);
-  check_attention("attention_long", 1, 2, 600, 600, 64, true, false, false, 7);  // tiled only (S > 512)
   check_attention("attention_d128", 1, 2, 70, 70, 128, false, false, false, 8);
+  {
+    // Keys past the GEMM path's 512 (it hands S > 512 to the tiled kernels, so one
+    // implementation is checked): 600 keys, causal, the 70 queries aligned to the last keys.
+    std::vector<Tensor> in = {rn({1, 2, 70, 64}, 7), rn({1, 2, 600, 64}, 17), rn({1, 2, 600, 64}, 27)};
+    AttentionImplGuard guard;
+    cuda::set_attention_impl(cuda::AttentionImpl::Tiled);
+    check("attention_long/tiled", in, {true, true, true}, [](const std::vector<Tensor>& x) {
+      AttentionMask m;
+      m.causal = true;
+      return scaled_dot_product_attention(x[0], x[1], x[2], m);
+    }, kF32);
+  }
   // Key padding and causal together (batch 0 fully masked as well).
   check_attention("attention_padding_causal", 3, 2, 33, 33, 32, true, false, true, 10);
   // CoCa's cross-attention shape: 76 text queries over 50 image tokens, T != S.
