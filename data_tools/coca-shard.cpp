@@ -56,6 +56,12 @@ std::string command_line(int argc, char** argv, int world) {
 
 std::string json_text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
 
+// j[key] when j is an object holding it (an index's "source" and "extra" may be null).
+template <typename T>
+T field_or(const nlohmann::json& j, const char* key, T fallback) {
+  return j.is_object() && j.contains(key) ? j.at(key).get<T>() : fallback;
+}
+
 // The first setting that differs between two settings objects, as "key: A then, B now".
 std::string first_difference(const nlohmann::json& then, const nlohmann::json& now) {
   for (const auto& [key, value] : now.items()) {
@@ -73,8 +79,13 @@ std::string append_refusal(const ShardIndex& old, const ShardIndex& now, const s
   auto differs = [&](const char* what, const std::string& a, const std::string& b) {
     return a == b ? std::string() : str_cat("--append: ", dir, " was made with ", what, " ", a, ", this run has ", b);
   };
-  auto tok = [](const nlohmann::json& t) {
-    return t.is_object() && t.contains("sha256") ? t.at("sha256").get<std::string>().substr(0, 12) : std::string("none");
+  // Tokenizers by their sha256; an index that names one without it, by vocabulary size.
+  const bool both_sha = old.tokenizer.is_object() && old.tokenizer.contains("sha256") && now.tokenizer.is_object() &&
+                        now.tokenizer.contains("sha256");
+  auto tok = [&](const nlohmann::json& t) {
+    if (!t.is_object()) return std::string("none");
+    if (both_sha) return "sha256 " + t.at("sha256").get<std::string>().substr(0, 12);
+    return str_cat("of ", t.value("vocab_size", int64_t{0}), " tokens");
   };
   for (const std::string& r :
        {differs("--image-format", old.image_format, now.image_format),
@@ -85,7 +96,7 @@ std::string append_refusal(const ShardIndex& old, const ShardIndex& now, const s
         differs("--compression", old.compression, now.compression),
         differs("stored tokens of length (--context-length)", std::to_string(old.context_length),
                 std::to_string(now.context_length)),
-        differs("the tokenizer (sha256)", tok(old.tokenizer), tok(now.tokenizer)),
+        differs("the tokenizer", tok(old.tokenizer), tok(now.tokenizer)),
         differs("labels (--format folder)", old.has_labels() ? "yes" : "no", now.has_labels() ? "yes" : "no")})
     if (!r.empty()) return r;
   return "";
@@ -305,19 +316,19 @@ int run(int argc, char** argv, int rank, int world) {
         COCA_CHECK(append, output, " already holds a shard set; pass --append to add these inputs to it, or "
                    "--overwrite to replace it");
         const ShardIndex old = ShardIndex::load(output);
-        const std::string why = append_refusal(old, index, old.extra.value("reencode", std::string()), reencode_str,
+        const std::string why = append_refusal(old, index, field_or(old.extra, "reencode", std::string()), reencode_str,
                                                output);
         COCA_CHECK(why.empty(), why);
         COCA_CHECK(old.classnames == index.classnames, "--append: ", output,
                    " has other class names than this run's folder");
-        const auto& old_inputs = old.source.value("inputs", nlohmann::json::array());
+        const nlohmann::json old_inputs = field_or(old.source, "inputs", nlohmann::json::array());
         for (const auto& in : co.inputs) {
           const std::string name = is_pipe_input(in) ? in : fs::absolute(in).lexically_normal().string();
           for (const auto& o : old_inputs)
             COCA_CHECK(!(o.is_string() && o.get<std::string>() == name), "--append: ", in, " is already in ", output);
         }
         run_state = settings;
-        run_state["first_part"] = old.extra.value("parts", int64_t{0});
+        run_state["first_part"] = field_or(old.extra, "parts", int64_t{0});
         run_state["base_index"] = old.to_json();
       } else {
         COCA_CHECK(!append, "--append: ", output, " holds no shard set (index.json) to add to");
@@ -367,25 +378,26 @@ int run(int argc, char** argv, int rank, int world) {
     shards.insert(shards.end(), rec.shards.begin(), rec.shards.end());
     merged.merge(SkipReport::from_json(rec.report));
   }
+  if (has_old) index.tokenizer = old.tokenizer;  // the set's own (checked to agree)
   index.shards = shards;
   index.total_samples = 0;
   for (const auto& s : index.shards) index.total_samples += s.samples;
-  nlohmann::json inputs = has_old ? old.source.value("inputs", nlohmann::json::array()) : nlohmann::json::array();
+  nlohmann::json inputs = field_or(old.source, "inputs", nlohmann::json::array());
   for (const auto& in : co.inputs) inputs.push_back(is_pipe_input(in) ? in : fs::absolute(in).lexically_normal().string());
-  const std::string source_format = has_old && old.source.value("format", format) != format ? "mixed" : format;
+  const std::string source_format = has_old && field_or(old.source, "format", format) != format ? "mixed" : format;
   index.source = {{"format", source_format}, {"path", inputs.empty() ? "" : inputs.at(0)}, {"inputs", inputs}};
   if (!images_root.empty()) index.source["images_root"] = fs::absolute(images_root).string();
   if (shuffle_seed >= 0) index.source["shuffle_seed"] = shuffle_seed;
   const std::string cmd = command_line(argc, argv, world);
   index.command = has_old ? old.command : cmd;
   SkipReport all = merged;
-  if (has_old && old.extra.contains("skipped_by_reason")) {
+  if (has_old && old.extra.is_object() && old.extra.contains("skipped_by_reason")) {
     nlohmann::json r = {{"skipped_by_reason", old.extra.at("skipped_by_reason")}};
     all.merge(SkipReport::from_json(r));
   }
   index.extra = {{"skipped_by_reason", all.to_json().at("skipped_by_reason")}, {"ranks", world},
                  {"parts", first_part + parts}};
-  if (has_old && old.extra.contains("appended")) index.extra["appended"] = old.extra.at("appended");
+  if (has_old && old.extra.is_object() && old.extra.contains("appended")) index.extra["appended"] = old.extra.at("appended");
   if (has_old) index.extra["appended"].push_back(cmd);
   if (encoded) index.extra["reencode"] = reencode_str;
   nlohmann::json rep = merged.to_json();

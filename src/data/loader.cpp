@@ -231,7 +231,11 @@ void check_text_fits(const ShardIndex& index, const LoaderOptions& o) {
 }
 
 ShardLoader::ShardLoader(LoaderOptions options) : opt_(std::move(options)) {
-  index_ = ShardIndex::load(opt_.dir);
+  sources_ = load_train_sources(opt_.dir);
+  index_ = sources_.index;
+  COCA_CHECK(opt_.upsampling_factors.empty() || opt_.resampled,
+             "loader: upsampling factors weigh resampled draws (--dataset-resampled); without it an epoch reads "
+             "every source once");
   COCA_CHECK(opt_.batch_size > 0, "loader: batch size must be positive");
   COCA_CHECK(opt_.threads >= 1, "loader: needs at least one worker thread");
   COCA_CHECK(opt_.scale_min > 0 && opt_.scale_min <= opt_.scale_max && opt_.scale_max <= 1.0,
@@ -249,6 +253,7 @@ ShardLoader::ShardLoader(LoaderOptions options) : opt_(std::move(options)) {
   cfg_.shuffle_chunks = opt_.shuffle_chunks;
   cfg_.resampled = opt_.resampled;
   cfg_.epoch_samples = opt_.epoch_samples;
+  cfg_.shard_weights = shard_weights(sources_, opt_.upsampling_factors);
   shard_offset_ = offsets_of(index_);
   coca::batches_per_epoch(index_, cfg_, 0);  // validates rank/world against the shard count
 }
@@ -413,6 +418,7 @@ void ShardLoader::worker_main() {
       const bool encoded = index_.format_version == kShardFormatVersionEncoded;
       if (L > 0) out->tokens = Tensor::empty({B, L}, DType::i32);
       if (index_.has_labels()) out->labels = Tensor::empty({B}, DType::i32);
+      out->source_counts.assign(sources_.size(), 0);
       AugmentParams ap{opt_.augment, opt_.scale_min, opt_.scale_max, opt_.ratio_min, opt_.ratio_max, opt_.filter,
                        opt_.mean, opt_.std, opt_.augment ? opt_.color : ColorAugmentParams{}};
       for (int i = 0; i < B; ++i) {
@@ -442,6 +448,7 @@ void ShardLoader::worker_main() {
         if (out->labels.defined()) out->labels.data<int32_t>()[i] = s.label;
         out->keys.push_back(s.key);
         out->indices.push_back(shard_offset_[static_cast<size_t>(s.ref.shard)] + s.ref.row);
+        ++out->source_counts[static_cast<size_t>(sources_.shard_source[static_cast<size_t>(s.ref.shard)])];
       }
       out->epoch = epoch_;
       out->step = job->step;

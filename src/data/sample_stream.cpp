@@ -1,6 +1,7 @@
 #include "coca/data/sample_stream.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 
@@ -148,6 +149,16 @@ SampleStream::SampleStream(const ShardIndex& index, const StreamConfig& cfg, int
   if (!cfg.resampled) plan_ = shards_of_rank(shard_permutation(static_cast<int64_t>(index.shards.size()), cfg.seed, epoch),
                                              cfg.rank, cfg.world);
   bad_.assign(index.shards.size(), 0);
+  if (cfg.resampled && !cfg.shard_weights.empty()) {
+    COCA_CHECK(cfg.shard_weights.size() == index.shards.size(), "loader: ", cfg.shard_weights.size(),
+               " shard weights for ", index.shards.size(), " shards");
+    double sum = 0;
+    for (double w : cfg.shard_weights) {
+      COCA_CHECK(w >= 0 && std::isfinite(w), "loader: a shard weight of ", w);
+      cumulative_weight_.push_back(sum += w);
+    }
+    COCA_CHECK(sum > 0, "loader: every shard weight is 0");
+  }
   buffer_.reserve(static_cast<size_t>(std::max(cfg.shuffle_buffer, 0) + cfg.chunk_rows));
 }
 
@@ -184,7 +195,7 @@ bool SampleStream::read_next_chunk(const ChunkReader& read) {
     }
     current_shard_ = -1;
     if (cfg_.resampled) {
-      const auto s = static_cast<int32_t>(order_gen_.below(index_.shards.size()));
+      const int32_t s = draw_shard();
       // An empty shard gives nothing, like a bad one: drawing on needs a readable one with samples.
       if (bad_[static_cast<size_t>(s)] || index_.shards[static_cast<size_t>(s)].samples == 0) {
         bool any_good = false;
@@ -211,6 +222,14 @@ bool SampleStream::read_next_chunk(const ChunkReader& read) {
     if (bad_[static_cast<size_t>(s)]) continue;
     start_shard(s);
   }
+}
+
+int32_t SampleStream::draw_shard() {
+  if (cumulative_weight_.empty()) return static_cast<int32_t>(order_gen_.below(index_.shards.size()));
+  const double u = order_gen_.uniform() * cumulative_weight_.back();
+  const auto it = std::upper_bound(cumulative_weight_.begin(), cumulative_weight_.end(), u);
+  return static_cast<int32_t>(std::min<size_t>(static_cast<size_t>(it - cumulative_weight_.begin()),
+                                               cumulative_weight_.size() - 1));
 }
 
 bool SampleStream::next(SampleRef& out, const ChunkReader& read) {

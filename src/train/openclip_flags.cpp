@@ -33,7 +33,6 @@ const Flag kFlags[] = {
     {"distill-pretrained", Arity::Value, Rule::Refused, "train without distillation"},
     // data: coca-train reads shard sets made by data_tools/coca-shard
     {"dataset-type", Arity::Value, Rule::Ignored, "--train-data is a coca-shard set, whatever it was made from"},
-    {"train-data-upsampling-factors", Arity::Value, Rule::Refused, "one --train-data set (make one set of the sources with coca-shard)"},
     {"csv-separator", Arity::Value, Rule::Ignored, "CSV tables are read by coca-shard (its --csv-separator)"},
     {"csv-img-key", Arity::Value, Rule::Ignored, "CSV tables are read by coca-shard (its --csv-img-key)"},
     {"csv-caption-key", Arity::Value, Rule::Ignored, "CSV tables are read by coca-shard (its --csv-caption-key)"},

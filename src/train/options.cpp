@@ -12,6 +12,7 @@
 #include <iostream>
 #include <vector>
 
+#include "coca/data/multi_source.h"
 #include "coca/data/shard_index.h"
 #include "coca/model/config.h"
 #include "coca/tensor/error.h"
@@ -22,7 +23,8 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 nlohmann::json TrainOptions::to_json() const {
-  return {{"train_data", train_data}, {"val_data", val_data}, {"val_frequency", val_frequency},
+  return {{"train_data", train_data}, {"train_data_upsampling_factors", train_data_upsampling_factors},
+          {"val_data", val_data}, {"val_frequency", val_frequency},
           {"val_num_samples", val_num_samples}, {"zeroshot_data", zeroshot_data}, {"zeroshot_templates", zeroshot_templates},
           {"tokenizer", tokenizer}, {"train_num_samples", train_num_samples},
           {"dataset_resampled", dataset_resampled}, {"aug_scale", aug_scale}, {"workers", workers}, {"model", model},
@@ -189,7 +191,11 @@ void parse_aug_cfg(TrainOptions& o) {
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   std::string seed = "0";
   po::options_description data("Data");
-  data.add_options()("train-data", po::value(&o.train_data), "training shard directory (holds index.json)")(
+  data.add_options()("train-data", po::value(&o.train_data), "training shard directory (holds index.json), or several "
+                     "joined by '::' (A::B: read as one set; each source's samples are counted in the log and metrics)")(
+      "train-data-upsampling-factors", po::value(&o.train_data_upsampling_factors),
+      "with several --train-data sources and --dataset-resampled: each source's weight, '::'-separated (1::4: a shard "
+      "of B is drawn 4 times as often as one of A); default: every shard alike")(
       "val-data", po::value(&o.val_data),
       "captioned shard directory (as --train-data) for validation: loss and image<->text retrieval R@1/5/10")(
       "val-frequency", po::value(&o.val_frequency)->default_value(1),
@@ -345,8 +351,15 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
 
   COCA_CHECK(!o.train_data.empty(), "--train-data is required (a shard directory made by coca-shard)");
-  COCA_CHECK(fs::is_regular_file(fs::path(o.train_data) / "index.json"), "--train-data ", o.train_data,
-             ": no index.json there (make shards with data_tools/coca-shard)");
+  const std::vector<std::string> sources = split_sources(o.train_data);
+  for (const std::string& dir : sources)
+    COCA_CHECK(fs::is_regular_file(fs::path(dir) / "index.json"), "--train-data ", dir,
+               ": no index.json there (make shards with data_tools/coca-shard)");
+  if (!o.train_data_upsampling_factors.empty()) {
+    (void)parse_upsampling_factors(o.train_data_upsampling_factors, sources.size(), "--train-data-upsampling-factors");
+    COCA_CHECK(o.dataset_resampled, "--train-data-upsampling-factors weigh resampled draws: add --dataset-resampled "
+               "(without it an epoch reads every source once)");
+  }
   if (!o.val_data.empty()) {
     COCA_CHECK(fs::is_regular_file(fs::path(o.val_data) / "index.json"), "--val-data ", o.val_data,
                ": no index.json there");

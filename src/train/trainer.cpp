@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "coca/data/loader.h"
+#include "coca/data/multi_source.h"
 #include "coca/data/sha256.h"
 #include "coca/data/shard_index.h"
 #include "coca/dist/autograd.h"
@@ -181,6 +182,8 @@ class Trainer {
   double debug_slow_seconds_ = 0;
   void report_stragglers();
   int64_t start_step_ = 0, log_samples_ = 0;
+  std::vector<int64_t> source_samples_;  // this rank's samples from each --train-data source
+  nlohmann::json samples_by_source();
   double log_loss_ = 0, log_con_ = 0, log_cap_ = 0;
   int log_count_ = 0;
   Batch batch_;
@@ -286,10 +289,14 @@ void Trainer::setup_data() {
   lo.context_length = static_cast<int>(cfg_.text.context_length);
   lo.vocab_size = cfg_.text.vocab_size;
   lo.model_name = cfg_.name;
+  if (!o_.train_data_upsampling_factors.empty())
+    lo.upsampling_factors = parse_upsampling_factors(o_.train_data_upsampling_factors,
+                                                     split_sources(o_.train_data).size(), "--train-data-upsampling-factors");
   std::string tokenizer_path;
-  if (ShardIndex::load(o_.train_data).context_length == 0) {  // no stored tokens: tokenize at load time
+  const ShardIndex train_index = load_train_sources(o_.train_data).index;  // several sources: joined
+  if (train_index.context_length == 0) {  // no stored tokens: tokenize at load time
     std::string note;
-    tokenizer_path = eval::resolve_tokenizer(o_.tokenizer, ShardIndex::load(o_.train_data), o_.train_data,
+    tokenizer_path = eval::resolve_tokenizer(o_.tokenizer, train_index, split_sources(o_.train_data)[0],
                                              "--train-data", cfg_.text.vocab_size, &note);
     lo.tokenizer = std::make_shared<const BpeTokenizer>(BpeTokenizer::load(tokenizer_path));
     if (lead_ && !note.empty()) std::printf("coca-train: tokenizing captions with %s\n", note.c_str());
@@ -315,7 +322,8 @@ void Trainer::check_eval_tokenizer() {
   const std::string path =
       o_.zeroshot_data.empty()
           ? o_.tokenizer
-          : eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--zeroshot-data", cfg_.text.vocab_size);
+          : eval::resolve_tokenizer(o_.tokenizer, loader_->index(), split_sources(o_.train_data)[0], "--zeroshot-data",
+                                  cfg_.text.vocab_size);
   std::string failure;
   try {
     (void)BpeTokenizer::load(path);
@@ -410,9 +418,17 @@ void Trainer::resume() {
 // step and an epoch take, and the tokens (context length; the tokenizer when captions are
 // tokenized at load time). World and batch size may change (the elastic path).
 nlohmann::json Trainer::make_resume_check(const std::string& tokenizer_path) const {
-  const std::string index = (fs::path(o_.train_data) / "index.json").string();
+  // One set: the sha256 of its index.json; several: of their digests and the factors.
+  std::string data_sha;
+  const std::vector<std::string> sources = split_sources(o_.train_data);
+  for (const std::string& dir : sources) data_sha += sha256_file((fs::path(dir) / "index.json").string()) + "\n";
+  if (sources.size() == 1) data_sha.pop_back();
+  else {
+    const std::string joined = data_sha + o_.train_data_upsampling_factors;
+    data_sha = sha256_hex(joined.data(), joined.size());
+  }
   const std::string tokenizer = tokenizer_path.empty() ? std::string() : sha256_file(tokenizer_path);
-  return {{"train_data_sha256", sha256_file(index)},
+  return {{"train_data_sha256", data_sha},
           {"train_data", o_.train_data},
           {"seed", std::to_string(o_.seed)},
           {"accum_freq", o_.accum_freq},
@@ -522,6 +538,8 @@ StepResult Trainer::train_step(double lr) {
   for (int k = 0; k < o_.accum_freq; ++k) {
     COCA_CHECK(loader_->next(batch_), "rank ", rank_, ": internal error: the loader ended epoch ", epoch_,
                " before the planned step ", step_, " (plan and loader disagree)");
+    source_samples_.resize(batch_.source_counts.size(), 0);
+    for (size_t k = 0; k < batch_.source_counts.size(); ++k) source_samples_[k] += batch_.source_counts[k];
     COCA_CHECK(batch_.tokens.defined(), "--train-data ", o_.train_data,
                ": shards have no 'tokens' (make them with coca-shard --tokenizer)");
     COCA_CHECK(batch_.tokens.size(1) == cfg_.text.context_length, "--train-data ", o_.train_data, ": tokens of length ",
@@ -575,6 +593,17 @@ StepResult Trainer::train_step(double lr) {
 
 // ---- logging ------------------------------------------------------------------------------
 
+// With several --train-data sources: the samples each gave this run, over all ranks
+// ({"A": n, "B": m}); null with one source.
+nlohmann::json Trainer::samples_by_source() {
+  const std::vector<std::string> dirs = split_sources(o_.train_data);
+  if (dirs.size() < 2) return nullptr;
+  nlohmann::json out = nlohmann::json::object();
+  for (size_t k = 0; k < dirs.size(); ++k)
+    out[dirs[k]] = static_cast<int64_t>(comm_->sum(k < source_samples_.size() ? static_cast<double>(source_samples_[k]) : 0.0));
+  return out;
+}
+
 // `last`: the run stops after this step, so the window is written whatever its length.
 void Trainer::log_progress(const StepResult& r, double lr, bool last) {
   const int64_t step_samples = static_cast<int64_t>(o_.batch_size) * world_ * o_.accum_freq;
@@ -587,6 +616,7 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
     ++log_count_;
   }
   if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps && !last) return;
+  const nlohmann::json by_source = samples_by_source();  // a collective: every rank
   const double dt = seconds_since(t_log_);
   const double rate = log_samples_ / std::max(dt, 1e-9);
   const double elapsed = seconds_since(t_start_);
@@ -598,6 +628,7 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                 "scale %.2f | %.1f samples/s (%.1f/rank) | ETA %s\n",
                 (long long)step_, (long long)plan_.total_steps, 100.0 * step_ / plan_.total_steps, (long long)epoch_,
                 loss, con, cap, lr, scale, rate, rate / world_, format_duration(eta).c_str());
+    if (!by_source.is_null()) std::printf("  samples by source since the start of this run: %s\n", by_source.dump().c_str());
     std::fflush(stdout);
     const double train_flops = 3.0 * forward_flops_per_sample(cfg_);
     const double steps = static_cast<double>(std::max<int64_t>(step_ - window_from_step_, 1));
@@ -608,6 +639,7 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                      {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0},
                      {"step_s", dt / steps}, {"grad_allreduce_wait_s", window_grad_wait_s_ / steps},
                      {"embed_gather_s", (dist::all_gather_with_grad_seconds() - window_gather_from_s_) / steps}});
+    if (!by_source.is_null()) metrics_->write({{"step", step_}, {"samples_by_source", by_source}});
   }
   window_from_step_ = step_;
   window_grad_wait_s_ = 0;
@@ -729,7 +761,8 @@ void Trainer::evaluate() {
   zo.data = o_.zeroshot_data;
   zo.templates_file = o_.zeroshot_templates;
   zo.tokenizer =
-      eval::resolve_tokenizer(o_.tokenizer, loader_->index(), o_.train_data, "--zeroshot-data", cfg_.text.vocab_size);
+      eval::resolve_tokenizer(o_.tokenizer, loader_->index(), split_sources(o_.train_data)[0], "--zeroshot-data",
+                                  cfg_.text.vocab_size);
   zo.rank = rank_;
   zo.world = world_;
   const auto t0 = Clock::now();

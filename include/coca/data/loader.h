@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coca/data/color_jitter.h"
+#include "coca/data/multi_source.h"
 #include "coca/data/resample.h"
 #include "coca/data/sample_stream.h"
 #include "coca/data/shard_index.h"
@@ -45,7 +46,10 @@ constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 struct LoaderOptions {
-  std::string dir;               // shard set (holds index.json)
+  std::string dir;               // shard set (holds index.json), or several as 'A::B' (multi_source.h)
+  // Resampled mode with several sets: each set's weight (OpenCLIP's upsampling factors);
+  // empty: every shard alike.
+  std::vector<double> upsampling_factors;
   int rank = 0;
   int world = 1;
   int batch_size = 32;
@@ -89,6 +93,7 @@ struct Batch {
   Tensor labels;                  // i32 [B]; undefined unless a classification set
   std::vector<std::string> keys;  // source identifiers
   std::vector<int64_t> indices;   // global sample index: shard offset in the index + row
+  std::vector<int64_t> source_counts;  // samples from each source of LoaderOptions::dir
   int64_t epoch = 0;
   int64_t step = 0;               // batch number within the epoch
 };
@@ -116,6 +121,7 @@ class ShardLoader {
   ShardLoader& operator=(const ShardLoader&) = delete;
 
   const ShardIndex& index() const { return index_; }
+  const TrainSources& sources() const { return sources_; }
   // Batches per rank of a whole epoch (no earlier segments).
   int64_t batches_per_epoch(int64_t epoch) const;
   // Batches per rank of the current epoch's current segment (after start_epoch or restore).
@@ -139,6 +145,7 @@ class ShardLoader {
   void fail(std::exception_ptr e);
 
   LoaderOptions opt_;
+  TrainSources sources_;
   ShardIndex index_;
   StreamConfig cfg_;
   std::vector<int64_t> shard_offset_;

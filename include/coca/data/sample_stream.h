@@ -13,7 +13,8 @@
 //    batches (and at most floor(epoch_samples / (W * B)) when epoch_samples is set); the rest
 //    of each rank's stream is dropped. No sample appears twice.
 //  * Resampled mode: each rank draws shards with replacement from (seed, epoch, rank),
-//    endlessly; an epoch is then floor(epoch_samples / (W * B)) batches per rank.
+//    endlessly (uniformly, or by shard_weights); an epoch is then floor(epoch_samples / (W * B))
+//    batches per rank.
 //  * Segments: a run resumed mid-epoch with another world size or batch size continues the
 //    epoch as a new segment. The samples that earlier segments emitted (found by replaying
 //    them from the index) are excluded from the new segment's streams, which otherwise follow
@@ -45,6 +46,9 @@ struct StreamConfig {
   bool shuffle_chunks = true;
   bool resampled = false;
   int64_t epoch_samples = 0;      // samples per epoch over all ranks (0: index total; not resampled: at most)
+  // Resampled mode: each shard's weight in the draws (empty: uniform). Several --train-data
+  // sources with upsampling factors give their shards their source's factor.
+  std::vector<double> shard_weights;
 };
 
 // A shard skipped after a read failure: from chunk `chunk` (its ordinal in this rank's read
@@ -126,6 +130,7 @@ class SampleStream {
  private:
   bool read_next_chunk(const ChunkReader& read);
   void start_shard(int32_t shard);
+  int32_t draw_shard();
 
   const ShardIndex& index_;
   StreamConfig cfg_;
@@ -144,6 +149,7 @@ class SampleStream {
   std::vector<SampleRef> buffer_;
   std::vector<SkippedShard> skipped_;
   std::vector<char> bad_;               // shards found bad this epoch
+  std::vector<double> cumulative_weight_;  // resampled with shard_weights: running sums
   bool exhausted_ = false;
 };
 

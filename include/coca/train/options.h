@@ -11,7 +11,8 @@ namespace coca::train {
 
 struct TrainOptions {
   // data
-  std::string train_data;          // shard set directory (index.json)
+  std::string train_data;          // shard set directory (index.json), or several as 'A::B'
+  std::string train_data_upsampling_factors;  // '1::4': resampled weight of each --train-data source
   std::string val_data;            // captioned shard set: validation loss and retrieval
   std::string zeroshot_data;       // classification shard set for zero-shot evaluation
   int val_frequency = 1;           // validate every N epochs and at the end (0: only at the end)
