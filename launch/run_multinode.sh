@@ -13,6 +13,9 @@
 #                        naming the ranks (and hosts) that never joined (default 600)
 #   OMPI_MCA_oob_tcp_keepalive_time/_intvl/_probes   how soon mpirun notices a host that
 #                        vanished (a dead link): 10 s idle, then 3 probes 2 s apart, unless set
+#   COCA_LINK_CHECK      auto (default), always or off: time transfers between hosts when steps
+#                        wait on collectives, and name a host behind a slow link (README, Multi-node)
+#   COCA_LINK_CHECK_KB   the size of those transfers (default 64; larger catches faster links)
 #   COCA_BUILD_DIR       where coca-train is (default: build/ beside this script)
 #   every COCA_* variable of this environment is passed to every rank
 # coca-train's --threads overrides OMP_NUM_THREADS. Ctrl-C (or SIGTERM to this script) saves a

@@ -175,8 +175,9 @@ class Trainer {
   double window_grad_wait_s_ = 0, window_gather_from_s_ = 0;
   int64_t window_from_step_ = 0;
   // COCA_LINK_CHECK: "auto" (default: when the step waits in collectives longer than it
-  // computes), "always" or "off". See check_links().
+  // computes), "always" or "off"; COCA_LINK_CHECK_KB: the transfer size. See check_links().
   std::string link_check_mode_ = "auto";
+  dist::LinkCheckOptions link_check_;
   void check_links(double compute_s, double wait_s);
   // Tests: COCA_TEST_SLOW_RANK=R:SECONDS makes rank R sleep that long in every step.
   double debug_slow_seconds_ = 0;
@@ -202,6 +203,13 @@ void Trainer::setup_device() {
   if (const char* mode = std::getenv("COCA_LINK_CHECK")) link_check_mode_ = mode;
   COCA_CHECK(link_check_mode_ == "auto" || link_check_mode_ == "always" || link_check_mode_ == "off",
              "COCA_LINK_CHECK=", link_check_mode_, ": expected auto, always or off");
+  if (const char* kb = std::getenv("COCA_LINK_CHECK_KB")) {
+    char* end = nullptr;
+    const long v = std::strtol(kb, &end, 10);
+    COCA_CHECK(end != kb && *end == '\0' && v >= 1 && v <= 65536, "COCA_LINK_CHECK_KB=", kb,
+               ": expected a whole number of KB from 1 to 65536");
+    link_check_.bytes = static_cast<size_t>(v) * 1024;
+  }
   lead_ = rank_ == 0;
   install_signal_handlers();
   threads_ = o_.threads > 0 ? o_.threads
@@ -687,12 +695,12 @@ void Trainer::report_stragglers() {
 // few ms on a healthy network; training state is untouched.
 void Trainer::check_links(double compute_s, double wait_s) {
   if (link_check_mode_ == "off" || (link_check_mode_ == "auto" && wait_s <= compute_s)) return;
-  const dist::LinkCheck c = dist::check_links(*comm_);
+  const dist::LinkCheck c = dist::check_links(*comm_, link_check_);
   if (c.hosts < 2 || !lead_) return;
   std::string names;
   for (const dist::SlowLink& s : c.slow) {
     names += (names.empty() ? "" : ",") + s.host;
-    std::fprintf(stderr, "warning: slow link: %s; every collective waits for it\n", dist::describe(s, c).c_str());
+    std::fprintf(stderr, "warning: slow link: %s; every collective waits for it\n", dist::describe(s, c, link_check_).c_str());
   }
   metrics_->write({{"step", step_}, {"link_check_hosts", c.hosts}, {"link_check_ms_median", c.median_ms},
                    {"link_check_ms_max", c.max_ms}, {"link_check_s", c.seconds}, {"slow_link_hosts", names}});

@@ -1,7 +1,8 @@
 // Writes a small synthetic training set for the coca-train tests, with everything they need:
 //   <out>/train/ (4 shards with tokens), <out>/eval/ (classification shards), <out>/bpe.txt.gz,
 //   <out>/model.json (a micro CoCa whose vocab_size matches the trained tokenizer).
-// With --uneven N1,N2,... also <out>/uneven/: one shard per listed sample count.
+// With --uneven N1,N2,... also <out>/uneven/: one shard per listed sample count. With
+// --context-length L the tokens are L long (default 16), for a model config with that context.
 // Images are class-coloured blocks with noise; captions name the colour and the shape, so the
 // loss has something to learn and zero-shot accuracy above chance is reachable.
 #include <cstdio>
@@ -19,15 +20,24 @@ namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
   std::vector<int> uneven;
-  if (argc == 4 && std::string(argv[2]) == "--uneven") {
-    std::string list = argv[3];
-    for (size_t pos = 0; pos <= list.size();) {
-      const size_t comma = std::min(list.find(',', pos), list.size());
-      uneven.push_back(std::stoi(list.substr(pos, comma - pos)));
-      pos = comma + 1;
+  int L = 16;
+  bool usage = argc < 2 || argc % 2 != 0;
+  for (int a = 2; a + 1 < argc && !usage; a += 2) {
+    const std::string flag = argv[a], value = argv[a + 1];
+    if (flag == "--uneven") {
+      for (size_t pos = 0; pos <= value.size();) {
+        const size_t comma = std::min(value.find(',', pos), value.size());
+        uneven.push_back(std::stoi(value.substr(pos, comma - pos)));
+        pos = comma + 1;
+      }
+    } else if (flag == "--context-length") {
+      L = std::stoi(value);
+    } else {
+      usage = true;
     }
-  } else if (argc != 2) {
-    std::fprintf(stderr, "usage: make_train_fixture OUTDIR [--uneven N1,N2,...]\n");
+  }
+  if (usage) {
+    std::fprintf(stderr, "usage: make_train_fixture OUTDIR [--uneven N1,N2,...] [--context-length L]\n");
     return 2;
   }
   const fs::path out = argv[1];
@@ -39,7 +49,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> classnames;
   for (auto& c : colours)
     for (auto& s : shapes) classnames.push_back(c + " " + s);
-  const int S = 32, L = 16, K = static_cast<int>(classnames.size());
+  const int S = 32, K = static_cast<int>(classnames.size());
 
   BpeWordCounter counter;
   for (auto& c : classnames) counter.add_caption("a photo of a " + c + " on a grey background");
