@@ -308,8 +308,11 @@ int run(int argc, char** argv, int rank, int world) {
         nlohmann::json then_settings = then;
         for (const char* k : {"first_part", "base_index", "finished"}) then_settings.erase(k);
         const std::string diff = first_difference(then_settings, settings);
-        COCA_CHECK(diff.empty(), output, " holds an unfinished conversion with other settings (", diff,
-                   "); run its command again to finish it, or pass --overwrite to start over");
+        const bool unfinished_append = then.contains("base_index") && !then.at("base_index").is_null();
+        COCA_CHECK(diff.empty(), output, " holds an unfinished conversion with other settings (", diff, "); ",
+                   unfinished_append ? "run that --append again to finish it first (--overwrite would replace the "
+                                       "whole set)"
+                                     : "run its command again to finish it, or pass --overwrite to start over");
         run_state = then;
         if (!quiet) std::fprintf(stderr, "coca-shard: continuing the unfinished conversion in %s\n", output.c_str());
       } else if (fs::exists(fs::path(output) / "index.json")) {

@@ -336,15 +336,6 @@ void publish_shard_files(const std::vector<std::string>& temp_paths, const std::
   }
 }
 
-void publish_shards(const std::string& dir, const std::vector<std::string>& temp_paths, int64_t first_index) {
-  for (size_t i = 0; i < temp_paths.size(); ++i) {
-    const fs::path to = fs::path(dir) / shard_file_name(first_index + static_cast<int64_t>(i));
-    std::error_code ec;
-    fs::rename(temp_paths[i], to, ec);
-    COCA_CHECK(!ec, "renaming ", temp_paths[i], " to ", to.string(), ": ", ec.message());
-  }
-}
-
 namespace {
 bool is_previous_output(const std::string& name) {
   static const std::regex shard(R"(shard-\d{5,}(-\d{3,})?\.h5)"), temp(R"(\.tmp-[rp]\d+-shard-\d{5,}\.h5)");

@@ -159,6 +159,7 @@ bool TarReader::pad(int64_t size) {
 struct WdsSampleReader::Group {
   std::string key;
   std::vector<uint8_t> image;
+  int64_t image_offset = 0;  // in the archive
   bool has_image = false;
   std::string text;
   bool has_text = false;
@@ -199,6 +200,8 @@ bool WdsSampleReader::finish_group(Group& g, WorkItem& item) {
   item.key = full_key;
   item.image.in_memory = true;
   item.image.path = base_name_ + "/" + g.key;
+  item.image.offset = g.image_offset;
+  item.image.size = static_cast<int64_t>(g.image.size());
   item.image.data = std::move(g.image);
   item.captions.push_back(g.has_text ? g.text : metadata["caption"].get<std::string>());
   return true;
@@ -222,7 +225,7 @@ bool WdsSampleReader::next(WorkItem& item) {
       split_member_name(member_.name, key, ext);
       if (key != g.key) break;
       if (is_image_extension(ext)) {
-        if (!g.has_image) g.image = std::move(member_.data), g.has_image = true;
+        if (!g.has_image) g.image = std::move(member_.data), g.image_offset = member_.offset, g.has_image = true;
       } else if (ext == "txt") {
         g.text.assign(member_.data.begin(), member_.data.end()), g.has_text = true;
       } else if (ext == "json") {

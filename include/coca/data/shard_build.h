@@ -2,8 +2,8 @@
 // The body of coca-shard for one rank: reads, decodes, resizes and tokenises its work items
 // on a thread pool, validates captions, and writes shards in item order (so the output does
 // not depend on the thread count). Bad inputs are skipped and counted by reason in a
-// SkipReport. Shards are written under temporary names and only renamed to shard-NNNNN.h5
-// by publish_shards once every rank is done, so no reader ever sees a half-written shard.
+// SkipReport. Shards are written under temporary names and renamed into place only when
+// complete (publish_shard_files; see shard_convert.h), so no reader sees a half-written shard.
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -102,8 +102,6 @@ LocalShards build_shards(const std::vector<WorkItem>& items, const BuildOptions&
 // Renames temp_paths[i] to final_paths[i].
 void publish_shard_files(const std::vector<std::string>& temp_paths, const std::vector<std::string>& final_paths);
 
-// Renames temp_paths[i] to <dir>/shard-(first_index + i).h5.
-void publish_shards(const std::string& dir, const std::vector<std::string>& temp_paths, int64_t first_index);
 
 // The folder in an output directory that holds an unfinished conversion's state.
 constexpr const char* kConversionDirName = ".coca-shard";

@@ -18,7 +18,8 @@
 namespace coca {
 
 // Where an item's image bytes are: a whole file, a byte range inside one, or in memory (tar
-// members read from a stream; `path` then names the member for messages).
+// members read from a stream; `path` then names the member for messages, offset and size
+// say where it was in the archive).
 struct ImageSource {
   std::string path;
   int64_t offset = 0;

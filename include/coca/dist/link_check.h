@@ -24,7 +24,7 @@ struct LinkCheckOptions {
   size_t bytes = 64 * 1024;  // per transfer
   int repeats = 3;           // per transfer; the fastest counts
   double factor = 5;         // slow: above factor x the median score ...
-  double margin_ms = 20;     // ... and above it by this much
+  double margin_ms = 30;     // ... and above it by this much (scheduling noise on a busy host)
 };
 
 struct SlowLink {
