@@ -84,9 +84,22 @@ bool is_pipe_input(const std::string& name) { return name.rfind("pipe:", 0) == 0
 std::string input_base_name(const std::string& name) {
   std::string path = name;
   if (is_pipe_input(name)) {
-    const size_t end = name.find_last_not_of(" \t");
-    const size_t start = name.find_last_of(" \t:", end);
-    path = name.substr(start + 1, end - start);
+    // The command's last word that names a .tar ("aws s3 cp s3://b/00042.tar -"), else its last word.
+    std::vector<std::string> words;
+    size_t i = 5;
+    while (i < name.size()) {
+      const size_t start = name.find_first_not_of(" \t", i);
+      if (start == std::string::npos) break;
+      const size_t end = name.find_first_of(" \t", start);
+      words.push_back(name.substr(start, end == std::string::npos ? std::string::npos : end - start));
+      i = end == std::string::npos ? name.size() : end;
+    }
+    path = words.empty() ? name : words.back();
+    for (auto w = words.rbegin(); w != words.rend(); ++w)
+      if (w->find(".tar") != std::string::npos) {
+        path = *w;
+        break;
+      }
   }
   const std::string base = std::filesystem::path(path).filename().string();
   return base.empty() ? path : base;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "coca/data/input_files.h"
 #include "coca/data/shard_build.h"
 #include "coca/data/shard_index.h"
 #include "coca/data/shard_inputs.h"
@@ -546,4 +547,46 @@ TEST(ShardBuild, FailureLeavesNoPartialShard) {
   SkipReport rep;
   EXPECT_THROW(build_shards(items, o, rep), Error);
   EXPECT_TRUE(fs::is_empty(t.path() / "out"));  // the finished first shard and the partial second are gone
+}
+
+// WebDataset's brace patterns and pipe: inputs (coca-shard --format wds).
+TEST(InputFiles, BracesAndPipeNames) {
+  EXPECT_EQ(expand_braces("s/{00008..00011}.tar"),
+            (std::vector<std::string>{"s/00008.tar", "s/00009.tar", "s/00010.tar", "s/00011.tar"}));
+  EXPECT_EQ(expand_braces("{a,b}/{1..2}.tar"), (std::vector<std::string>{"a/1.tar", "a/2.tar", "b/1.tar", "b/2.tar"}));
+  EXPECT_EQ(expand_braces("plain.tar"), (std::vector<std::string>{"plain.tar"}));
+  EXPECT_EQ(expand_braces("pipe:cat x/{0..1}.tar").back(), "pipe:cat x/1.tar");
+  for (const char* bad : {"s/{0..}.tar", "s/{00005..00001}.tar", "s/{0..2.tar", "s/0..2}.tar", "{a{b}}"}) {
+    try {
+      expand_braces(bad);
+      ADD_FAILURE() << bad << " expanded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(input_base_name("/data/tars/00042.tar"), "00042.tar");
+  EXPECT_EQ(input_base_name("pipe:curl -s https://host/a/00042.tar"), "00042.tar");
+  EXPECT_EQ(input_base_name("pipe:aws s3 cp s3://bucket/00042.tar -"), "00042.tar");
+  EXPECT_EQ(input_base_name("pipe:gen-tar --count 3"), "3");
+}
+
+// A tar read from a pipe: the same samples as the file; a command that fails is an error.
+TEST(InputFiles, PipeReadsLikeTheFile) {
+  TempDir t("pipe");
+  const auto txt = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  write_file(t.path() / "00003.tar", coca::testing::make_tar({{"a.jpg", jpeg_solid(8, 8, 1, 2, 3)},
+                                                             {"a.txt", txt("one")},
+                                                             {"b.png", png_solid(8, 8, 4, 5, 6)},
+                                                             {"b.txt", txt("two")}}));
+  const InputListing file = list_webdataset({t.str("00003.tar")});
+  const InputListing pipe = list_webdataset({"pipe:cat " + t.str("00003.tar")});
+  ASSERT_EQ(file.items.size(), 2u);
+  ASSERT_EQ(pipe.items.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(file.items[i].key, pipe.items[i].key);
+    EXPECT_EQ(file.items[i].captions, pipe.items[i].captions);
+    EXPECT_EQ(file.items[i].image.data, pipe.items[i].image.data);
+  }
+  EXPECT_EQ(pipe.items[1].key, "00003.tar/b");
+  EXPECT_THROW(list_webdataset({"pipe:cat " + t.str("00003.tar") + "; exit 4"}), Error);
 }

@@ -19,9 +19,9 @@ std::vector<std::string> expand_braces(const std::string& pattern);
 // True for "pipe:COMMAND".
 bool is_pipe_input(const std::string& name);
 
-// The file name a key prefix is made from: the last path component, or for a pipe the last
-// path component of its command's last word ("pipe:curl -s https://host/00042.tar" gives
-// "00042.tar").
+// The file name a key prefix is made from: the last path component, or for a pipe that of its
+// command's last word naming a .tar, else of its last word ("pipe:curl -s https://host/00042.tar"
+// and "pipe:aws s3 cp s3://bucket/00042.tar -" give "00042.tar").
 std::string input_base_name(const std::string& name);
 
 // Reads a file or a pipe front to back. A pipe's command runs under /bin/sh; finish() waits
