@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # coca-shard killed and run again: a WebDataset conversion (40 tars of 120 samples read through
-# `pipe:sleep 0.05; cat ...`, images re-encoded, so that the run takes a few seconds) is killed with SIGKILL at 3 random points in a
-# row, each time once a random number of tars are finished plus a random few milliseconds (so
-# kills land inside a tar, between a part's shards and its record, or around the index); a
-# fourth run with the same arguments finishes it. Its samples (keys, image bytes, captions)
-# must be those of an uninterrupted run, no temporary shard may be left, and the finished set
-# is then refused without --append / --overwrite.
+# `pipe:sleep 0.05; cat ...`, images re-encoded, so that it takes a few seconds) is killed with
+# SIGKILL at 3 random points in a row, each once a random number of further tars are finished
+# plus 0-150 ms (so that kills land inside a tar or between a part's shards and its record);
+# the second killed run has 2 ranks. A fourth run with the same arguments finishes it. Its
+# samples (keys, image bytes, captions) must be those of an uninterrupted run, no temporary
+# shard may be left, and the finished set is then refused without --append / --overwrite.
 source "$(dirname "$0")/lib.sh"
 wds_tool="$build/tests/data/wds_tool"
 if [ ! -x "$wds_tool" ] || [ ! -x "$coca_shard" ]; then skip "wds_tool or coca-shard not built"; finish; fi
@@ -28,10 +28,14 @@ section "3 kills with SIGKILL, then a run to the end"
 for k in 1 2 3; do
   before=$(records)
   # Somewhere in the tars still to do: past a random number of new records, then a random pause.
-  target=$((before + 1 + RANDOM % 8))
-  [ $target -ge $tars ] && target=$((tars - 1))
+  target=$((before + 1 + RANDOM % 6))
+  # At least 6 tars (0.3 s of pipe: sleeps alone) left, so that the kill lands before the end.
+  [ $target -gt $((tars - 6)) ] && target=$((tars - 6))
   pause=$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", (r % 150) / 1000 }')
-  start_bg "$work/kill$k.log" "$coca_shard" "${args[@]}" --output "$work/out"
+  # The second run on 2 ranks: a conversion continues on any number of processes.
+  launcher=()
+  [ $k = 2 ] && launcher=(mpi 2)
+  start_bg "$work/kill$k.log" "${launcher[@]}" "$coca_shard" "${args[@]}" --output "$work/out"
   wait_for 60 has_records $target
   sleep "$pause"
   kill -0 "$bg_pid" 2>/dev/null && running=yes || running=no
