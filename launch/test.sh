@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${COCA_BUILD_DIR:-$root/build}
 labels="cpu|mpi|faults|fuzz|multinode"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  labels="cpu|mpi|faults|fuzz|multinode|cuda"
+  labels="cpu|mpi|faults|fuzz|multinode|^cuda$"  # (not cuda-emu: run_emu.sh below)
 fi
 fuzz_rc=0
 "$root/tests/fuzz/build.sh" || fuzz_rc=$?
@@ -21,6 +21,6 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 echo "test: running labels ${labels}"
 cd "$build"
 ctest --output-on-failure -L "${labels}" --timeout 900
-# The CUDA backend on the CPU emulation (label cuda-emu, in its own build dir): every commit,
-# GPU or not. See tests/gpu/NOTES.md for what it proves.
+# The CUDA backend on the CPU emulation (label cuda-emu, built beside the CUDA backend in the
+# same build dir): every commit, GPU or not. See tests/gpu/NOTES.md for what it proves.
 "$root/tests/cuda/run_emu.sh"

@@ -5,13 +5,15 @@
 # in_proj_bias, which has no effect; see below); amp_bf16 trains (loss goes down,
 # everything finite); a GPU checkpoint resumes on the GPU with the uninterrupted losses;
 # zero-shot on the GPU agrees with the CPU; params.json records the device.
-# usage: test_train_cuda.sh BUILD_DIR   (BUILD_DIR/coca-train, coca-eval, tests/train/make_train_fixture)
+# usage: test_train_cuda.sh BUILD_DIR   (BUILD_DIR/coca-train, coca-eval, tests/train/make_train_fixture;
+# COCA_TEST_BIN_DIR: where coca-train and coca-eval are instead, BUILD_DIR/emu for the cuda-emu copy)
 # COCA_TEST_GPU_DEVICE=cpu runs every "GPU" step on the CPU instead: a check of this script's
 # own logic on a machine without a GPU (every comparison is then CPU against CPU).
 set -u
 build=$1
 gpu=${COCA_TEST_GPU_DEVICE:-cuda}
-train="$build/coca-train"
+bin=${COCA_TEST_BIN_DIR:-$build}  # coca-train and coca-eval (build/emu/ for the cuda-emu copy)
+train="$bin/coca-train"
 work=$(mktemp -d /tmp/coca-train-cuda.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -133,8 +135,8 @@ PY
 printf 'a photo of a {} on a grey background\n' > "$work/templates.txt"
 zs=(zeroshot --model-config "$work/fx/model.json" --weights "$work/logs/cpu/checkpoints/step_000012/model.safetensors"
     --data "$work/fx/eval" --templates "$work/templates.txt" --batch-size 16)
-"$build/coca-eval" "${zs[@]}" --device cpu --output "$work/zs_cpu.json" >"$work/zs_cpu.log" 2>&1
-"$build/coca-eval" "${zs[@]}" --device "$gpu" --precision fp32 --output "$work/zs_gpu.json" >"$work/zs_gpu.log" 2>&1
+"$bin/coca-eval" "${zs[@]}" --device cpu --output "$work/zs_cpu.json" >"$work/zs_cpu.log" 2>&1
+"$bin/coca-eval" "${zs[@]}" --device "$gpu" --precision fp32 --output "$work/zs_gpu.json" >"$work/zs_gpu.log" 2>&1
 check "GPU zero-shot exits 0" test $? -eq 0
 check "GPU zero-shot equals CPU zero-shot (within one image)" python3 - "$work/zs_cpu.json" "$work/zs_gpu.json" <<'PY'
 import json, sys
