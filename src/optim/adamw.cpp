@@ -6,6 +6,7 @@
 #ifdef COCA_WITH_CUDA
 #include "coca/kernels/cuda/adamw.h"
 #include "coca/kernels/cuda/reduce.h"
+#include "coca/kernels/cuda/runtime.h"
 #endif
 #include "coca/kernels/cpu/profile.h"
 #include "coca/tensor/dispatch.h"
@@ -32,11 +33,15 @@ AdamW::AdamW(std::vector<std::pair<std::string, Tensor>> params, AdamWOptions op
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, const Tensor& norm_scale) {
   ++step_;
   const double bc1 = 1.0 - std::pow(opts_.beta1, static_cast<double>(step_));
   const double bc2 = 1.0 - std::pow(opts_.beta2, static_cast<double>(step_));
   const double step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
+#ifdef COCA_WITH_CUDA
+  // Every CUDA parameter in one launch per dtype.
+  std::vector<cuda::AdamWTensors> on_device[2];  // f32, f64
+#endif
   for (Slot& s : slots_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
@@ -45,11 +50,14 @@ void AdamW::step(double lr) {
     if (s.param.device() == Device::CUDA) {
       COCA_CHECK(g.device() == Device::CUDA && s.m.device() == Device::CUDA, "AdamW: parameter ", s.name,
                  " is on CUDA but its gradient or state is not");
-      cuda::adamw_step(s.param, s.m, s.v, g, opts_.beta1, opts_.beta2, opts_.eps,
-                       s.decay ? 1.0 - lr * opts_.weight_decay : 1.0, step_size, bc2_sqrt);
+      COCA_CHECK(s.param.dtype() == DType::f32 || s.param.dtype() == DType::f64, "AdamW: parameter ", s.name,
+                 " is ", dtype_name(s.param.dtype()), " (float32 or float64 only)");
+      on_device[s.param.dtype() == DType::f32 ? 0 : 1].push_back(
+          {s.param, s.m, s.v, g, s.decay ? 1.0 - lr * opts_.weight_decay : 1.0});
       continue;
     }
 #endif
+    COCA_CHECK(!norm_scale.defined(), "AdamW: a device clipping scale was given but ", s.name, " is on the CPU");
     cpu::ProfileScope prof("adamw");
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = typename decltype(tag)::type;
@@ -71,6 +79,10 @@ void AdamW::step(double lr) {
       }
     });
   }
+#ifdef COCA_WITH_CUDA
+  for (auto& group : on_device)
+    cuda::adamw_step_many(group, opts_.beta1, opts_.beta2, opts_.eps, step_size, bc2_sqrt, norm_scale);
+#endif
 }
 
 void AdamW::zero_grad() {
@@ -78,20 +90,27 @@ void AdamW::zero_grad() {
   for (Slot& s : slots_) s.param.zero_grad();
 }
 
-double global_grad_norm(const std::vector<Tensor>& params) {
-  double total = 0;
+namespace {
+
+// The CUDA gradients of params (contiguous), or none when a gradient is on the CPU or the
+// gradients mix dtypes (then everything is summed on the host).
+std::vector<Tensor> device_grads(const std::vector<Tensor>& params) {
+  std::vector<Tensor> out;
 #ifdef COCA_WITH_CUDA
-  std::vector<Tensor> device_grads;  // summed with one synchronisation
-  for (const Tensor& p : params)
-    if (p.grad().defined() && p.grad().device() == Device::CUDA) device_grads.push_back(p.grad().contiguous());
-  total += cuda::sum_squares_many(device_grads);
-#endif
   for (const Tensor& p : params) {
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
-#ifdef COCA_WITH_CUDA
-    if (g.device() == Device::CUDA) continue;  // counted above
+    if (!p.grad().defined()) continue;
+    if (p.grad().device() != Device::CUDA || (!out.empty() && p.grad().dtype() != out[0].dtype())) return {};
+    out.push_back(p.grad().contiguous());
+  }
 #endif
+  return out;
+}
+
+double host_sum_squares(const std::vector<Tensor>& params) {
+  double total = 0;
+  for (const Tensor& p : params) {
+    if (!p.grad().defined()) continue;
+    Tensor g = p.grad().to(Device::CPU);
     dispatch_float(g.dtype(), "grad_norm", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* gp = g.contiguous().template data<T>();
@@ -100,13 +119,31 @@ double global_grad_norm(const std::vector<Tensor>& params) {
       total += s;
     });
   }
-  return std::sqrt(total);
+  return total;
+}
+
+double clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
+}  // namespace
+
+double global_grad_norm(const std::vector<Tensor>& params) {
+#ifdef COCA_WITH_CUDA
+  if (std::vector<Tensor> dg = device_grads(params); !dg.empty()) {
+    double pair[2];
+    Tensor ns = cuda::grad_norm_and_scale(dg, 0.0);
+    cuda::memcpy(pair, ns.raw_data(), sizeof pair, 1);
+    return pair[0];
+  }
+#endif
+  return std::sqrt(host_sum_squares(params));
 }
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   const double norm = global_grad_norm(params);
-  if (max_norm > 0 && norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);
+  const double scale = clip_scale(norm, max_norm);
+  if (scale != 1.0) {
     for (const Tensor& p : params) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
@@ -124,6 +161,29 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     }
   }
   return norm;
+}
+
+GradNorm clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_norm) {
+  GradNorm r;
+#ifdef COCA_WITH_CUDA
+  if (std::vector<Tensor> dg = device_grads(params); !dg.empty()) {
+    r.norm_scale = cuda::grad_norm_and_scale(dg, max_norm);
+    return r;
+  }
+#endif
+  r.host_norm = clip_grad_norm(params, max_norm);
+  return r;
+}
+
+double GradNorm::norm() const {
+  if (!norm_scale.defined()) return host_norm;
+#ifdef COCA_WITH_CUDA
+  double pair[2];
+  cuda::memcpy(pair, norm_scale.raw_data(), sizeof pair, 1);
+  return pair[0];
+#else
+  return host_norm;
+#endif
 }
 
 LrSchedule parse_lr_schedule(const std::string& name) {

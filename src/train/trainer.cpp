@@ -574,12 +574,19 @@ StepResult Trainer::train_step(double lr) {
   r.caption = l.caption;
   grads_->finish();
   window_grad_wait_s_ += grads_->last_wait_seconds();
-  r.grad_norm = zero_ ? zero_->clip_grad_norm(o_.grad_clip_norm) : clip_grad_norm(params_, o_.grad_clip_norm);
+  // On CUDA the clipping scale stays on the device: AdamW applies it as it reads the gradients.
+  GradNorm gn;
+  if (zero_) {
+    r.grad_norm = zero_->clip_grad_norm(o_.grad_clip_norm);
+  } else {
+    gn = clip_grad_norm_deferred(params_, o_.grad_clip_norm);
+    r.grad_norm = gn.norm();
+  }
   const bool finite_here = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   r.finite = comm_->sum(finite_here ? 0.0 : 1.0) == 0.0;
   if (r.finite) {
     if (zero_) zero_->step(lr);
-    else adamw_->step(lr);
+    else adamw_->step(lr, gn.norm_scale);
     model_->clamp_logit_scale();
     consecutive_nonfinite_ = 0;
   } else {

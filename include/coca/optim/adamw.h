@@ -21,8 +21,10 @@ bool excluded_from_weight_decay(const std::string& name, const Tensor& t);
 class AdamW {
  public:
   AdamW(std::vector<std::pair<std::string, Tensor>> params, AdamWOptions opts);
-  // One update with the current gradients (parameters without a gradient are skipped).
-  void step(double lr);
+  // One update with the current gradients (parameters without a gradient are skipped); the
+  // CUDA parameters in one launch per dtype. norm_scale: clip_grad_norm_deferred's device
+  // [norm, scale], applied to the CUDA gradients as they are read (undefined: none).
+  void step(double lr, const Tensor& norm_scale = Tensor());
   void zero_grad();
   int64_t steps() const { return step_; }
   const AdamWOptions& options() const { return opts_; }
@@ -46,6 +48,17 @@ class AdamW {
 double global_grad_norm(const std::vector<Tensor>& params);
 // Scales gradients so that their global norm is at most max_norm; returns the norm before.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+// clip_grad_norm for a step that ends in AdamW::step(lr, norm_scale): where every gradient is
+// on CUDA (one dtype) the norm and the scale stay on the device (two launches, no
+// synchronisation; the gradients are scaled as AdamW reads them, bit for bit what
+// clip_grad_norm then step gives); elsewhere the gradients are clipped at once.
+struct GradNorm {
+  Tensor norm_scale;      // CUDA f64 [norm, scale], or undefined
+  double host_norm = 0;   // the norm, where norm_scale is undefined
+  double norm() const;    // reads the device norm (one device-to-host copy) where there is one
+};
+GradNorm clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_norm);
 
 enum class LrSchedule { Cosine, Constant, ConstantCooldown };
 LrSchedule parse_lr_schedule(const std::string& name);  // "cosine", "const", "const-cooldown"

@@ -72,10 +72,19 @@ __global__ void max_backward_kernel(const T* g, const int32_t* idx, T* out, int6
   COCA_KERNEL_LOOP(r, rows) out[r * cols + idx[r]] = g[r];
 }
 
+// One block per chunk of one tensor: partial[chunk] = sum of squares of its elements
+// [begin, end), in float64.
+struct SquaresChunk {
+  const void* x;
+  int64_t begin, end;
+};
+
 template <typename T>
-__global__ void sum_squares_kernel(const T* x, int64_t n, double* partial) {
+__global__ void sum_squares_chunks_kernel(const SquaresChunk* chunks, double* partial) {
+  const SquaresChunk c = chunks[blockIdx.x];
+  const T* x = static_cast<const T*>(c.x);
   double acc = 0;
-  COCA_KERNEL_LOOP(i, n) {
+  for (int64_t i = c.begin + threadIdx.x; i < c.end; i += blockDim.x) {
     const double v = static_cast<double>(x[i]);
     acc += v * v;
   }
@@ -87,6 +96,23 @@ __global__ void sum_squares_kernel(const T* x, int64_t n, double* partial) {
     double s = 0;
     for (unsigned w = 0; w < blockDim.x / 32; ++w) s += warp_part[w];
     partial[blockIdx.x] = s;
+  }
+}
+
+// One block: out = [sqrt(sum of partial), clipping scale], the partials summed in a fixed order.
+__global__ void norm_and_scale_kernel(const double* partial, int64_t n, double max_norm, double* out) {
+  double acc = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
+  acc = warp_sum(acc);
+  COCA_SHARED(double, warp_part, 32);
+  if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s = 0;
+    for (unsigned w = 0; w < blockDim.x / 32; ++w) s += warp_part[w];
+    const double norm = sqrt(s);
+    out[0] = norm;
+    out[1] = max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;  // as clip_grad_norm
   }
 }
 
@@ -149,48 +175,6 @@ void max_last_backward(const Tensor& g, const Tensor& index, int64_t rows, int64
   });
 }
 
-double sum_squares(const Tensor& t) {
-  const int64_t n = t.numel();
-  if (n == 0) return 0;
-  const unsigned blocks = std::min<unsigned>(grid_for(n), 1024);
-  Scratch partial(sizeof(double) * blocks);
-  dispatch_float_dev(t.dtype(), "sum_squares", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    launch<sum_squares_kernel<T>>(blocks, 256, 0, stream(), dptr<T>(t), n, partial.as<double>());
-    COCA_CUDA_LAUNCH_CHECK();
-  });
-  std::vector<double> host(blocks);
-  memcpy(host.data(), partial.as<double>(), sizeof(double) * blocks, 1);
-  double s = 0;
-  for (double v : host) s += v;
-  return s;
-}
-
-double sum_squares_many(const std::vector<Tensor>& ts) {
-  KernelTimer timer("grad_norm");
-  constexpr unsigned kBlocks = 64;  // partial sums per tensor, summed on the host in a fixed order
-  if (ts.empty()) return 0;
-  Scratch partial(sizeof(double) * kBlocks * ts.size());
-  COCA_CUDA_CHECK(cudaMemsetAsync(partial.as<void>(), 0, sizeof(double) * kBlocks * ts.size(), stream()));
-  for (size_t k = 0; k < ts.size(); ++k) {
-    const Tensor& t = ts[k];
-    COCA_CHECK(t.is_contiguous() && t.device() == Device::CUDA, "sum_squares (CUDA): ", t.describe(),
-               " is not a contiguous CUDA tensor");
-    if (t.numel() == 0) continue;
-    const unsigned blocks = std::min<unsigned>(grid_for(t.numel()), kBlocks);
-    dispatch_float_dev(t.dtype(), "sum_squares", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      launch<sum_squares_kernel<T>>(blocks, 256, 0, stream(), dptr<T>(t), t.numel(), partial.as<double>() + k * kBlocks);
-      COCA_CUDA_LAUNCH_CHECK();
-    });
-  }
-  std::vector<double> host(kBlocks * ts.size());
-  memcpy(host.data(), partial.as<double>(), sizeof(double) * host.size(), 1);
-  double s = 0;
-  for (double v : host) s += v;
-  return s;
-}
-
 void scale_(Tensor& t, double s) {
   KernelTimer timer("scale_");
   const int64_t n = t.numel();
@@ -200,6 +184,37 @@ void scale_(Tensor& t, double s) {
     launch<scale_kernel<T>>(grid_for(n), 256, 0, stream(), dptr<T>(t), n, static_cast<T>(s));
     COCA_CUDA_LAUNCH_CHECK();
   });
+}
+
+Tensor grad_norm_and_scale(const std::vector<Tensor>& ts, double max_norm) {
+  KernelTimer timer("grad_norm");
+  Tensor out = Tensor::empty({2}, DType::f64, Device::CUDA);
+  std::vector<SquaresChunk> chunks;
+  DType dt = DType::f32;
+  for (const Tensor& t : ts) {
+    COCA_CHECK(t.is_contiguous() && t.device() == Device::CUDA, "grad_norm_and_scale: ", t.describe(),
+               " is not a contiguous CUDA tensor");
+    COCA_CHECK(chunks.empty() || t.dtype() == dt, "grad_norm_and_scale: tensors of more than one dtype");
+    dt = t.dtype();
+    for (int64_t b = 0; b < t.numel(); b += kSquaresChunk)
+      chunks.push_back({t.raw_data(), b, std::min<int64_t>(t.numel(), b + kSquaresChunk)});
+  }
+  COCA_CHECK(chunks.size() <= 0x7fffffffu, "grad_norm_and_scale: ", chunks.size(), " chunks is over a grid's limit");
+  Scratch partial(sizeof(double) * std::max<size_t>(chunks.size(), 1));
+  if (!chunks.empty()) {
+    Scratch table(sizeof(SquaresChunk) * chunks.size());
+    memcpy(table.as<void>(), chunks.data(), sizeof(SquaresChunk) * chunks.size(), 0);
+    dispatch_float_dev(dt, "grad_norm", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      launch<sum_squares_chunks_kernel<T>>(static_cast<unsigned>(chunks.size()), 256, 0, stream(),
+                                           table.as<const SquaresChunk>(), partial.as<double>());
+      COCA_CUDA_LAUNCH_CHECK();
+    });
+  }
+  launch<norm_and_scale_kernel>(1, 256, 0, stream(), partial.as<const double>(), static_cast<int64_t>(chunks.size()),
+                                max_norm, dptr<double>(out));
+  COCA_CUDA_LAUNCH_CHECK();
+  return out;
 }
 
 }  // namespace coca::cuda
