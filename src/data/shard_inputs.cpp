@@ -220,6 +220,17 @@ InputListing list_csv(const std::string& path, const CsvOptions& options) {
   return out;
 }
 
+namespace {
+
+// A COCO id: an integer JSON number within int64 (a number such as 3e69 is refused, not cast).
+int64_t coco_id(const nlohmann::json& v, const std::string& json_path, const char* field) {
+  const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX) : v.is_number_integer();
+  COCA_CHECK(ok, json_path, ": malformed COCO record: \"", field, "\" is not an integer id: ", v.dump());
+  return v.get<int64_t>();
+}
+
+}  // namespace
+
 InputListing list_coco(const std::string& json_path, const std::string& images_root) {
   nlohmann::json j;
   try {
@@ -234,7 +245,7 @@ InputListing list_coco(const std::string& json_path, const std::string& images_r
   try {
     for (const auto& im : j.at("images")) {
       WorkItem item;
-      const int64_t id = im.at("id").get<int64_t>();
+      const int64_t id = coco_id(im.at("id"), json_path, "id");
       const std::string file = im.at("file_name").get<std::string>();
       item.image.path = (fs::path(images_root) / file).string();
       item.key = str_cat("coco:", id);
@@ -242,8 +253,9 @@ InputListing list_coco(const std::string& json_path, const std::string& images_r
       out.items.push_back(std::move(item));
     }
     for (const auto& ann : j.at("annotations")) {
-      const int64_t image_id = ann.at("image_id").get<int64_t>();
-      const std::string ann_key = str_cat("coco:", image_id, ":", ann.value("id", int64_t{-1}));
+      const int64_t image_id = coco_id(ann.at("image_id"), json_path, "image_id");
+      const int64_t ann_id = ann.contains("id") ? coco_id(ann.at("id"), json_path, "id") : -1;
+      const std::string ann_key = str_cat("coco:", image_id, ":", ann_id);
       auto it = by_id.find(image_id);
       if (it == by_id.end()) {
         out.issues.push_back({"unknown_image_id", ann_key, "annotation refers to an image not in \"images\""});
