@@ -624,20 +624,23 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
   const int64_t step_samples = static_cast<int64_t>(o_.batch_size) * world_ * o_.accum_freq;
   samples_seen_ += step_samples;
   log_samples_ += step_samples;
-  if (r.finite) {
-    log_loss_ += comm_->sum(r.loss) / world_;
-    log_con_ += comm_->sum(r.contrastive) / world_;
-    log_cap_ += comm_->sum(r.caption) / world_;
+  if (r.finite) {  // this rank's losses, summed over the ranks at logging steps only
+    log_loss_ += r.loss;
+    log_con_ += r.contrastive;
+    log_cap_ += r.caption;
     ++log_count_;
   }
   if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps && !last) return;
-  const nlohmann::json by_source = samples_by_source();  // a collective: every rank
+  // Collectives, every rank (a step that logs nothing makes none of these).
+  const double window_loss = comm_->sum(log_loss_) / world_, window_con = comm_->sum(log_con_) / world_,
+               window_cap = comm_->sum(log_cap_) / world_;
+  const nlohmann::json by_source = samples_by_source();
   const double dt = seconds_since(t_log_);
   const double rate = log_samples_ / std::max(dt, 1e-9);
   const double elapsed = seconds_since(t_start_);
   const double eta = (plan_.total_steps - step_) * elapsed / std::max<int64_t>(step_ - start_step_, 1);
   if (lead_ && log_count_ > 0) {
-    const double loss = log_loss_ / log_count_, con = log_con_ / log_count_, cap = log_cap_ / log_count_;
+    const double loss = window_loss / log_count_, con = window_con / log_count_, cap = window_cap / log_count_;
     const double scale = std::exp(model_->logit_scale.item());
     std::printf("step %lld/%lld (%.0f%%) epoch %lld | loss %.4f (contrastive %.4f, caption %.4f) | lr %.3g | "
                 "scale %.2f | %.1f samples/s (%.1f/rank) | ETA %s\n",
