@@ -72,6 +72,19 @@ __global__ void max_backward_kernel(const T* g, const int32_t* idx, T* out, int6
   COCA_KERNEL_LOOP(r, rows) out[r * cols + idx[r]] = g[r];
 }
 
+// The sum of every thread's acc over the block, valid on thread 0: warp sums, then the warps in
+// order (fixed, so the result is deterministic).
+__device__ __forceinline__ double block_sum(double acc) {
+  acc = warp_sum(acc);
+  COCA_SHARED(double, warp_part, 32);
+  if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = acc;
+  __syncthreads();
+  double s = 0;
+  if (threadIdx.x == 0)
+    for (unsigned w = 0; w < blockDim.x / 32; ++w) s += warp_part[w];
+  return s;
+}
+
 // One block per chunk of one tensor: partial[chunk] = sum of squares of its elements
 // [begin, end), in float64.
 struct SquaresChunk {
@@ -88,28 +101,16 @@ __global__ void sum_squares_chunks_kernel(const SquaresChunk* chunks, double* pa
     const double v = static_cast<double>(x[i]);
     acc += v * v;
   }
-  acc = warp_sum(acc);
-  COCA_SHARED(double, warp_part, 32);
-  if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = acc;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double s = 0;
-    for (unsigned w = 0; w < blockDim.x / 32; ++w) s += warp_part[w];
-    partial[blockIdx.x] = s;
-  }
+  const double s = block_sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 // One block: out = [sqrt(sum of partial), clipping scale], the partials summed in a fixed order.
 __global__ void norm_and_scale_kernel(const double* partial, int64_t n, double max_norm, double* out) {
   double acc = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
-  acc = warp_sum(acc);
-  COCA_SHARED(double, warp_part, 32);
-  if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = acc;
-  __syncthreads();
+  const double s = block_sum(acc);
   if (threadIdx.x == 0) {
-    double s = 0;
-    for (unsigned w = 0; w < blockDim.x / 32; ++w) s += warp_part[w];
     const double norm = sqrt(s);
     out[0] = norm;
     out[1] = max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;  // as clip_grad_norm
