@@ -1,4 +1,5 @@
-"""Independent PyTorch reference of the CoCa model described in /work/shared/spec/COCA.md.
+"""Independent PyTorch reference of the CoCa model described in /work/shared/spec/COCA.md,
+and of OpenCLIP's CLIP family (a config without `multimodal_cfg`).
 
 This is a golden-file generator for the C++ implementation, not a runtime dependency.
 It is written from the spec (not copied from OpenCLIP); parameter names, shapes and
@@ -12,9 +13,18 @@ Only torch primitives are used (matmul, softmax, erf, ...); every layer is spell
 
 Usage:
     cfg = load_config("coca_tiny.json")           # OpenCLIP JSON schema
-    model = CoCa(cfg)                             # parameters zero/one initialised
+    model = build_model(cfg)                      # CoCa / CLIP / CustomTextCLIP; zero/one init
     out = model(images, text)                     # dict of outputs (see CoCa.forward)
-    losses = coca_losses(out, text, cfg.text.pad_id)
+    losses = model_losses(out, text, cfg.text.pad_id)
+
+Families (chosen by the config, as OpenCLIP does):
+  * CoCa: `multimodal_cfg` present. Vision with attentional pooler (default) or without
+    (`vision_cfg.attentional_pool: false`, OpenCLIP's coca_base): then ln_post runs over all
+    trunk tokens (width w), proj is [w, embed_dim], the decoder sees tokens 1.. after ln_post.
+  * CLIP: no `multimodal_cfg`. Text tower without CLS (`embed_cls` false, default here):
+    causal mask only, ln_final on all positions, pooled at argmax(token id) (first
+    occurrence). `custom_text: true` -> OpenCLIP CustomTextCLIP names (`text.*`), otherwise
+    OpenCLIP CLIP names (text tensors at the top level). Loss: contrastive only.
 """
 from __future__ import annotations
 
@@ -85,13 +95,18 @@ class CocaCfg:
     embed_dim: int
     vision: VisionCfg
     text: TextCfg
-    multimodal: MultimodalCfg
+    multimodal: Optional[MultimodalCfg]   # None: CLIP family (no decoder)
+    custom_text: bool = False             # CLIP only: text tensors under `text.`
+
+    @property
+    def is_coca(self) -> bool:
+        return self.multimodal is not None
 
 
 # Keys (per section) that OpenCLIP's CoCa configs carry but that do not change the model
 # described by the spec; accepted silently. Anything else unknown gets a warning.
 _BENIGN = {
-    "": {"custom_text"},
+    "": set(),
     "vision_cfg": {"output_tokens"},
     "text_cfg": {"output_tokens"},
     "multimodal_cfg": {"attn_pooler_heads", "output_tokens"},
@@ -119,8 +134,14 @@ _SCHEMA = {
 }
 
 
-def _parse_section(obj: dict, section: str):
+# Family-dependent defaults (spec section 1: attentional_pool "[false; true for CoCa]",
+# embed_cls "[true for CoCa]"; OpenCLIP's CLIP defaults are false for both).
+_CLIP_DEFAULTS = {"vision_cfg": {"attentional_pool": False}, "text_cfg": {"embed_cls": False}}
+
+
+def _parse_section(obj: dict, section: str, default_overrides=None):
     cls, fields = _SCHEMA[section]
+    default_overrides = default_overrides or {}
     if not isinstance(obj, dict):
         raise ValueError(f"config key '{section}' must be an object")
     kwargs = {}
@@ -141,7 +162,7 @@ def _parse_section(obj: dict, section: str):
         elif default is _REQUIRED:
             raise ValueError(f"missing required config key '{section}.{key}'")
         else:
-            kwargs[key] = default
+            kwargs[key] = default_overrides.get(key, default)
     for key in obj:
         if key not in fields and key not in _BENIGN[section]:
             warnings.warn(f"unknown config key '{section}.{key}' ignored")
@@ -151,43 +172,60 @@ def _parse_section(obj: dict, section: str):
 def parse_config(obj: dict) -> CocaCfg:
     if not isinstance(obj, dict):
         raise ValueError("config must be a JSON object")
-    for key in ("embed_dim", "vision_cfg", "text_cfg", "multimodal_cfg"):
+    # `multimodal_cfg` absent -> CLIP family
+    known = ("embed_dim", "vision_cfg", "text_cfg", "multimodal_cfg", "custom_text")
+    for key in ("embed_dim", "vision_cfg", "text_cfg"):
         if key not in obj:
             raise ValueError(f"missing required config key '{key}'")
     for key in obj:
-        if key not in ("embed_dim", "vision_cfg", "text_cfg", "multimodal_cfg") and key not in _BENIGN[""]:
+        if key not in known and key not in _BENIGN[""]:
             warnings.warn(f"unknown config key '{key}' ignored")
     embed_dim = obj["embed_dim"]
     if isinstance(embed_dim, bool) or not isinstance(embed_dim, int):
         raise ValueError("config key 'embed_dim' must be an integer")
-    v = _parse_section(obj["vision_cfg"], "vision_cfg")
-    t = _parse_section(obj["text_cfg"], "text_cfg")
-    m = _parse_section(obj["multimodal_cfg"], "multimodal_cfg")
-    cfg = CocaCfg(embed_dim=embed_dim, vision=v, text=t, multimodal=m)
+    custom_text = obj.get("custom_text", False)
+    if not isinstance(custom_text, bool):
+        raise ValueError("config key 'custom_text' must be a boolean")
+    coca = "multimodal_cfg" in obj
+    over = {} if coca else _CLIP_DEFAULTS
+    v = _parse_section(obj["vision_cfg"], "vision_cfg", over.get("vision_cfg"))
+    t = _parse_section(obj["text_cfg"], "text_cfg", over.get("text_cfg"))
+    m = _parse_section(obj["multimodal_cfg"], "multimodal_cfg") if coca else None
+    cfg = CocaCfg(embed_dim=embed_dim, vision=v, text=t, multimodal=m, custom_text=custom_text)
     validate_config(cfg)
     return cfg
 
 
 def validate_config(cfg: CocaCfg) -> None:
     v, t, m = cfg.vision, cfg.text, cfg.multimodal
-    if not v.attentional_pool:
-        raise ValueError("vision_cfg.attentional_pool=false is not a CoCa model (unsupported)")
-    if not t.embed_cls:
-        raise ValueError("text_cfg.embed_cls=false is not a CoCa model (unsupported)")
     if v.width % v.head_width:
         raise ValueError("vision_cfg.width must be a multiple of head_width")
     if v.image_size % v.patch_size:
         raise ValueError("vision_cfg.image_size must be a multiple of patch_size")
-    if cfg.embed_dim % v.attn_pooler_heads:
-        raise ValueError("embed_dim must be a multiple of vision_cfg.attn_pooler_heads")
-    if v.attn_pooler_queries < 2:
-        raise ValueError("vision_cfg.attn_pooler_queries must be >= 2 (1 contrastive + decoder tokens)")
+    if v.attentional_pool:
+        if cfg.embed_dim % v.attn_pooler_heads:
+            raise ValueError("embed_dim must be a multiple of vision_cfg.attn_pooler_heads")
+        if v.attn_pooler_queries < 2:
+            raise ValueError("vision_cfg.attn_pooler_queries must be >= 2 (1 contrastive + decoder tokens)")
     if t.width % t.heads:
         raise ValueError("text_cfg.width must be a multiple of heads")
+    if m is None:
+        # CLIP family. OpenCLIP's CLIP (custom_text false) copies the text tower's tensors
+        # to the top level and has no cls_emb; a CLS text tower needs CustomTextCLIP.
+        if t.embed_cls and not cfg.custom_text:
+            raise ValueError("text_cfg.embed_cls=true needs custom_text=true in a CLIP config")
+        return
+    if not t.embed_cls:
+        raise ValueError("text_cfg.embed_cls=false is not a CoCa model (unsupported)")
     if m.width % m.heads:
         raise ValueError("multimodal_cfg.width must be a multiple of heads")
-    if m.width != cfg.embed_dim:
+    if v.attentional_pool and m.width != cfg.embed_dim:
+        # decoder cross-attention input = pooler output (width embed_dim)
         raise ValueError("multimodal_cfg.width must equal embed_dim")
+    if not v.attentional_pool and m.width != v.width:
+        # decoder cross-attention input = vision tokens after ln_post (width vision_cfg.width)
+        raise ValueError("multimodal_cfg.width must equal vision_cfg.width "
+                         "(attentional_pool=false)")
     if m.width != t.width:
         # The decoder consumes the unimodal token embeddings (width text_cfg.width) directly.
         raise ValueError("multimodal_cfg.width must equal text_cfg.width")
@@ -409,7 +447,9 @@ class VisionTower(nn.Module):
     def __init__(self, v: VisionCfg, embed_dim: int, device=None, dtype=torch.float32):
         super().__init__()
         self.cfg = v
-        w, d = v.width, embed_dim
+        w = v.width
+        # pooled width d: embed_dim with the attentional pooler, else the vision width
+        d = embed_dim if v.attentional_pool else w
         # direct parameters first (state_dict order: class_embedding, positional_embedding, proj)
         self.class_embedding = _param((w,), device, dtype)
         self.positional_embedding = _param((v.grid * v.grid + 1, w), device, dtype)
@@ -417,12 +457,17 @@ class VisionTower(nn.Module):
         self.conv1 = PatchEmbed(w, v.patch_size, device, dtype)
         self.ln_pre = LayerNorm(w, device, dtype)
         self.transformer = Transformer(w, v.heads, v.layers, v.mlp_ratio, device, dtype)
-        self.attn_pool = AttentionalPooler(d, w, v.attn_pooler_heads, v.attn_pooler_queries,
-                                           device, dtype)
+        if v.attentional_pool:
+            self.attn_pool = AttentionalPooler(d, w, v.attn_pooler_heads, v.attn_pooler_queries,
+                                               device, dtype)
+        else:
+            self.attn_pool = None
         self.ln_post = LayerNorm(d, device, dtype)
 
     def forward(self, images):
-        """Returns dict: latent [B,E] (unnormalised), embs [B,n_q-1,d], trunk [B,g*g+1,w]."""
+        """Returns dict: latent [B,E] (unnormalised), embs [B,n-1,d], trunk [B,g*g+1,w].
+        With the pooler: n = n_q, d = embed_dim; without: ln_post over all g*g+1 trunk
+        tokens (pool type 'tok'), n = g*g+1, d = width."""
         v = self.cfg
         assert images.shape[1] == 3 and images.shape[2] == v.image_size and images.shape[3] == v.image_size
         x = self.conv1(images)
@@ -431,7 +476,10 @@ class VisionTower(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.positional_embedding
         x = self.ln_pre(x)
         trunk = self.transformer(x)
-        pooled = self.ln_post(self.attn_pool(trunk))  # [B, n_q, d]
+        if self.attn_pool is not None:
+            pooled = self.ln_post(self.attn_pool(trunk))  # [B, n_q, d]
+        else:
+            pooled = self.ln_post(trunk)                  # [B, g*g+1, w]
         latent = pooled[:, 0] @ self.proj
         return {"latent": latent, "embs": pooled[:, 1:], "trunk": trunk}
 
@@ -472,13 +520,39 @@ def text_visible(text, pad_id, correct_cls_mask):
     return vis
 
 
+def argmax_index(text):
+    """[B] int64: position of the largest token id of each row, first occurrence (OpenCLIP's
+    text.argmax(dim=-1); the end-of-text token has the largest id)."""
+    L = text.shape[1]
+    pos = torch.arange(L, device=text.device).expand_as(text)
+    is_max = text == text.max(dim=1, keepdim=True).values
+    return torch.where(is_max, pos, torch.full_like(pos, L)).min(dim=1).values
+
+
+def encode_text_argmax(m, t: TextCfg, text):
+    """CLIP text tower without CLS (embed_cls false). `m` carries token_embedding,
+    positional_embedding [L,w], transformer, ln_final, text_projection [w,E] (a TextTower or
+    the top-level CLIP module). Plain causal mask, no padding mask. Returns dict latent [B,E]
+    (unnormalised), trunk [B,L',w] (transformer output, before ln_final), pool_index [B]."""
+    B, Lp = text.shape
+    assert Lp <= t.context_length
+    x = m.token_embedding(text) + m.positional_embedding[:Lp]
+    trunk = m.transformer(x, causal_visible(Lp, text.device))
+    x = m.ln_final(trunk)
+    idx = argmax_index(text)
+    pooled = x[torch.arange(B, device=text.device), idx]
+    return {"latent": pooled @ m.text_projection, "trunk": trunk, "pool_index": idx}
+
+
 class TextTower(nn.Module):
     def __init__(self, t: TextCfg, embed_dim: int, device=None, dtype=torch.float32):
         super().__init__()
         self.cfg = t
         w = t.width
-        self.cls_emb = _param((w,), device, dtype)
-        self.positional_embedding = _param((t.context_length + 1, w), device, dtype)
+        # embed_cls: CLS appended at the end (CoCa); else CLIP's argmax-pooled tower
+        if t.embed_cls:
+            self.cls_emb = _param((w,), device, dtype)
+        self.positional_embedding = _param((t.context_length + int(t.embed_cls), w), device, dtype)
         self.text_projection = _param((w, embed_dim), device, dtype)
         self.token_embedding = TokenEmbedding(t.vocab_size, w, device, dtype)
         self.transformer = Transformer(w, t.heads, t.layers, t.mlp_ratio, device, dtype)
@@ -486,8 +560,11 @@ class TextTower(nn.Module):
 
     def forward(self, text):
         """text [B, L'] int (L' <= context_length). Returns dict: latent [B,E]
-        (unnormalised), token_embs [B,L',w] (no ln_final), cls_pre_ln [B,w], visible."""
+        (unnormalised), token_embs [B,L',w] (no ln_final), cls_pre_ln [B,w], visible.
+        Without embed_cls: see encode_text_argmax."""
         t = self.cfg
+        if not t.embed_cls:
+            return encode_text_argmax(self, t, text)
         B, Lp = text.shape
         assert Lp <= t.context_length
         x = self.token_embedding(text)
@@ -568,6 +645,81 @@ class CoCa(nn.Module):
         }
 
 
+class CLIP(nn.Module):
+    """OpenCLIP's CLIP (custom_text false): the text tower's tensors at the top level.
+    Registration order = OpenCLIP state_dict order: positional_embedding, text_projection,
+    logit_scale, visual.*, transformer.*, token_embedding.weight, ln_final.*."""
+
+    def __init__(self, cfg: CocaCfg, device=None, dtype=torch.float32):
+        super().__init__()
+        assert not cfg.is_coca and not cfg.custom_text and not cfg.text.embed_cls
+        self.cfg = cfg
+        t, w = cfg.text, cfg.text.width
+        self.positional_embedding = _param((t.context_length, w), device, dtype)
+        self.text_projection = _param((w, cfg.embed_dim), device, dtype)
+        self.logit_scale = _param((), device, dtype, math.log(1.0 / 0.07))
+        self.visual = VisionTower(cfg.vision, cfg.embed_dim, device, dtype)
+        self.transformer = Transformer(w, t.heads, t.layers, t.mlp_ratio, device, dtype)
+        self.token_embedding = TokenEmbedding(t.vocab_size, w, device, dtype)
+        self.ln_final = LayerNorm(w, device, dtype)
+
+    def encode_text(self, text):
+        return encode_text_argmax(self, self.cfg.text, text)
+
+    def forward(self, images, text):
+        return _clip_outputs(self.visual(images), self.encode_text(text), self.logit_scale)
+
+
+class CustomTextCLIP(nn.Module):
+    """OpenCLIP's CustomTextCLIP (custom_text true): logit_scale, visual.*, text.*."""
+
+    def __init__(self, cfg: CocaCfg, device=None, dtype=torch.float32):
+        super().__init__()
+        assert not cfg.is_coca and cfg.custom_text
+        self.cfg = cfg
+        self.logit_scale = _param((), device, dtype, math.log(1.0 / 0.07))
+        self.visual = VisionTower(cfg.vision, cfg.embed_dim, device, dtype)
+        self.text = TextTower(cfg.text, cfg.embed_dim, device, dtype)
+
+    def encode_text(self, text):
+        return self.text(text)
+
+    def forward(self, images, text):
+        return _clip_outputs(self.visual(images), self.encode_text(text), self.logit_scale)
+
+
+def _clip_outputs(vis, txt, logit_scale):
+    out = {
+        "image_features": l2_normalize(vis["latent"]),
+        "text_features": l2_normalize(txt["latent"]),
+        "logit_scale": logit_scale,
+        "image_latent": vis["latent"],
+        "image_embs": vis["embs"],
+        "vision_trunk": vis["trunk"],
+        "text_latent": txt["latent"],
+    }
+    if "pool_index" in txt:
+        out["text_trunk"] = txt["trunk"]
+        out["text_pool_index"] = txt["pool_index"]
+    return out
+
+
+def build_model(cfg: CocaCfg, device=None, dtype=torch.float32) -> nn.Module:
+    """The OpenCLIP model class the config selects: CoCa, CLIP or CustomTextCLIP."""
+    if cfg.is_coca:
+        return CoCa(cfg, device, dtype)
+    if cfg.custom_text:
+        return CustomTextCLIP(cfg, device, dtype)
+    return CLIP(cfg, device, dtype)
+
+
+def clip_text_to_custom_name(name: str) -> str:
+    """CLIP (top-level text) tensor name -> CustomTextCLIP name."""
+    if name == "logit_scale" or name.startswith("visual."):
+        return name
+    return "text." + name
+
+
 def cross_entropy_mean(logits, target):
     """Mean over rows of -log softmax(logits)[target]."""
     lse = torch.logsumexp(logits, dim=-1)
@@ -594,6 +746,23 @@ def coca_losses(out, text, pad_id=0, clip_w=1.0, cap_w=2.0):
     total = clip_w * contrastive + cap_w * caption
     return {"contrastive": contrastive, "caption": caption, "total": total,
             "logits_per_image": logits_i2t}
+
+
+def clip_losses(out):
+    """CLIP family: symmetric InfoNCE only (OpenCLIP's ClipLoss, no weight); total = contrastive."""
+    img, txt = out["image_features"], out["text_features"]
+    logits_i2t = out["logit_scale"].exp() * img @ txt.t()
+    labels = torch.arange(img.shape[0], device=img.device)
+    contrastive = 0.5 * (cross_entropy_mean(logits_i2t, labels) +
+                         cross_entropy_mean(logits_i2t.t(), labels))
+    return {"contrastive": contrastive, "total": contrastive, "logits_per_image": logits_i2t}
+
+
+def model_losses(out, text, pad_id=0, clip_w=1.0, cap_w=2.0):
+    """coca_losses for CoCa outputs (with caption_logits), clip_losses otherwise."""
+    if "caption_logits" in out:
+        return coca_losses(out, text, pad_id, clip_w, cap_w)
+    return clip_losses(out)
 
 
 # --------------------------------------------------------------------------------------

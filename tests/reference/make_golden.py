@@ -3,7 +3,8 @@
 
     /usr/bin/python3 tests/reference/make_golden.py
 
-For each micro config (micro, micro_kv) writes
+For each micro config (CoCa: micro, micro_kv, micro_nopool; CLIP: micro_clip,
+micro_clip_custom) writes
     golden/<cfg>.json                  config in OpenCLIP's schema
     golden/<cfg>_weights.safetensors   float32 weights, exact OpenCLIP names, state_dict order
     golden/<cfg>_io.safetensors        inputs, outputs, losses, gradients (float32 / int32)
@@ -23,7 +24,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from coca_reference import CoCa, coca_losses, load_config  # noqa: E402
+from coca_reference import (build_model, clip_text_to_custom_name, load_config,  # noqa: E402
+                            model_losses)
 from safetensors_io import write_safetensors  # noqa: E402
 
 GOLDEN = os.path.join(HERE, "golden")
@@ -71,13 +73,46 @@ def micro_kv_config():
     return cfg
 
 
+def micro_nopool_config():
+    """CoCa without attentional pooler (OpenCLIP coca_base style): embed_dim 12 != widths 16."""
+    cfg = json.loads(json.dumps(MICRO))
+    cfg["embed_dim"] = 12
+    v = cfg["vision_cfg"]
+    del v["attn_pooler_queries"], v["attn_pooler_heads"]
+    v["attentional_pool"] = False
+    return cfg
+
+
+def micro_clip_config(custom_text=False):
+    """CLIP (no multimodal_cfg): vision without pooler, text without CLS (argmax pooling)."""
+    cfg = {
+        "embed_dim": 12,
+        "vision_cfg": {"image_size": 16, "layers": 2, "width": 16, "head_width": 8,
+                       "patch_size": 8},
+        "text_cfg": {"context_length": 7, "vocab_size": 50, "width": 16, "heads": 2,
+                     "layers": 2},
+    }
+    if custom_text:
+        cfg["custom_text"] = True
+    return cfg
+
+
 CONFIGS = collections.OrderedDict([
     ("micro", (MICRO, 1234)),
     ("micro_kv", (micro_kv_config(), 5678)),
+    ("micro_nopool", (micro_nopool_config(), 2468)),
+    ("micro_clip", (micro_clip_config(False), 1357)),
+    ("micro_clip_custom", (micro_clip_config(True), 1357)),
 ])
+
+# micro_clip_custom carries micro_clip's weight values (renamed to text.*) and inputs
+SHARED_WEIGHTS = {"micro_clip_custom": "micro_clip"}
 
 # real lengths (incl. start and end) of the three token rows; padding 0 / 3 / 1
 TOKEN_LENGTHS = (7, 4, 6)
+# new goldens: no padding / [start, end] only / padding 2
+TOKEN_LENGTHS_BY_NAME = {"micro_nopool": (7, 2, 5), "micro_clip": (7, 2, 5),
+                         "micro_clip_custom": (7, 2, 5)}
 
 
 def fill_golden_weights(model, seed):
@@ -108,14 +143,14 @@ def load_weights(model, weights):
             p.copy_(torch.from_numpy(np.asarray(weights[name])).to(p.dtype))
 
 
-def golden_inputs(cfg, seed):
+def golden_inputs(cfg, seed, lengths=TOKEN_LENGTHS):
     rng = np.random.RandomState(seed)
     v, t = cfg.vision, cfg.text
     images = rng.standard_normal((BATCH, 3, v.image_size, v.image_size)).astype(np.float32)
     L, V = t.context_length, t.vocab_size
     start, end = V - 2, V - 1
     tokens = np.full((BATCH, L), t.pad_id, dtype=np.int32)
-    for b, n in enumerate(TOKEN_LENGTHS):
+    for b, n in enumerate(lengths):
         assert 2 <= n <= L
         tokens[b, 0] = start
         tokens[b, 1:n - 1] = rng.randint(1, V - 2, size=n - 2)  # ids in [1, V-3]
@@ -130,7 +165,7 @@ def run_reference(model, images, tokens, dtype=torch.float64):
     img = torch.from_numpy(images).to(dtype)
     txt = torch.from_numpy(tokens)
     out = model(img, txt)
-    losses = coca_losses(out, txt, model.cfg.text.pad_id, CLIP_W, CAP_W)
+    losses = model_losses(out, txt, model.cfg.text.pad_id, CLIP_W, CAP_W)
     losses["total"].backward()
     grads = collections.OrderedDict(
         (n, p.grad.detach().clone()) for n, p in model.named_parameters())
@@ -142,6 +177,8 @@ def f32(t):
 
 
 def io_tensors(images, tokens, out, losses, grads):
+    if "caption_logits" not in out:
+        return clip_io_tensors(images, tokens, out, losses, grads)
     io = collections.OrderedDict()
     io["images"] = images
     io["tokens"] = tokens
@@ -164,13 +201,42 @@ def io_tensors(images, tokens, out, losses, grads):
     return io
 
 
+def clip_io_tensors(images, tokens, out, losses, grads):
+    io = collections.OrderedDict()
+    io["images"] = images
+    io["tokens"] = tokens
+    io["image_features"] = f32(out["image_features"])
+    io["text_features"] = f32(out["text_features"])
+    io["contrastive_loss"] = f32(losses["contrastive"])
+    io["total_loss"] = f32(losses["total"])
+    io["logits_per_image"] = f32(losses["logits_per_image"])
+    io["image_latent"] = f32(out["image_latent"])
+    io["image_embs"] = f32(out["image_embs"])
+    io["vision_trunk"] = f32(out["vision_trunk"])
+    io["text_latent"] = f32(out["text_latent"])
+    if "text_trunk" in out:
+        io["text_trunk"] = f32(out["text_trunk"])
+        io["text_pool_index"] = out["text_pool_index"].to(torch.int32).numpy()
+    for name, g in grads.items():
+        io["grad/" + name] = f32(g)
+    return io
+
+
 def build(name):
     cfg_dict, seed = CONFIGS[name]
     cfg_path = os.path.join(GOLDEN, name + ".json")
     cfg = load_config(cfg_dict)
-    model = CoCa(cfg, dtype=torch.float32)
-    weights = fill_golden_weights(model, seed)
-    images, tokens = golden_inputs(cfg, seed + 1)
+    model = build_model(cfg, dtype=torch.float32)
+    if name in SHARED_WEIGHTS:
+        # same values as the source config, under this model's names and order
+        src = build(SHARED_WEIGHTS[name])
+        renamed = {clip_text_to_custom_name(k): v for k, v in src[4].items()}
+        weights = collections.OrderedDict((k, renamed[k]) for k in model.state_dict())
+        assert len(weights) == len(renamed)
+        load_weights(model, weights)
+    else:
+        weights = fill_golden_weights(model, seed)
+    images, tokens = golden_inputs(cfg, seed + 1, TOKEN_LENGTHS_BY_NAME.get(name, TOKEN_LENGTHS))
     return cfg_path, cfg_dict, cfg, model, weights, images, tokens
 
 
@@ -197,14 +263,21 @@ def main():
             a, b = a.double(), b.double()
             return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
+        coca = "caption_logits" in out
+        cap = f"caption={losses['caption'].item():.6f} " if coca else ""
         print(f"[{name}] contrastive={losses['contrastive'].item():.6f} "
-              f"caption={losses['caption'].item():.6f} total={losses['total'].item():.6f}")
+              f"{cap}total={losses['total'].item():.6f}")
         print(f"[{name}] logits_per_image=\n{losses['logits_per_image'].detach().numpy()}")
-        print(f"[{name}] caption_logits std={out['caption_logits'].std().item():.4f} "
-              f"text_cls_visible=\n{out['text_visible'][:, -1].int().numpy()}")
+        if coca:
+            print(f"[{name}] caption_logits std={out['caption_logits'].std().item():.4f} "
+                  f"text_cls_visible=\n{out['text_visible'][:, -1].int().numpy()}")
+        else:
+            print(f"[{name}] text_pool_index={out['text_pool_index'].tolist()}")
         worst = max(rel(grads32[n], grads[n]) for n in grads)
+        capr = (f"caption_logits {rel(out32['caption_logits'], out['caption_logits']):.2e}, "
+                if coca else "")
         print(f"[{name}] float32 vs float64: total rel {rel(losses32['total'], losses['total']):.2e}, "
-              f"caption_logits {rel(out32['caption_logits'], out['caption_logits']):.2e}, "
+              f"{capr}"
               f"features {rel(out32['image_features'], out['image_features']):.2e}/"
               f"{rel(out32['text_features'], out['text_features']):.2e}, "
               f"worst grad (max-abs-normalised) {worst:.2e}")

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Self-checks of the PyTorch reference (run: /usr/bin/python3 tests/reference/selfcheck.py).
 
- 1. float64 torch.autograd.gradcheck of the total loss w.r.t. several parameters, on both
-    micro configs, plus a central-difference directional-derivative check of every parameter.
+ 1. float64 torch.autograd.gradcheck of the total loss w.r.t. several parameters, on the
+    micro, micro_kv, micro_nopool and micro_clip configs, plus a central-difference
+    directional-derivative check of every parameter.
  2. CLS-mask semantics (spec section 3), both variants: explicit visibility rule, the
     attention probabilities actually used, and invariance / dependence of text_features on
     the content of pad positions.
@@ -14,6 +15,12 @@
     F.cross_entropy(ignore_index=pad).
  5. Config parsing: defaults, missing-key errors, unknown-key warnings.
  6. The committed golden files are reproduced from the golden weights file.
+ 7. CLIP family and CoCa without attentional pooler: state_dict names/order of micro_clip
+    (OpenCLIP CLIP) and micro_clip_custom (CustomTextCLIP), OpenCLIP ViT-B-32 CLIP parameter
+    count (151,277,313), argmax pooling == pooling at the known end position (first
+    occurrence), trimming the padding leaves text features unchanged, CLIP == CustomTextCLIP
+    outputs for renamed weights, CLIP loss == F.cross_entropy form, no-pool vision tower
+    spelled out with F.layer_norm, family-dependent config defaults and rejections.
 Exits non-zero on the first failure.
 """
 import math
@@ -31,9 +38,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import make_golden as mg  # noqa: E402
-from coca_reference import (CoCa, LayerNorm, MultiheadAttention, PatchEmbed, coca_losses,  # noqa: E402
-                            gelu_erf, load_config, parse_config, read_params_tsv,
-                            text_cls_visible)
+from coca_reference import (CLIP, CoCa, CustomTextCLIP, LayerNorm, MultiheadAttention,  # noqa: E402
+                            PatchEmbed, argmax_index, build_model, clip_losses,
+                            clip_text_to_custom_name, coca_losses, gelu_erf, load_config,
+                            model_losses, parse_config, read_params_tsv, text_cls_visible)
 from safetensors_io import read_safetensors  # noqa: E402
 
 SPEC = os.environ.get("COCA_SPEC_DIR", "/work/shared/spec")
@@ -56,25 +64,41 @@ def micro_model(name, dtype=torch.float64):
 # ----------------------------------------------------------------------------- 1
 def check_gradients():
     torch.manual_seed(0)
-    for name in ("micro", "micro_kv"):
+    for name in ("micro", "micro_kv", "micro_nopool", "micro_clip"):
         cfg, model, img, txt = micro_model(name)
         pad = cfg.text.pad_id
         params = dict(model.named_parameters())
 
         def total_loss(overrides):
             out = functional_call(model, overrides, (img, txt))
-            return coca_losses(out, txt, pad, mg.CLIP_W, mg.CAP_W)["total"]
+            return model_losses(out, txt, pad, mg.CLIP_W, mg.CAP_W)["total"]
 
-        pool_w = (["visual.attn_pool.attn.in_proj_weight"] if model.visual.attn_pool.attn.packed
-                  else ["visual.attn_pool.attn.q_proj_weight", "visual.attn_pool.attn.k_proj_weight",
-                        "visual.attn_pool.attn.v_proj_weight"])
-        names = (["logit_scale", "text.cls_emb", "text.positional_embedding",
-                  "text.transformer.resblocks.0.attn.in_proj_weight",
-                  "visual.attn_pool.query", "visual.attn_pool.attn.in_proj_bias", "visual.proj",
-                  "visual.class_embedding", "visual.conv1.weight",
-                  "text_decoder.cross_attn.0.attn.in_proj_weight",
-                  "text_decoder.cross_attn.1.ln_1_kv.weight", "text_decoder.text_projection"]
-                 + pool_w)
+        if name == "micro_clip":
+            # the tensors on the CLIP-specific paths (argmax pooling, top-level text tower,
+            # pooler-free vision); every tensor is covered by the directional check below
+            names = ["logit_scale", "positional_embedding", "text_projection",
+                     "token_embedding.weight", "transformer.resblocks.1.attn.in_proj_bias",
+                     "ln_final.weight", "ln_final.bias", "visual.class_embedding",
+                     "visual.positional_embedding", "visual.proj", "visual.ln_post.weight",
+                     "visual.ln_post.bias"]
+        elif name == "micro_nopool":
+            names = ["logit_scale", "text.cls_emb", "visual.class_embedding",
+                     "visual.positional_embedding", "visual.proj", "visual.ln_post.weight",
+                     "visual.ln_post.bias", "visual.transformer.resblocks.1.ln_2.bias",
+                     "text_decoder.cross_attn.0.attn.in_proj_bias",
+                     "text_decoder.cross_attn.1.ln_1_kv.weight",
+                     "text_decoder.cross_attn.1.ln_1_kv.bias"]
+        else:
+            pool_w = (["visual.attn_pool.attn.in_proj_weight"] if model.visual.attn_pool.attn.packed
+                      else ["visual.attn_pool.attn.q_proj_weight", "visual.attn_pool.attn.k_proj_weight",
+                            "visual.attn_pool.attn.v_proj_weight"])
+            names = (["logit_scale", "text.cls_emb", "text.positional_embedding",
+                      "text.transformer.resblocks.0.attn.in_proj_weight",
+                      "visual.attn_pool.query", "visual.attn_pool.attn.in_proj_bias", "visual.proj",
+                      "visual.class_embedding", "visual.conv1.weight",
+                      "text_decoder.cross_attn.0.attn.in_proj_weight",
+                      "text_decoder.cross_attn.1.ln_1_kv.weight", "text_decoder.text_projection"]
+                     + pool_w)
         for n in names:
             x = params[n].detach().clone().requires_grad_(True)
             ok = torch.autograd.gradcheck(lambda t, n=n: total_loss({n: t}), (x,),
@@ -291,7 +315,7 @@ def check_goldens():
         check(cfg == load_config(mg.CONFIGS[name][0]), f"golden/{name}.json parses to the generator config")
         w = read_safetensors(os.path.join(mg.GOLDEN, name + "_weights.safetensors"))
         io = read_safetensors(os.path.join(mg.GOLDEN, name + "_io.safetensors"))
-        model = CoCa(cfg)
+        model = build_model(cfg)
         check([(k, tuple(v.shape)) for k, v in w.items()] ==
               [(k, tuple(v.shape)) for k, v in model.state_dict().items()],
               f"golden/{name}_weights: names/shapes/order == model state_dict")
@@ -317,6 +341,163 @@ def check_goldens():
         check(all(tok[:, 0] == V - 2) and len(set(pads)) == 3 and 0 in pads and
               all(tok[b, tok.shape[1] - 1 - pads[b]] == V - 1 for b in range(3)),
               f"golden/{name} tokens: start first, end last real token, pad counts {pads}")
+        if "text_pool_index" in io:
+            L = tok.shape[1]
+            check(io["text_pool_index"].tolist() == [L - 1 - n for n in pads],
+                  f"golden/{name} text_pool_index == end-token positions")
+        grads = [k for k in io if k.startswith("grad/")]
+        check(grads == ["grad/" + k for k in w], f"golden/{name}_io: one grad/<name> per weight, same order")
+
+
+# ----------------------------------------------------------------------------- 7
+def clip_vit_b32_dict(custom_text=False):
+    d = {"embed_dim": 512,
+         "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8,
+                      "layers": 12}}
+    if custom_text:
+        d["custom_text"] = True
+    return d
+
+
+def expected_clip_names(n_vis, n_txt, custom_text):
+    blk = ["ln_1.weight", "ln_1.bias", "attn.in_proj_weight", "attn.in_proj_bias",
+           "attn.out_proj.weight", "attn.out_proj.bias", "ln_2.weight", "ln_2.bias",
+           "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"]
+    visual = (["visual.class_embedding", "visual.positional_embedding", "visual.proj",
+               "visual.conv1.weight", "visual.ln_pre.weight", "visual.ln_pre.bias"]
+              + [f"visual.transformer.resblocks.{i}.{b}" for i in range(n_vis) for b in blk]
+              + ["visual.ln_post.weight", "visual.ln_post.bias"])
+    tblocks = [f"transformer.resblocks.{i}.{b}" for i in range(n_txt) for b in blk]
+    if not custom_text:
+        return (["positional_embedding", "text_projection", "logit_scale"] + visual + tblocks
+                + ["token_embedding.weight", "ln_final.weight", "ln_final.bias"])
+    return (["logit_scale"] + visual
+            + ["text.positional_embedding", "text.text_projection", "text.token_embedding.weight"]
+            + ["text." + n for n in tblocks] + ["text.ln_final.weight", "text.ln_final.bias"])
+
+
+def check_clip():
+    # names / order / shapes
+    for name, custom in (("micro_clip", False), ("micro_clip_custom", True)):
+        cfg = load_config(mg.CONFIGS[name][0])
+        model = build_model(cfg)
+        check(isinstance(model, CustomTextCLIP if custom else CLIP) and not cfg.is_coca,
+              f"{name}: builds {'CustomTextCLIP' if custom else 'CLIP'}")
+        sd = model.state_dict()
+        check(list(sd) == expected_clip_names(2, 2, custom),
+              f"{name}: state_dict names and order ({len(sd)} tensors, OpenCLIP "
+              f"{'CustomTextCLIP' if custom else 'CLIP'} order, no attn_mask buffer)")
+        pre = "text." if custom else ""
+        shapes = {pre + "positional_embedding": (7, 16), pre + "text_projection": (16, 12),
+                  pre + "token_embedding.weight": (50, 16), "visual.proj": (16, 12),
+                  "visual.ln_post.weight": (16,), "visual.positional_embedding": (5, 16),
+                  "logit_scale": ()}
+        check(all(tuple(sd[k].shape) == v for k, v in shapes.items()),
+              f"{name}: shapes pos [L,w], text_projection [w,E], visual.proj [w,E], ln_post [w]")
+    for custom in (False, True):
+        cfg = load_config(clip_vit_b32_dict(custom))
+        model = build_model(cfg, device="meta")
+        sd = model.state_dict()
+        n = sum(t.numel() for t in sd.values())
+        check(n == 151277313 and list(sd) == expected_clip_names(12, 12, custom),
+              f"OpenCLIP ViT-B-32 {'CustomTextCLIP' if custom else 'CLIP'}: {n:,} parameters "
+              "(published 151,277,313), names/order as OpenCLIP")
+
+    # argmax pooling
+    t = torch.tensor([[48, 3, 49, 7, 49, 0, 0], [1, 2, 3, 4, 5, 6, 7], [5, 5, 5, 0, 0, 0, 0]])
+    check(argmax_index(t).tolist() == [2, 6, 0], "argmax_index: first occurrence of the row maximum")
+    cfg, model, img, txt = micro_model("micro_clip")
+    with torch.no_grad():
+        out = model(img, txt)
+        ends = [int((txt[b] != 0).sum()) - 1 for b in range(txt.shape[0])]
+        check(torch.equal(argmax_index(txt), torch.argmax(txt.long(), dim=1)) and
+              argmax_index(txt).tolist() == ends, f"micro_clip: argmax == torch.argmax == end positions {ends}")
+        x = model.ln_final(out["text_trunk"])
+        at_end = torch.stack([x[b, e] for b, e in enumerate(ends)]) @ model.text_projection
+        check(torch.equal(at_end, out["text_latent"]),
+              "micro_clip: argmax pooling == ln_final(x)[b, end_b] @ text_projection (bit-identical)")
+        # trimming the padding after the end token leaves the text features unchanged
+        worst = 0.0
+        for b, e in enumerate(ends):
+            f = model.encode_text(txt[b:b + 1, :e + 1])["latent"]
+            worst = max(worst, (f[0] - out["text_latent"][b]).abs().max().item())
+        check(worst < 1e-12, f"micro_clip: text latent unchanged when the padding after the end "
+                             f"token is trimmed (max diff {worst:.1e})")
+        # pad content does not matter (causal mask; pads come after the pooled position)
+        saved = model.token_embedding.weight[0].clone()
+        model.token_embedding.weight[0] += torch.linspace(-2, 3, 16, dtype=torch.float64)
+        pert = model(img, txt)["text_latent"]
+        model.token_embedding.weight[0] = saved
+        check(torch.equal(pert, out["text_latent"]), "micro_clip: pad embedding does not affect text features")
+        # CLIP loss
+        ls = clip_losses(out)
+        li = model.logit_scale.exp() * out["image_features"] @ out["text_features"].t()
+        lab = torch.arange(3)
+        con = 0.5 * (F.cross_entropy(li, lab) + F.cross_entropy(li.t(), lab))
+        check(abs(con.item() - ls["contrastive"].item()) < 1e-12 and ls["total"] is ls["contrastive"]
+              and "caption" not in model_losses(out, txt),
+              "CLIP loss == F.cross_entropy symmetric form; total == contrastive; no caption loss")
+
+        # CLIP == CustomTextCLIP with the same (renamed) weights
+        cfg_c, model_c, img_c, txt_c = micro_model("micro_clip_custom")
+        sd, sdc = model.state_dict(), model_c.state_dict()
+        check(all(torch.equal(sd[k], sdc[clip_text_to_custom_name(k)]) for k in sd) and
+              torch.equal(img, img_c) and torch.equal(txt, txt_c),
+              "micro_clip_custom: same weight values (renamed) and inputs as micro_clip")
+        outc = model_c(img_c, txt_c)
+        check(all(torch.equal(out[k], outc[k]) for k in out),
+              "micro_clip_custom: all outputs bit-identical to micro_clip")
+
+        # vision tower without attentional pooler, spelled out
+        for name in ("micro_clip", "micro_nopool"):
+            cfg, model, img, txt = micro_model(name)
+            vt = model.visual
+            check(vt.attn_pool is None and not any(".attn_pool." in k for k in model.state_dict()),
+                  f"{name}: no attentional pooler tensors")
+            o = vt(img)
+            w = cfg.vision.width
+            y = F.layer_norm(o["trunk"], (w,), vt.ln_post.weight, vt.ln_post.bias, eps=1e-5)
+            ok = (torch.allclose(o["latent"], y[:, 0] @ vt.proj, rtol=1e-12, atol=1e-12) and
+                  torch.allclose(o["embs"], y[:, 1:], rtol=1e-12, atol=1e-12) and
+                  tuple(vt.proj.shape) == (w, cfg.embed_dim) and o["embs"].shape[1] == cfg.vision.grid ** 2)
+            x = F.conv2d(img, vt.conv1.weight, stride=cfg.vision.patch_size).flatten(2).transpose(1, 2)
+            x = torch.cat([vt.class_embedding.expand(img.shape[0], 1, w), x], 1) + vt.positional_embedding
+            x = F.layer_norm(x, (w,), vt.ln_pre.weight, vt.ln_pre.bias, eps=1e-5)
+            ok &= torch.allclose(vt.transformer(x), o["trunk"], rtol=1e-12, atol=1e-12)
+            check(ok, f"{name}: vision = ln_post(trunk) over all tokens; latent = [:,0] @ proj [w,E]; "
+                      "embs = [:,1:] (grid tokens)")
+        out = model(img, txt)
+        check(torch.equal(out["image_embs"], vt(img)["embs"]) and out["caption_logits"].shape == (3, 6, 50),
+              "micro_nopool: decoder consumes the ln_post'd patch tokens (width 16), embed_dim 12")
+
+    # config defaults and rejections
+    c = load_config(mg.micro_clip_config())
+    check(c.multimodal is None and c.vision.attentional_pool is False and c.text.embed_cls is False
+          and c.custom_text is False,
+          "CLIP config: no multimodal_cfg -> attentional_pool/embed_cls default false")
+    c = load_config(dict(mg.MICRO, vision_cfg={k: v for k, v in mg.MICRO["vision_cfg"].items()
+                                               if k != "attentional_pool"}))
+    check(c.vision.attentional_pool is True and c.text.embed_cls is True,
+          "CoCa config: attentional_pool/embed_cls still default true")
+    for bad, why in ((dict(mg.micro_clip_config(), text_cfg=dict(mg.micro_clip_config()["text_cfg"], embed_cls=True)),
+                      "embed_cls"),
+                     (dict(mg.micro_nopool_config(), vision_cfg=dict(mg.micro_nopool_config()["vision_cfg"],
+                                                                     width=24, head_width=8)),
+                      "vision_cfg.width"),
+                     (dict(mg.micro_nopool_config(), text_cfg=dict(mg.MICRO["text_cfg"], embed_cls=False)),
+                      "embed_cls"),
+                     (dict(mg.micro_clip_config(), custom_text=1), "custom_text")):
+        try:
+            parse_config(bad)
+            check(False, f"config must be rejected ({why})")
+        except ValueError as e:
+            check(why in str(e), f"rejected: {e}")
+    c = load_config(dict(mg.micro_clip_config(True), text_cfg=dict(mg.micro_clip_config()["text_cfg"],
+                                                                   embed_cls=True)))
+    m = build_model(c)
+    check("text.cls_emb" in m.state_dict() and tuple(m.state_dict()["text.positional_embedding"].shape) == (8, 16),
+          "CustomTextCLIP with embed_cls=true builds the CLS text tower")
 
 
 def main():
@@ -326,6 +507,7 @@ def main():
     check_blocks()
     check_cls_mask()
     check_goldens()
+    check_clip()
     check_gradients()
     print(f"\nALL {len(RESULTS)} CHECKS PASSED")
 
