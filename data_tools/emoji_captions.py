@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Writes the emoji dataset's inputs for coca-shard from the unpacked npm packages.
 
-  emoji_captions.py NPM_DIR WORK_DIR
+  emoji_captions.py NPM_DIR WORK_DIR [--hold-out VENDOR]
 
 NPM_DIR/<set>/package/{emoji.json,img/<set>/64/*.png} for set in apple, google, facebook,
 twitter. Writes WORK_DIR/train.tsv (filepath, title; paths relative to NPM_DIR),
 WORK_DIR/train_captions.txt (one caption a line, for the tokenizer), and the held-out
 classification layout WORK_DIR/twitter/<class folder>/<image> (symlinks) with
 WORK_DIR/twitter_classnames.txt. Caption templates are documented in data_tools/README.md.
+
+--hold-out VENDOR (apple, google or facebook) makes the validation split instead: train.tsv
+without VENDOR's rows (the other rows and their captions unchanged) and the classification
+layout WORK_DIR/VENDOR/ with WORK_DIR/VENDOR_classnames.txt, made as twitter's is.
 Standard library only; deterministic.
 """
 import json
@@ -51,13 +55,44 @@ def variants(entry):
         yield var["image"], f"{name} with {tone}" if tone else name, var, i + 1
 
 
+def write_eval_layout(emoji, npm_dir, work, eval_set):
+    """WORK/<eval_set>/<class folder>/<image> symlinks, every image of eval_set labelled with
+    its emoji's name (skin tones share it), and WORK/<eval_set>_classnames.txt."""
+    names = sorted({e["name"].lower() for e in emoji if e.get(f"has_img_{eval_set}")})
+    folder_of = {n: f"c{i:04d}" for i, n in enumerate(names)}
+    eval_root = os.path.join(work, eval_set)
+    src_root = os.path.abspath(os.path.join(npm_dir, eval_set, "package", "img", eval_set, "64"))
+    n_eval = 0
+    for e in emoji:
+        for image, _, flags, _ in variants(e):
+            if not flags.get(f"has_img_{eval_set}") or not os.path.exists(os.path.join(src_root, image)):
+                continue
+            d = os.path.join(eval_root, folder_of[e["name"].lower()])
+            os.makedirs(d, exist_ok=True)
+            link = os.path.join(d, image)
+            if not os.path.lexists(link):
+                os.symlink(os.path.join(src_root, image), link)
+            n_eval += 1
+    with open(os.path.join(work, f"{eval_set}_classnames.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(names) + "\n")
+    return n_eval, len(names)
+
+
 def main():
-    npm_dir, work = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    hold_out = None
+    if len(args) == 4 and args[2] == "--hold-out" and args[3] in TRAIN_SETS:
+        hold_out = args[3]
+    elif len(args) != 2:
+        sys.exit(f"usage: emoji_captions.py NPM_DIR WORK_DIR [--hold-out {'|'.join(TRAIN_SETS)}]")
+    npm_dir, work = args[0], args[1]
     os.makedirs(work, exist_ok=True)
     with open(os.path.join(npm_dir, "apple", "package", "emoji.json"), encoding="utf-8") as f:
         emoji = sorted(json.load(f), key=lambda e: e["sort_order"])
     rows, captions, counts = [], [], {}
     for si, style in enumerate(TRAIN_SETS):
+        if style == hold_out:
+            continue
         root = os.path.join(npm_dir, style, "package", "img", style, "64")
         n = 0
         for e in emoji:
@@ -79,26 +114,10 @@ def main():
     with open(os.path.join(work, "train_captions.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(captions) + "\n")
 
-    # Held out: every twitter image, labelled with its emoji's name (skin tones share it).
-    names = sorted({e["name"].lower() for e in emoji if e.get("has_img_twitter")})
-    folder_of = {n: f"c{i:04d}" for i, n in enumerate(names)}
-    eval_root = os.path.join(work, "twitter")
-    src_root = os.path.abspath(os.path.join(npm_dir, EVAL_SET, "package", "img", EVAL_SET, "64"))
-    n_eval = 0
-    for e in emoji:
-        for image, _, flags, _ in variants(e):
-            if not flags.get("has_img_twitter"):
-                continue
-            d = os.path.join(eval_root, folder_of[e["name"].lower()])
-            os.makedirs(d, exist_ok=True)
-            link = os.path.join(d, image)
-            if not os.path.lexists(link):
-                os.symlink(os.path.join(src_root, image), link)
-            n_eval += 1
-    with open(os.path.join(work, "twitter_classnames.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(names) + "\n")
+    eval_set = hold_out or EVAL_SET
+    n_eval, n_classes = write_eval_layout(emoji, npm_dir, work, eval_set)
     print("captions: " + ", ".join(f"{k} {v}" for k, v in counts.items()) +
-          f"; twitter eval {n_eval} images in {len(names)} classes")
+          f"; {eval_set} eval {n_eval} images in {n_classes} classes")
 
 
 if __name__ == "__main__":

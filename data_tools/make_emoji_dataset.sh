@@ -4,8 +4,11 @@
 #                           from their names, tokens from the BPE vocabulary below (L = 32)
 #   <outdir>/twitter_eval   held-out classification shards: twitter's images, classes = names
 #   <outdir>/bpe_emoji_4096.txt.gz   BPE vocabulary (4096, as coca_tiny) trained on the captions
+# With HOLD_OUT=apple|google|facebook, also the validation split, for choosing a recipe without
+# looking at twitter: <outdir>/holdout_<vendor>/train (the two other vendors) and
+# <outdir>/holdout_<vendor>/eval (the held-out vendor's images, classes = names), same vocabulary.
 # Only `npm pack` touches the network. Idempotent: finished steps are kept (FORCE=1 redoes
-# them). Usage: data_tools/make_emoji_dataset.sh <outdir>   (env: COCA_BIN, THREADS, NP)
+# them). Usage: data_tools/make_emoji_dataset.sh <outdir>   (env: COCA_BIN, THREADS, NP, HOLD_OUT)
 set -euo pipefail
 
 out=${1:?usage: make_emoji_dataset.sh <outdir>}
@@ -64,10 +67,33 @@ if [[ $force == 1 || ! -f $out/twitter_eval/index.json ]]; then
     --threads "$threads" --overwrite --quiet
 fi
 
-# 5. Counts.
-python3 - "$out" <<'PY'
+# 5. The validation split: the held-out vendor plays twitter's part.
+hold=${HOLD_OUT:-}
+if [[ -n $hold ]]; then
+  [[ $hold == apple || $hold == google || $hold == facebook ]] || \
+    { echo "make_emoji_dataset: HOLD_OUT must be apple, google or facebook, got '$hold'" >&2; exit 1; }
+  hw=$out/work/holdout_$hold hd=$out/holdout_$hold
+  if [[ $force == 1 || ! -f $hw/train.tsv || ! -f $hw/${hold}_classnames.txt ]]; then
+    rm -rf "$hw/$hold"
+    python3 "$here/emoji_captions.py" "$out/npm" "$hw" --hold-out "$hold"
+  fi
+  if [[ $force == 1 || ! -f $hd/train/index.json ]]; then
+    "${launch[@]}" "$bin/coca-shard" --format csv --input "$hw/train.tsv" --images-root "$out/npm" \
+      --output "$hd/train" --image-format raw --image-size 64 --samples-per-shard 500 --chunk-images 16 --shuffle-seed 0 \
+      --tokenizer "$vocab" --context-length 32 --threads "$threads" --overwrite --quiet
+  fi
+  if [[ $force == 1 || ! -f $hd/eval/index.json ]]; then
+    "${launch[@]}" "$bin/coca-shard" --format folder --input "$hw/$hold" \
+      --classnames "$hw/${hold}_classnames.txt" --output "$hd/eval" --image-format raw --image-size 64 \
+      --samples-per-shard 1000 --chunk-images 16 --tokenizer "$vocab" --context-length 32 \
+      --threads "$threads" --overwrite --quiet
+  fi
+fi
+
+# 6. Counts.
+python3 - "$out" "$hold" <<'PY'
 import json, sys, collections
-out = sys.argv[1]
+out, hold = sys.argv[1], sys.argv[2]
 def load(p):
     with open(p) as f:
         return json.load(f)
@@ -82,5 +108,9 @@ print(f"train: {tr['total_samples']} samples in {len(tr['shards'])} shards "
       f"(listed per source: {dict(per)}), skipped {trr['skipped_by_reason'] or 'none'}")
 print(f"twitter_eval: {ev['total_samples']} images, {ev['num_classes']} classes in {len(ev['shards'])} shards, "
       f"skipped {evr['skipped_by_reason'] or 'none'}")
+if hold:
+    ht, he = load(f"{out}/holdout_{hold}/train/index.json"), load(f"{out}/holdout_{hold}/eval/index.json")
+    print(f"validation split: holdout_{hold}/train {ht['total_samples']} samples, "
+          f"holdout_{hold}/eval {he['total_samples']} images, {he['num_classes']} classes")
 print(f"vocabulary: {out}/bpe_emoji_4096.txt.gz (vocab_size {tr['tokenizer']['vocab_size']}, context 32)")
 PY
