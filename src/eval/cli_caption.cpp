@@ -130,6 +130,8 @@ int caption_main(int argc, char** argv) {
   return run_on_ranks("coca-eval caption", [&](dist::MpiCommunicator& comm) {
     std::unique_ptr<CoCa> model = margs.load();
     const CoCa& net = *model;
+    COCA_CHECK(net.has_decoder(), "caption: model ", net.config().name,
+               " is a CLIP (no multimodal decoder): it has no captions to generate");
     const CaptionedSet set = load_captioned_set(data);
     COCA_CHECK(set.rows() > 0, "caption data ", data, " holds no rows");
     const BpeTokenizer tok = BpeTokenizer::load(resolve_tokenizer(tokenizer, ShardIndex::load(data), data, "caption"));

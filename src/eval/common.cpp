@@ -40,7 +40,7 @@ std::unique_ptr<CoCa> ModelArgs::load(int local_rank, int local_size) const {
   CocaConfig cfg = CocaConfig::from_file(model_config.empty() ? find_model_config(model) : model_config);
   if (!image_mean.empty()) cfg.image_mean = parse_rgb_triple(image_mean, "--image-mean", false);
   if (!image_std.empty()) cfg.image_std = parse_rgb_triple(image_std, "--image-std", true);
-  auto net = std::make_unique<CoCa>(cfg);
+  auto net = std::make_unique<CoCa>(cfg, DType::f32, /*initialize_weights=*/false);
   load_weights(*net, weights);
   net->to(dev);
   return net;

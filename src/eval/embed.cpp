@@ -10,7 +10,7 @@ namespace coca::eval {
 
 void run_embed(const EmbedOptions& o) {
   CocaConfig cfg = CocaConfig::from_file(find_model_config(o.model_config));
-  CoCa model(cfg);
+  CoCa model(cfg, DType::f32, /*initialize_weights=*/false);
   load_weights(model, o.weights);
   Tensor images = h5::read_tensor(o.input, "images");
   Tensor tokens = h5::read_tensor(o.input, "tokens");
@@ -22,6 +22,8 @@ void run_embed(const EmbedOptions& o) {
              ": 'images' ", images.describe(), " must be [B, 3, ", S, ", ", S, "] for model ", cfg.name);
   COCA_CHECK(tokens.dim() == 2 && tokens.size(0) == images.size(0) && tokens.size(1) == L, o.input, ": 'tokens' ",
              tokens.describe(), " must be [", images.size(0), ", ", L, "] for model ", cfg.name);
+  COCA_CHECK(!o.logits || model.has_decoder(), "embed: --logits: model ", cfg.name,
+             " is a CLIP (no multimodal decoder): it has no caption logits");
   NoGradGuard no_grad;
   CocaOutput out = model.forward(images.to(DType::f32), tokens);
   CocaLosses losses = coca_loss(out, tokens, cfg.text.pad_id);
@@ -30,10 +32,12 @@ void run_embed(const EmbedOptions& o) {
   w.write("text_features", out.text_features);
   if (o.logits) w.write("caption_logits", out.caption_logits);
   w.write("contrastive_loss", losses.contrastive);
-  w.write("caption_loss", losses.caption);
+  if (model.has_decoder()) w.write("caption_loss", losses.caption);
   w.close();
-  std::printf("embed: %ld pairs -> %s (contrastive loss %.6f, caption loss %.6f)\n",
-              static_cast<long>(images.size(0)), o.output.c_str(), losses.contrastive.item(), losses.caption.item());
+  std::printf("embed: %ld pairs -> %s (contrastive loss %.6f", static_cast<long>(images.size(0)), o.output.c_str(),
+              losses.contrastive.item());
+  if (model.has_decoder()) std::printf(", caption loss %.6f", losses.caption.item());
+  std::printf(")\n");
 }
 
 }  // namespace coca::eval

@@ -50,6 +50,8 @@ void attend_one_query(const float* q, int64_t q_stride, const float* kv, int64_t
 
 CaptionDecoder::CaptionDecoder(const CoCa& model)
     : model_(model), L_(model.config().text.context_length), w_(model.config().text.width) {
+  COCA_CHECK(model.has_decoder(), "caption decoder: model ", model.config().name,
+             " is a CLIP (no multimodal decoder): it has no captions to generate");
   COCA_CHECK(model.dtype() == DType::f32, "caption decoder: the model must be float32, not ", dtype_name(model.dtype()));
   COCA_CHECK(model.config().multimodal.width == w_, "caption decoder: text width ", w_,
              " differs from the decoder width ", model.config().multimodal.width);

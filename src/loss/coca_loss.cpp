@@ -44,6 +44,7 @@ Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t 
 }
 
 Tensor caption_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossContext& ctx) {
+  if (!out.captions) return Tensor::zeros({}, out.image_features.dtype(), out.image_features.device());  // CLIP
   if (out.caption_logits.defined() && out.caption_logits.dim() == 3)
     return caption_loss(out.caption_logits, tokens, pad_id, ctx);
   // Packed: one logits row per target that is a token (CoCa::forward with trim_padding).

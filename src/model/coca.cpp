@@ -49,18 +49,21 @@ Tensor AttentionalPooler::forward(const Tensor& x) const {
 
 VisionTransformer::VisionTransformer(const CocaConfig& c, DType dtype) : cfg(c.vision), embed_dim(c.embed_dim) {
   const int64_t w = cfg.width, p = cfg.patch_size, n = cfg.grid() * cfg.grid() + 1;
+  const int64_t pool_dim = cfg.attentional_pool ? embed_dim : w;  // what ln_post and proj see
   patch_dropout = cfg.patch_dropout;
+  output_tokens = !c.clip;
   // Registration order follows OpenCLIP's state_dict order.
   class_embedding = register_parameter("class_embedding", Tensor::zeros({w}, dtype));
   positional_embedding = register_parameter("positional_embedding", Tensor::zeros({n, w}, dtype));
-  proj = register_parameter("proj", Tensor::zeros({embed_dim, embed_dim}, dtype));
+  proj = register_parameter("proj", Tensor::zeros({pool_dim, embed_dim}, dtype));
   conv1 = register_module("conv1", std::make_shared<nn::Container>());
   conv1_weight = conv1->param("weight", Tensor::zeros({w, 3, p, p}, dtype));
   ln_pre = register_module("ln_pre", std::make_shared<nn::LayerNorm>(w, dtype));
   transformer = register_module("transformer", std::make_shared<Transformer>(w, cfg.layers, cfg.heads(), cfg.mlp_ratio, dtype));
-  attn_pool = register_module("attn_pool", std::make_shared<AttentionalPooler>(embed_dim, w, cfg.attn_pooler_heads,
-                                                                               cfg.attn_pooler_queries, dtype));
-  ln_post = register_module("ln_post", std::make_shared<nn::LayerNorm>(embed_dim, dtype));
+  if (cfg.attentional_pool)
+    attn_pool = register_module("attn_pool", std::make_shared<AttentionalPooler>(embed_dim, w, cfg.attn_pooler_heads,
+                                                                                 cfg.attn_pooler_queries, dtype));
+  ln_post = register_module("ln_post", std::make_shared<nn::LayerNorm>(pool_dim, dtype));
 }
 
 Tensor VisionTransformer::embed(const Tensor& images) const {
@@ -98,18 +101,28 @@ Tensor VisionTransformer::embed(const Tensor& images) const {
 
 ImageEncoding VisionTransformer::forward(const Tensor& images) const {
   Tensor x = transformer->forward(embed(images), {});
+  ImageEncoding out;
+  if (!attn_pool) {  // the class token; the patch tokens after ln_post go to the decoder
+    if (!output_tokens) {
+      out.features = l2_normalize(matmul(ln_post->forward(x.select(1, 0)), proj));
+      return out;
+    }
+    x = ln_post->forward(x);  // [B, N, w]
+    out.features = l2_normalize(matmul(x.select(1, 0), proj));
+    out.tokens = x.slice(1, 1, x.size(1));
+    return out;
+  }
   Tensor pooled = ln_post->forward(attn_pool->forward(x));  // [B, Q, E]
   const int64_t Q = pooled.size(1);
-  ImageEncoding out;
   out.features = l2_normalize(matmul(pooled.select(1, 0), proj));
-  out.tokens = pooled.slice(1, 1, Q);
+  if (output_tokens) out.tokens = pooled.slice(1, 1, Q);
   return out;
 }
 
 TextTransformer::TextTransformer(const CocaConfig& c, DType dt) : cfg(c.text), dtype(dt) {
   const int64_t w = cfg.width, L = cfg.context_length;
-  cls_emb = register_parameter("cls_emb", Tensor::zeros({w}, dt));
-  positional_embedding = register_parameter("positional_embedding", Tensor::zeros({L + 1, w}, dt));
+  if (cfg.embed_cls) cls_emb = register_parameter("cls_emb", Tensor::zeros({w}, dt));
+  positional_embedding = register_parameter("positional_embedding", Tensor::zeros({L + (cfg.embed_cls ? 1 : 0), w}, dt));
   text_projection = register_parameter("text_projection", Tensor::zeros({w, c.embed_dim}, dt));
   token_embedding = register_module("token_embedding", std::make_shared<nn::Container>());
   token_embedding_weight = token_embedding->param("weight", Tensor::zeros({cfg.vocab_size, w}, dt));
@@ -127,6 +140,16 @@ int64_t TextTransformer::used_length(const std::vector<int32_t>& tok, int64_t ro
         break;
       }
   return std::min(L, std::max<int64_t>(used + 1, 2));  // the decoder needs one position
+}
+
+std::vector<int64_t> argmax_positions(const std::vector<int32_t>& tok, int64_t rows, int64_t L) {
+  std::vector<int64_t> at(rows, 0);
+  for (int64_t b = 0; b < rows; ++b) {
+    const int32_t* t = tok.data() + b * L;
+    for (int64_t j = 1; j < L; ++j)
+      if (t[j] > t[at[b]]) at[b] = j;
+  }
+  return at;
 }
 
 Tensor TextTransformer::attention_mask(const Tensor& text) const {
@@ -163,6 +186,23 @@ TextEncoding TextTransformer::forward(const Tensor& text, bool trim_padding) con
              text.describe(), " must be i32 [B, ", cfg.context_length, "]");
   const int64_t B = text.size(0), L = cfg.context_length, w = cfg.width;
   const std::vector<int32_t> tok = text.to_vector<int32_t>();  // the mask is built on the host
+  if (!cfg.embed_cls) {  // CLIP: causal mask, pooled at the end-of-text token after ln_final
+    const std::vector<int64_t> end = argmax_positions(tok, B, L);
+    const int64_t T = trim_padding ? *std::max_element(end.begin(), end.end()) + 1 : L;
+    Tensor x = embedding(token_embedding_weight, T < L ? text.slice(1, 0, T).contiguous() : text);  // [B, T, w]
+    x = add(x, T < L ? positional_embedding.slice(0, 0, T) : positional_embedding);
+    AttentionMask causal;
+    causal.causal = true;
+    x = transformer->forward(x, causal);
+    std::vector<int32_t> rows(B);
+    for (int64_t b = 0; b < B; ++b) rows[b] = static_cast<int32_t>(b * T + end[b]);
+    Tensor index = Tensor::from_vector(rows, {B}).to(text.device());
+    Tensor pooled = embedding(x.reshape({B * T, w}), index);  // [B, w]; ln_final is per row
+    TextEncoding out;
+    out.features = l2_normalize(matmul(ln_final->forward(pooled), text_projection));
+    out.tokens = x;
+    return out;
+  }
   const int64_t T = trim_padding ? used_length(tok, B) : L;
   Tensor x = embedding(token_embedding_weight, T < L ? text.slice(1, 0, T).contiguous() : text);  // [B, T, w]
   x = concat({x, cls_emb.reshape({1, 1, w}).expand({B, 1, w})}, 1);
@@ -207,19 +247,35 @@ Tensor MultimodalDecoder::hidden(const Tensor& tokens, const Tensor& image_token
   return x;  // [B, T, w]
 }
 
-CoCa::CoCa(const CocaConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
+CoCa::CoCa(const CocaConfig& cfg, DType dtype, bool initialize_weights) : cfg_(cfg), dtype_(dtype) {
   COCA_CHECK(dtype == DType::f32 || dtype == DType::f64, "CoCa: parameters must be f32 or f64, not ", dtype_name(dtype));
-  logit_scale = register_parameter("logit_scale", Tensor::zeros({}, dtype));
-  text = register_module("text", std::make_shared<TextTransformer>(cfg, dtype));
-  visual = register_module("visual", std::make_shared<VisionTransformer>(cfg, dtype));
-  text_decoder = register_module("text_decoder", std::make_shared<MultimodalDecoder>(cfg, dtype));
-  initialize(0);
+  // Registration follows OpenCLIP's state_dict order for each family.
+  if (!cfg.clip) {  // CoCa
+    logit_scale = register_parameter("logit_scale", Tensor::zeros({}, dtype));
+    text = register_module("text", std::make_shared<TextTransformer>(cfg, dtype));
+    visual = register_module("visual", std::make_shared<VisionTransformer>(cfg, dtype));
+    text_decoder = register_module("text_decoder", std::make_shared<MultimodalDecoder>(cfg, dtype));
+  } else if (cfg.custom_text) {  // OpenCLIP's CustomTextCLIP
+    logit_scale = register_parameter("logit_scale", Tensor::zeros({}, dtype));
+    visual = register_module("visual", std::make_shared<VisionTransformer>(cfg, dtype));
+    text = register_module("text", std::make_shared<TextTransformer>(cfg, dtype));
+  } else {  // OpenCLIP's CLIP: the text tower's members are the model's own
+    text = std::make_shared<TextTransformer>(cfg, dtype);
+    register_parameter("positional_embedding", text->positional_embedding);
+    register_parameter("text_projection", text->text_projection);
+    logit_scale = register_parameter("logit_scale", Tensor::zeros({}, dtype));
+    visual = register_module("visual", std::make_shared<VisionTransformer>(cfg, dtype));
+    register_module("transformer", text->transformer);
+    register_module("token_embedding", text->token_embedding);
+    register_module("ln_final", text->ln_final);
+  }
+  if (initialize_weights) initialize(0);
 }
 
 void CoCa::set_grad_checkpointing(bool on) {
   visual->transformer->grad_checkpointing = on;
   text->transformer->grad_checkpointing = on;
-  text_decoder->grad_checkpointing = on;
+  if (text_decoder) text_decoder->grad_checkpointing = on;
 }
 
 void CoCa::clamp_logit_scale() {
@@ -248,6 +304,11 @@ CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens, bool trim_p
   CocaOutput out;
   out.image_features = img.features;
   out.logit_scale = logit_scale;
+  if (!text_decoder) {
+    out.captions = false;
+    out.text_features = text->forward(tokens, trim_padding).features;
+    return out;
+  }
   if (!trim_padding) {
     TextEncoding txt = text->forward(tokens);
     out.text_features = txt.features;

@@ -90,10 +90,14 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   COCA_CHECK(std::isfinite(c.init_logit_scale) && c.init_logit_scale >= 0 && c.init_logit_scale <= std::log(100.0),
              source, ": key 'init_logit_scale' must be in [0, ln 100] (the trainer clamps to it), got ",
              c.init_logit_scale);
-  top.accept({"vision_cfg", "text_cfg", "multimodal_cfg", "custom_text", "preprocess_cfg"});
+  top.accept({"vision_cfg", "text_cfg", "multimodal_cfg", "preprocess_cfg"});
   top.refuse_if("quick_gelu", false);
-  for (const char* k : {"vision_cfg", "text_cfg", "multimodal_cfg"})
+  top.refuse_if("init_logit_bias", nullptr);  // SigLIP's sigmoid loss
+  for (const char* k : {"vision_cfg", "text_cfg"})
     COCA_CHECK(j.contains(k), source, ": required key '", k, "' is missing");
+  c.clip = !j.contains("multimodal_cfg");
+  // CoCa's text tower is always under text.; a CLIP's only with custom_text.
+  c.custom_text = top.boolean("custom_text", false) || !c.clip;
   top.warn_unknown();
   if (j.contains("preprocess_cfg")) {
     const json& pp = j.at("preprocess_cfg");
@@ -122,7 +126,8 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   c.vision.attentional_pool = v.boolean("attentional_pool", false);
   c.vision.attn_pooler_queries = v.integer("attn_pooler_queries", 256, 2);
   c.vision.attn_pooler_heads = v.integer("attn_pooler_heads", 8);
-  v.accept({"output_tokens", "pool_type"});
+  v.accept({"output_tokens"});
+  v.refuse_if("pool_type", "tok");  // the class token ("avg" pooling is not implemented)
   v.accept({"patch_dropout"});
   if (j.at("vision_cfg").is_object() && j.at("vision_cfg").contains("patch_dropout")) {
     const json& pd = j.at("vision_cfg").at("patch_dropout");
@@ -133,12 +138,11 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   v.refuse_if("ls_init_value", nullptr);
   v.refuse_if("final_ln_after_pool", false);
   v.warn_unknown();
-  COCA_CHECK(c.vision.attentional_pool, source, ": key 'vision_cfg.attentional_pool' must be true for CoCa");
   COCA_CHECK(c.vision.image_size % c.vision.patch_size == 0, source, ": 'vision_cfg.image_size' (",
              c.vision.image_size, ") must be a multiple of 'vision_cfg.patch_size' (", c.vision.patch_size, ")");
   COCA_CHECK(c.vision.width % c.vision.head_width == 0, source, ": 'vision_cfg.width' (", c.vision.width,
              ") must be a multiple of 'vision_cfg.head_width' (", c.vision.head_width, ")");
-  COCA_CHECK(c.embed_dim % c.vision.attn_pooler_heads == 0, source, ": 'embed_dim' (", c.embed_dim,
+  COCA_CHECK(!c.vision.attentional_pool || c.embed_dim % c.vision.attn_pooler_heads == 0, source, ": 'embed_dim' (", c.embed_dim,
              ") must be a multiple of 'vision_cfg.attn_pooler_heads' (", c.vision.attn_pooler_heads, ")");
 
   Reader t(j.at("text_cfg"), "text_cfg", source);
@@ -148,16 +152,28 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   c.text.heads = t.integer("heads");
   c.text.layers = t.integer("layers");
   c.text.mlp_ratio = t.number("mlp_ratio", 4.0);
-  c.text.embed_cls = t.boolean("embed_cls", true);
+  c.text.embed_cls = t.boolean("embed_cls", !c.clip);  // OpenCLIP's default is false; CoCa needs true
   c.text.pad_id = t.integer("pad_id", 0, 0);
   c.text.correct_cls_mask = t.boolean("correct_cls_mask", false);
-  t.accept({"output_tokens", "proj_bias", "pool_type"});
+  t.accept({"output_tokens", "eos_id"});
+  // With a CLS token the CLS output is pooled whatever pool_type says (as in OpenCLIP);
+  // without one, only "argmax" (the end-of-text position) is implemented.
+  if (c.text.embed_cls) t.accept({"pool_type"});
+  else t.refuse_if("pool_type", "argmax");
+  t.refuse_if("proj_bias", false);
+  t.refuse_if("proj_type", "linear");
+  t.refuse_if("no_causal_mask", false);
+  t.refuse_if("final_ln_after_pool", false);
   t.refuse_if("ls_init_value", nullptr);
   t.warn_unknown();
-  COCA_CHECK(c.text.embed_cls, source, ": key 'text_cfg.embed_cls' must be true for CoCa");
+  COCA_CHECK(c.text.embed_cls || c.clip, source, ": key 'text_cfg.embed_cls' must be true for CoCa");
+  COCA_CHECK(!c.text.embed_cls || c.custom_text, source,
+             ": key 'text_cfg.embed_cls' must be false for a CLIP without 'custom_text' (OpenCLIP's CLIP text tower "
+             "has no CLS token)");
   COCA_CHECK(c.text.width % c.text.heads == 0, source, ": 'text_cfg.width' must be a multiple of 'text_cfg.heads'");
   COCA_CHECK(c.text.pad_id < c.text.vocab_size, source, ": 'text_cfg.pad_id' must be below 'text_cfg.vocab_size'");
 
+  if (c.clip) return c;
   Reader m(j.at("multimodal_cfg"), "multimodal_cfg", source);
   c.multimodal.context_length = m.integer("context_length", c.text.context_length, 2);
   c.multimodal.vocab_size = m.integer("vocab_size", std::nullopt, 3);
@@ -165,11 +181,18 @@ CocaConfig CocaConfig::from_json(const json& j, const std::string& source) {
   c.multimodal.heads = m.integer("heads");
   c.multimodal.layers = m.integer("layers");
   c.multimodal.mlp_ratio = m.number("mlp_ratio", 4.0);
-  m.accept({"attn_pooler_heads", "output_tokens", "dim_head"});
+  m.accept({"attn_pooler_heads", "output_tokens", "dim_head", "n_queries"});
   m.refuse_if("ls_init_value", nullptr);
   m.warn_unknown();
-  COCA_CHECK(c.multimodal.width == c.embed_dim, source, ": 'multimodal_cfg.width' (", c.multimodal.width,
-             ") must equal 'embed_dim' (", c.embed_dim, ")");
+  // The decoder's cross-attention reads the image tokens at its own width: the pooler's
+  // output (embed_dim) or, without the pooler, the vision tower's tokens.
+  if (c.vision.attentional_pool)
+    COCA_CHECK(c.multimodal.width == c.embed_dim, source, ": 'multimodal_cfg.width' (", c.multimodal.width,
+               ") must equal 'embed_dim' (", c.embed_dim, "): the attentional pooler's tokens enter the decoder");
+  else
+    COCA_CHECK(c.multimodal.width == c.vision.width, source, ": 'multimodal_cfg.width' (", c.multimodal.width,
+               ") must equal 'vision_cfg.width' (", c.vision.width,
+               ") without an attentional pooler: the image tokens enter the decoder");
   COCA_CHECK(c.multimodal.width % c.multimodal.heads == 0, source,
              ": 'multimodal_cfg.width' must be a multiple of 'multimodal_cfg.heads'");
   COCA_CHECK(c.text.width == c.multimodal.width, source, ": 'text_cfg.width' (", c.text.width,
@@ -194,23 +217,30 @@ CocaConfig CocaConfig::from_file(const std::string& path) {
 json CocaConfig::to_json() const {
   json j;
   j["embed_dim"] = embed_dim;
-  j["vision_cfg"] = {{"image_size", vision.image_size},     {"patch_size", vision.patch_size},
-                     {"width", vision.width},               {"layers", vision.layers},
-                     {"head_width", vision.head_width},     {"mlp_ratio", vision.mlp_ratio},
-                     {"attentional_pool", true},            {"attn_pooler_queries", vision.attn_pooler_queries},
-                     {"attn_pooler_heads", vision.attn_pooler_heads}, {"output_tokens", true}};
+  j["vision_cfg"] = {{"image_size", vision.image_size}, {"patch_size", vision.patch_size},
+                     {"width", vision.width},           {"layers", vision.layers},
+                     {"head_width", vision.head_width}, {"mlp_ratio", vision.mlp_ratio}};
+  if (vision.attentional_pool) {
+    j["vision_cfg"]["attentional_pool"] = true;
+    j["vision_cfg"]["attn_pooler_queries"] = vision.attn_pooler_queries;
+    j["vision_cfg"]["attn_pooler_heads"] = vision.attn_pooler_heads;
+  }
+  if (!clip) j["vision_cfg"]["output_tokens"] = true;
   if (vision.patch_dropout > 0) j["vision_cfg"]["patch_dropout"] = vision.patch_dropout;
   if (image_mean != CocaConfig().image_mean || image_std != CocaConfig().image_std)
     j["preprocess_cfg"] = {{"mean", image_mean}, {"std", image_std}};
   j["text_cfg"] = {{"context_length", text.context_length}, {"vocab_size", text.vocab_size},
                    {"width", text.width},                   {"heads", text.heads},
                    {"layers", text.layers},                 {"mlp_ratio", text.mlp_ratio},
-                   {"embed_cls", true},                     {"pad_id", text.pad_id},
-                   {"correct_cls_mask", text.correct_cls_mask}, {"output_tokens", true}};
-  j["multimodal_cfg"] = {{"context_length", multimodal.context_length}, {"vocab_size", multimodal.vocab_size},
-                         {"width", multimodal.width},                   {"heads", multimodal.heads},
-                         {"layers", multimodal.layers},                 {"mlp_ratio", multimodal.mlp_ratio}};
-  j["custom_text"] = true;
+                   {"embed_cls", text.embed_cls},           {"pad_id", text.pad_id}};
+  if (text.embed_cls) j["text_cfg"]["correct_cls_mask"] = text.correct_cls_mask;
+  if (!clip) {
+    j["text_cfg"]["output_tokens"] = true;
+    j["multimodal_cfg"] = {{"context_length", multimodal.context_length}, {"vocab_size", multimodal.vocab_size},
+                           {"width", multimodal.width},                   {"heads", multimodal.heads},
+                           {"layers", multimodal.layers},                 {"mlp_ratio", multimodal.mlp_ratio}};
+  }
+  if (custom_text) j["custom_text"] = true;
   if (init_logit_scale != CocaConfig().init_logit_scale) j["init_logit_scale"] = init_logit_scale;
   return j;
 }

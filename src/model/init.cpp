@@ -84,7 +84,7 @@ void CoCa::initialize(uint64_t seed) {
     const int64_t w = t.cfg.width;
     normal_(t.token_embedding_weight, gen, 0.02);
     normal_(t.positional_embedding, gen, 0.01);
-    normal_(t.cls_emb, gen, 0.01);
+    if (t.cls_emb.defined()) normal_(t.cls_emb, gen, 0.01);
     for (const auto& b : *t.transformer->resblocks) text_block_(*b, gen, w, t.cfg.layers);
     normal_(t.text_projection, gen, std::pow(static_cast<double>(w), -0.5));
   }
@@ -101,11 +101,13 @@ void CoCa::initialize(uint64_t seed) {
       default_linear_(*b->mlp->c_fc, gen);
       default_linear_(*b->mlp->c_proj, gen);
     }
-    normal_(v.attn_pool->query, gen, 1.0);
-    attention_xavier_(*v.attn_pool->attn, gen);
+    if (v.attn_pool) {
+      normal_(v.attn_pool->query, gen, 1.0);
+      attention_xavier_(*v.attn_pool->attn, gen);
+    }
   }
   // Decoder: the text scheme; cross-attention blocks with packed weights likewise.
-  {
+  if (text_decoder) {
     auto& d = *text_decoder;
     for (size_t i = 0; i < d.resblocks->size(); ++i) {
       text_block_(*(*d.resblocks)[i], gen, d.cfg.width, d.cfg.layers);

@@ -18,9 +18,10 @@ void save_weights(const nn::Module& model, const std::string& path) {
 }
 
 // Buffers OpenCLIP models hold besides their parameters: the causal masks of the text tower and
-// the decoder, which we rebuild from the config. Files that carry them (older OpenCLIP versions
-// saved them) load with them ignored; any other extra tensor is an error.
-constexpr const char* kIgnoredBuffers[] = {"text.attn_mask", "text_decoder.attn_mask"};
+// the decoder (a CLIP's text mask is "attn_mask"), which we rebuild from the config. Files that
+// carry them (older OpenCLIP versions saved them) load with them ignored; any other extra tensor
+// is an error.
+constexpr const char* kIgnoredBuffers[] = {"text.attn_mask", "text_decoder.attn_mask", "attn_mask"};
 
 namespace {
 

@@ -239,7 +239,7 @@ void Trainer::setup_model() {
   };
   if (!o_.image_mean.empty()) cfg_.image_mean = parse_rgb_triple(words(o_.image_mean), "--image-mean", false);
   if (!o_.image_std.empty()) cfg_.image_std = parse_rgb_triple(words(o_.image_std), "--image-std", true);
-  model_ = std::make_unique<CoCa>(cfg_);
+  model_ = std::make_unique<CoCa>(cfg_, DType::f32, /*initialize_weights=*/false);
   model_->initialize(o_.seed);
   if (!o_.pretrained.empty()) load_weights(*model_, o_.pretrained);
   model_->to(dev_);
@@ -642,21 +642,26 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
   if (lead_ && log_count_ > 0) {
     const double loss = window_loss / log_count_, con = window_con / log_count_, cap = window_cap / log_count_;
     const double scale = std::exp(model_->logit_scale.item());
-    std::printf("step %lld/%lld (%.0f%%) epoch %lld | loss %.4f (contrastive %.4f, caption %.4f) | lr %.3g | "
-                "scale %.2f | %.1f samples/s (%.1f/rank) | ETA %s\n",
+    const bool captions = model_->has_decoder();  // a CLIP has the contrastive loss only
+    char parts[96] = "";
+    if (captions) std::snprintf(parts, sizeof parts, " (contrastive %.4f, caption %.4f)", con, cap);
+    std::printf("step %lld/%lld (%.0f%%) epoch %lld | loss %.4f%s | lr %.3g | scale %.2f | %.1f samples/s (%.1f/rank) | "
+                "ETA %s\n",
                 (long long)step_, (long long)plan_.total_steps, 100.0 * step_ / plan_.total_steps, (long long)epoch_,
-                loss, con, cap, lr, scale, rate, rate / world_, format_duration(eta).c_str());
+                loss, parts, lr, scale, rate, rate / world_, format_duration(eta).c_str());
     if (!by_source.is_null()) std::printf("  samples by source since the start of this run: %s\n", by_source.dump().c_str());
     std::fflush(stdout);
     const double train_flops = 3.0 * forward_flops_per_sample(cfg_);
     const double steps = static_cast<double>(std::max<int64_t>(step_ - window_from_step_, 1));
-    metrics_->write({{"step", step_}, {"epoch", epoch_}, {"samples_seen", samples_seen_}, {"loss", loss},
-                     {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
-                     {"grad_norm", r.grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world_},
-                     {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
-                     {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0},
-                     {"step_s", dt / steps}, {"grad_allreduce_wait_s", window_grad_wait_s_ / steps},
-                     {"embed_gather_s", (dist::all_gather_with_grad_seconds() - window_gather_from_s_) / steps}});
+    nlohmann::json row = {{"step", step_}, {"epoch", epoch_}, {"samples_seen", samples_seen_}, {"loss", loss},
+                          {"contrastive_loss", con}, {"caption_loss", cap}, {"lr", lr}, {"logit_scale", scale},
+                          {"grad_norm", r.grad_norm}, {"samples_per_s", rate}, {"samples_per_s_per_rank", rate / world_},
+                          {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
+                          {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0},
+                          {"step_s", dt / steps}, {"grad_allreduce_wait_s", window_grad_wait_s_ / steps},
+                          {"embed_gather_s", (dist::all_gather_with_grad_seconds() - window_gather_from_s_) / steps}};
+    if (!captions) row.erase("caption_loss");
+    metrics_->write(row);
     if (!by_source.is_null()) metrics_->write({{"step", step_}, {"samples_by_source", by_source}});
   }
   window_from_step_ = step_;

@@ -54,9 +54,10 @@ void init_models(CoCa& ref, CoCa& model) {
 
 double rel(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
-void expect_one_step_matches(DType dt, double tol, dist::BucketOptions opts) {
+void expect_one_step_matches(DType dt, double tol, dist::BucketOptions opts,
+                             const CocaConfig& cfg = test::micro_config()) {
   const int W = g_world->size(), r = g_world->rank();
-  CoCa ref(test::micro_config(), dt), model(test::micro_config(), dt);
+  CoCa ref(cfg, dt), model(cfg, dt);
   init_models(ref, model);
   dist::GradientBucketer grads(g_world, model.named_parameters(), opts);
   const Batch global = global_batch(W, dt, 1), local = local_slice(global, r);
@@ -140,11 +141,11 @@ void expect_five_steps_match(DType dt, bool zero, bool overlap) {
 
 // --accum-freq k with OpenCLIP's meaning: k micro-batches of b samples on each of W ranks give
 // both losses and every gradient of one process on the whole k x W x b batch (float64).
-void expect_accumulation_matches(int k) {
+void expect_accumulation_matches(int k, const CocaConfig& cfg = test::micro_config()) {
   const int W = g_world->size(), r = g_world->rank();
   const DType dt = DType::f64;
   const double tol = 1e-10;
-  CoCa ref(test::micro_config(), dt), model(test::micro_config(), dt);
+  CoCa ref(cfg, dt), model(cfg, dt);
   init_models(ref, model);
   const int64_t b = kPerRank, N = static_cast<int64_t>(W) * k * b;
   Generator gen(70 + k);
@@ -186,6 +187,15 @@ TEST(DistEquivalence, OneStepFloat64SmallBuckets) {
 }
 
 TEST(DistEquivalence, OneStepFloat32) { expect_one_step_matches(DType::f32, 1e-5, {}); }
+
+// OpenCLIP's CLIP (contrastive loss only, class-token and end-of-text pooling): W ranks give one
+// process's loss and gradients, in one step and with --accum-freq 2.
+TEST(DistEquivalence, ClipOneStepAndAccumulationFloat64) {
+  dist::BucketOptions o;
+  o.bucket_bytes = 2048;
+  expect_one_step_matches(DType::f64, 1e-10, o, test::micro_clip_config());
+  expect_accumulation_matches(2, test::micro_clip_config());
+}
 
 TEST(DistEquivalence, OneStepFloat64NoOverlap) {
   dist::BucketOptions o;

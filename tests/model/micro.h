@@ -20,6 +20,23 @@ inline CocaConfig micro_config(bool correct_cls_mask = false, int64_t vision_wid
   return CocaConfig::from_json(j, "micro");
 }
 
+// OpenCLIP's CLIP layout at the micro size: no decoder, class-token image pooling (no pooler),
+// end-of-text text pooling, embed_dim 12 below the widths; the text tower at the top level of the
+// names unless `custom_text`; `attentional_pool` adds a pooler (whose output is embed_dim wide).
+inline CocaConfig micro_clip_config(bool custom_text = false, bool attentional_pool = false) {
+  nlohmann::json j = {
+      {"embed_dim", 12},
+      {"vision_cfg", {{"image_size", 16}, {"patch_size", 8}, {"width", 16}, {"layers", 2}, {"head_width", 8}}},
+      {"text_cfg", {{"context_length", 7}, {"vocab_size", 50}, {"width", 16}, {"heads", 2}, {"layers", 2}}}};
+  if (custom_text) j["custom_text"] = true;
+  if (attentional_pool) {
+    j["vision_cfg"]["attentional_pool"] = true;
+    j["vision_cfg"]["attn_pooler_queries"] = 3;
+    j["vision_cfg"]["attn_pooler_heads"] = 2;
+  }
+  return CocaConfig::from_json(j, "micro_clip");
+}
+
 // Rows: start token, random body, end token, then pad (0). lengths[i] counts start and end.
 inline Tensor micro_tokens(const std::vector<int>& lengths, int64_t L, int64_t vocab, Generator& gen) {
   std::vector<int32_t> t(lengths.size() * L, 0);

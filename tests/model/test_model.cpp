@@ -11,7 +11,7 @@
 
 #include "coca/loss/coca_loss.h"
 #include "coca/model/weights.h"
-#include "micro.h"
+#include "model_checks.h"
 
 using namespace coca;
 
@@ -124,53 +124,10 @@ TEST(CocaConfig, NumbersOutOfRangeAreNamed) {
   std::filesystem::remove(path);
 }
 
-// Float64 central differences of the total CoCa loss with respect to sampled entries of EVERY
-// parameter tensor, on a batch with padding of different lengths.
-static void full_model_gradcheck(const CocaConfig& cfg) {
-  CoCa model(cfg, DType::f64);
-  model.initialize(3);
-  Generator gen(11);
-  // Larger-than-default weights so that every path contributes visibly.
-  {
-    NoGradGuard ng;
-    for (auto& [n, p] : model.named_parameters()) {
-      if (n.find("ln_") != std::string::npos || n == "logit_scale") continue;
-      p.copy_(add(p, Tensor::randn(p.shape(), gen, DType::f64, 0.0, 0.1)));
-    }
-  }
-  Tensor images = Tensor::randn({3, 3, 16, 16}, gen, DType::f64);
-  Tensor tokens = test::micro_tokens({4, 7, 3}, 7, 50, gen);
-  auto loss_value = [&]() {
-    NoGradGuard ng;
-    return coca_loss(model.forward(images, tokens), tokens, 0).total.item();
-  };
-  auto losses = coca_loss(model.forward(images, tokens), tokens, 0);
-  losses.total.backward();
-  const double h = 1e-5, tol = 1e-6;  // relative to max(1, |grad|)
-  int checked = 0;
-  for (auto& [name, p] : model.named_parameters()) {
-    Tensor g = p.grad();
-    ASSERT_TRUE(g.defined()) << name << " received no gradient";
-    double* pp = p.data<double>();
-    const double* gp = g.data<double>();
-    for (int k = 0; k < 3; ++k) {
-      const int64_t i = static_cast<int64_t>(gen.below(p.numel()));
-      const double saved = pp[i];
-      pp[i] = saved + h;
-      const double up = loss_value();
-      pp[i] = saved - h;
-      const double down = loss_value();
-      pp[i] = saved;
-      const double numeric = (up - down) / (2 * h);
-      EXPECT_NEAR(gp[i], numeric, tol * std::max(1.0, std::abs(numeric))) << name << "[" << i << "]";
-      ++checked;
-    }
-  }
-  EXPECT_GT(checked, 100);
-}
-
-TEST(CocaGradcheck, FullLossEveryParameterPacked) { full_model_gradcheck(test::micro_config(false, 16)); }
-TEST(CocaGradcheck, FullLossEveryParameterSeparateKV) { full_model_gradcheck(test::micro_config(true, 24)); }
+// Float64 central differences of the total CoCa loss for sampled entries of EVERY parameter
+// tensor, on a batch with padding of different lengths (model_checks.h).
+TEST(CocaGradcheck, FullLossEveryParameterPacked) { test::full_model_gradcheck(test::micro_config(false, 16)); }
+TEST(CocaGradcheck, FullLossEveryParameterSeparateKV) { test::full_model_gradcheck(test::micro_config(true, 24)); }
 
 // Trimming the padding (CoCa::forward(..., trim_padding=true), what training runs) changes
 // nothing but the work: same features, same losses, same gradient for every parameter, and
@@ -337,44 +294,6 @@ TEST(CocaWeights, WrongShapeAndMissingAreNamed) {
 }
 
 // The independent PyTorch reference (tests/reference/): features, losses and gradients of the
-// total loss on its weights and inputs. Per-tensor relative error max|a-b| / max|b| (the
-// reference's own float32-vs-float64 spread is 1.7e-5; see tests/reference/README.md).
-static double rel_err(const Tensor& ours, const Tensor& ref) {
-  auto a = ours.to_double_vector(), b = ref.to_double_vector();
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    diff = std::max(diff, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(b[i]));
-  }
-  return diff / std::max(scale, 1e-30);
-}
-
-static void compare_with_golden(const std::string& cfg_name) {
-  const std::string dir = COCA_GOLDEN_DIR;
-  CoCa model(CocaConfig::from_file(dir + "/" + cfg_name + ".json"));
-  load_weights(model, dir + "/" + cfg_name + "_weights.safetensors");
-  std::map<std::string, Tensor> io;
-  for (auto& [n, t] : load_safetensors(dir + "/" + cfg_name + "_io.safetensors")) io[n] = t;
-  auto out = model.forward(io.at("images"), io.at("tokens"));
-  auto losses = coca_loss(out, io.at("tokens"), model.config().text.pad_id);
-  losses.total.backward();
-  EXPECT_LE(rel_err(out.image_features, io.at("image_features")), 1e-4);
-  EXPECT_LE(rel_err(out.text_features, io.at("text_features")), 1e-4);
-  EXPECT_LE(rel_err(out.caption_logits, io.at("caption_logits")), 1e-4);
-  EXPECT_LE(rel_err(losses.contrastive, io.at("contrastive_loss")), 1e-4);
-  EXPECT_LE(rel_err(losses.caption, io.at("caption_loss")), 1e-4);
-  EXPECT_LE(rel_err(losses.total, io.at("total_loss")), 1e-4);
-  int grads = 0;
-  for (auto& [name, p] : model.named_parameters()) {
-    auto it = io.find("grad/" + name);
-    if (it == io.end()) continue;
-    ASSERT_TRUE(p.grad().defined()) << name;
-    EXPECT_LE(rel_err(p.grad(), it->second), 1e-3) << "gradient of " << name;
-    ++grads;
-  }
-  EXPECT_GE(grads, 11);
-}
-
-TEST(CocaGolden, MatchesPyTorchReferencePacked) { compare_with_golden("micro"); }
-TEST(CocaGolden, MatchesPyTorchReferenceSeparateKV) { compare_with_golden("micro_kv"); }
+// total loss on its weights and inputs (model_checks.h).
+TEST(CocaGolden, MatchesPyTorchReferencePacked) { test::compare_with_golden("micro", false, 11); }
+TEST(CocaGolden, MatchesPyTorchReferenceSeparateKV) { test::compare_with_golden("micro_kv", false, 11); }

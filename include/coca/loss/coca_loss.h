@@ -41,6 +41,7 @@ Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t 
 
 // The same from a model output: caption_logits [B, L-1, V], or packed [N, V] with
 // caption_targets [N] (a trimmed forward), which must be exactly tokens[:, 1:]'s non-pad ones.
+// A model without a decoder (out.captions false, CLIP) has no caption loss: a constant 0.
 Tensor caption_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossContext& ctx = {});
 
 CocaLosses coca_loss(const CocaOutput& out, const Tensor& tokens, int64_t pad_id, const LossWeights& w = {},

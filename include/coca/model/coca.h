@@ -1,6 +1,8 @@
 #pragma once
 // CoCa (spec sections 2-4): ViT image tower with an attentional pooler, unimodal text tower
-// with a CLS token at the end, multimodal decoder with cross-attention.
+// with a CLS token at the end, multimodal decoder with cross-attention. The same class holds
+// OpenCLIP's other towers: the class-token image pooling of CLIP and coca_base, and CLIP's
+// text tower (no CLS token, pooled at the end-of-text token) without a decoder.
 #include "coca/model/config.h"
 #include "coca/nn/layers.h"
 #include "coca/tensor/random.h"
@@ -28,7 +30,9 @@ class AttentionalPooler : public nn::Module {
 
 struct ImageEncoding {
   Tensor features;  // [B, E], L2-normalised
-  Tensor tokens;    // [B, queries-1, E], for the decoder
+  // For the decoder: [B, queries-1, E] from the attentional pooler, or the patch tokens after
+  // ln_post [B, N-1, width] without it. Undefined when `output_tokens` is off (CLIP).
+  Tensor tokens;
 };
 
 class VisionTransformer : public nn::Module {
@@ -43,6 +47,7 @@ class VisionTransformer : public nn::Module {
   // the class token. Starts at cfg.patch_dropout; off outside training.
   double patch_dropout = 0.0;
   bool training = false;
+  bool output_tokens = true;  // off for a CLIP: nothing reads the tokens
   Generator* patch_dropout_gen = nullptr;  // required when training with patch_dropout > 0
   VisionConfig cfg;
   int64_t embed_dim;
@@ -50,7 +55,7 @@ class VisionTransformer : public nn::Module {
   Tensor conv1_weight, class_embedding, positional_embedding, proj;
   std::shared_ptr<nn::LayerNorm> ln_pre, ln_post;
   std::shared_ptr<Transformer> transformer;
-  std::shared_ptr<AttentionalPooler> attn_pool;
+  std::shared_ptr<AttentionalPooler> attn_pool;  // null without cfg.attentional_pool
 };
 
 struct TextEncoding {
@@ -58,13 +63,19 @@ struct TextEncoding {
   Tensor tokens;    // [B, T, w]: per-token outputs without ln_final (T = L unless trimmed)
 };
 
+// Where a tower without a CLS token pools each row: the first position of its largest token id
+// (the end-of-text token; OpenCLIP's "argmax"). tokens is B rows of L.
+std::vector<int64_t> argmax_positions(const std::vector<int32_t>& tokens, int64_t rows, int64_t L);
+
 class TextTransformer : public nn::Module {
  public:
   TextTransformer(const CocaConfig& cfg, DType dtype);
   // text i32 [B, L]. With `trim_padding` the tower runs on the first T = used_length(text)
   // positions plus the CLS token (which keeps position L's embedding): the features equal the
   // untrimmed ones (the positions dropped are padding that nothing kept attends to) and
-  // tokens is [B, T, w]. Outputs at the dropped positions are what trimming saves.
+  // tokens is [B, T, w]. Outputs at the dropped positions are what trimming saves. Without a
+  // CLS token (cfg.embed_cls false) T is one past the last row's end-of-text position and the
+  // mask is causal only.
   TextEncoding forward(const Tensor& text, bool trim_padding = false) const;
   // One past the last non-pad token of any row, plus the first padding position (OpenCLIP's
   // shifted CLS mask lets the CLS token see it), at most L; at least 2.
@@ -76,7 +87,7 @@ class TextTransformer : public nn::Module {
   TextConfig cfg;
   DType dtype;
   std::shared_ptr<nn::Container> token_embedding;  // holds "weight" [V, w]
-  Tensor token_embedding_weight, cls_emb, positional_embedding, text_projection;
+  Tensor token_embedding_weight, cls_emb, positional_embedding, text_projection;  // cls_emb: with embed_cls
   std::shared_ptr<Transformer> transformer;
   std::shared_ptr<nn::LayerNorm> ln_final;
 };
@@ -99,6 +110,7 @@ class MultimodalDecoder : public nn::Module {
 
 struct CocaOutput {
   Tensor image_features, text_features;  // [B, E]
+  bool captions = true;  // false for a model without a decoder (CLIP): no caption loss
   // [B, L-1, V]; from a trimmed forward [N, V]: only the N positions whose target is a token,
   // with those targets in caption_targets (i32 [N]). caption_loss takes either.
   Tensor caption_logits;
@@ -108,7 +120,9 @@ struct CocaOutput {
 
 class CoCa : public nn::Module {
  public:
-  explicit CoCa(const CocaConfig& cfg, DType dtype = DType::f32);
+  // `initialize_weights` false leaves every parameter zero, for weights that are loaded next
+  // (drawing ViT-L-14's 428M initial values takes longer than reading them).
+  explicit CoCa(const CocaConfig& cfg, DType dtype = DType::f32, bool initialize_weights = true);
   // `trim_padding` (what training runs): the rows go through the text tower and the decoder
   // in up to `text_buckets` groups of similar caption length (at least `min_bucket_rows` rows
   // each), each group trimmed to its longest caption (TextTransformer::forward), and the
@@ -131,8 +145,12 @@ class CoCa : public nn::Module {
   void set_training(bool on) { visual->training = on; }
   // Where the parameters live (Module::to moves them); inputs must be there too.
   Device device() const { return logit_scale.device(); }
+  // false for a CLIP (cfg.clip): text_decoder is null and the loss is contrastive only.
+  bool has_decoder() const { return text_decoder != nullptr; }
 
   std::shared_ptr<VisionTransformer> visual;
+  // A CLIP without custom_text registers the text tower's members at the top level, as
+  // OpenCLIP's CLIP does; `text` is the same tower either way.
   std::shared_ptr<TextTransformer> text;
   std::shared_ptr<MultimodalDecoder> text_decoder;
   Tensor logit_scale;

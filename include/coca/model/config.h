@@ -11,6 +11,8 @@ struct VisionConfig {
   int64_t image_size = 0, patch_size = 0, width = 0, layers = 0;
   int64_t head_width = 64;
   double mlp_ratio = 4.0;
+  // true: the attentional pooler (OpenCLIP's CoCa); false: the class token after ln_post is
+  // pooled and the patch tokens go to the decoder (CLIP, coca_base).
   bool attentional_pool = false;
   int64_t attn_pooler_queries = 256, attn_pooler_heads = 8;
   double patch_dropout = 0.0;  // FLIP: share of patch tokens dropped in training, [0, 1)
@@ -21,6 +23,9 @@ struct VisionConfig {
 struct TextConfig {
   int64_t context_length = 0, vocab_size = 0, width = 0, heads = 0, layers = 0;
   double mlp_ratio = 4.0;
+  // true: a CLS token after the text, pooled (CoCa); false: no CLS token, a causal mask only,
+  // and the features pooled at each row's largest token id, the end of text (OpenCLIP's
+  // "argmax" pooling, CLIP's text tower).
   bool embed_cls = true;
   int64_t pad_id = 0;
   bool correct_cls_mask = false;
@@ -33,6 +38,11 @@ struct MultimodalConfig {
 
 struct CocaConfig {
   std::string name;  // file stem or "inline"
+  // A config without "multimodal_cfg" is OpenCLIP's CLIP: no decoder, the contrastive loss
+  // only. Its text tower's tensors sit at the top level ("transformer.resblocks.0...",
+  // "token_embedding.weight") unless "custom_text" is true ("text.transformer...").
+  bool clip = false;
+  bool custom_text = true;
   int64_t embed_dim = 0;
   VisionConfig vision;
   TextConfig text;

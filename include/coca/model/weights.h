@@ -19,7 +19,7 @@ NamedTensors read_weight_file(const std::string& path, const nn::Module* model =
 // wrongly shaped tensor is an error: one line naming the first few (describe_mismatch). When
 // there are more than it names and COCA_LIST_MISMATCH=1 is in the environment, the complete
 // list (list_mismatch) is written to stderr before it.
-// The causal-mask buffers text.attn_mask and text_decoder.attn_mask are ignored if present.
+// The causal-mask buffers text.attn_mask, text_decoder.attn_mask and (CLIP) attn_mask are ignored if present.
 void load_weights(nn::Module& model, const std::string& path);
 void load_weights(nn::Module& model, const NamedTensors& tensors, const std::string& source);
 
