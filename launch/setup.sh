@@ -16,6 +16,8 @@ PACKAGES=(
   iproute2 nftables
   python3 python3-numpy python3-matplotlib python3-h5py
 )
+# COCA_SETUP_TORCH=1 (launch/test.sh sets it) adds PyTorch for the reference trainer of
+# launch/compare_recipe.sh, its test and the benchmarks against PyTorch.
 if [ "${COCA_SETUP_TORCH:-0}" = "1" ]; then PACKAGES+=(python3-torch); fi
 
 missing=()

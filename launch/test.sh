@@ -5,7 +5,9 @@
 # harnesses are built apart with clang (tests/fuzz/build.sh); without clang they skip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/launch/setup.sh"
+# With PyTorch (python3-torch): the same-recipe comparison's test (tests/launch) trains the
+# reference beside coca-train. The quickstart does not need it.
+COCA_SETUP_TORCH=${COCA_SETUP_TORCH:-1} "$root/launch/setup.sh"
 "$root/launch/build.sh" -DCOCA_BUILD_TESTS=ON "$@"
 build=${COCA_BUILD_DIR:-$root/build}
 labels="cpu|mpi|faults|fuzz|multinode"
