@@ -3,6 +3,7 @@
 // allocator, AdamW and the gradient norm. Skips with a message where no GPU is present.
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "coca/kernels/cuda/adamw.h"
 #include "coca/kernels/cuda/attention.h"
@@ -225,7 +226,9 @@ struct AttentionImplGuard {
 };
 
 // body(suffix, tolerance) under each CUDA attention implementation: the tiled kernels, the
-// cuBLAS GEMM path (which falls back to tiled for S > 512), and the GEMM path with bf16 matmuls.
+// cuBLAS GEMM path (which falls back to tiled for S > 512), the GEMM path with bf16 matmuls,
+// and the fused kernels (which fall back to the Auto rule for what they cannot run: D > 64,
+// long key lengths).
 void for_each_attention_impl(const std::function<void(const std::string&, double)>& body) {
   AttentionImplGuard guard;
   cuda::set_attention_impl(cuda::AttentionImpl::Tiled);
@@ -234,6 +237,9 @@ void for_each_attention_impl(const std::function<void(const std::string&, double
   body("/gemm", kF32);
   cuda::set_matmul_precision(cuda::MatmulPrecision::Bf16);
   body("/gemm_bf16", kBf16);
+  cuda::set_matmul_precision(cuda::MatmulPrecision::Float32);
+  cuda::set_attention_impl(cuda::AttentionImpl::Fused);
+  body("/fused", kF32);
 }
 
 // qkv_grad: which of q, k, v get (and have compared) gradients.
@@ -315,6 +321,133 @@ TEST_F(CudaOps, Attention) {
       return scaled_dot_product_attention(q, k, v, {});
     }, tol);
   });
+}
+
+namespace {
+
+// Mask kinds of the fused-attention checks.
+enum class AttnMask { None, Causal, Padding, PaddingCausal, AdditiveTS, AdditiveBHTS, ClsPattern, CausalAdditive };
+
+struct AttnRun {
+  std::vector<Tensor> out;  // output, dq, dk, dv (on the CPU)
+  int64_t fused_calls = 0;  // attention_fused_calls() during the run
+};
+
+// Forward and backward of scaled_dot_product_attention on `dev` under `impl` (GPU only):
+// inputs q, k, v, additive, key_padding (CPU tensors, masks undefined when absent), upstream g.
+AttnRun run_attention(const std::vector<Tensor>& in, const Tensor& g, bool causal, Device dev,
+                      cuda::AttentionImpl impl = cuda::AttentionImpl::Auto) {
+  std::vector<Tensor> x;
+  for (const Tensor& t : in) x.push_back(t.defined() ? t.detach().to(dev) : Tensor());
+  for (int i = 0; i < 3; ++i) x[i].set_requires_grad(true);
+  if (dev == Device::CUDA) cuda::set_attention_impl(impl);
+  const int64_t before = cuda::attention_fused_calls();
+  AttentionMask m;
+  m.causal = causal;
+  m.additive = x[3];
+  m.key_padding = x[4];
+  Tensor out = scaled_dot_product_attention(x[0], x[1], x[2], m);
+  out.backward(g.to(dev));
+  AttnRun r;
+  r.out = {out.detach().to(Device::CPU), x[0].grad().to(Device::CPU), x[1].grad().to(Device::CPU),
+           x[2].grad().to(Device::CPU)};
+  r.fused_calls = cuda::attention_fused_calls() - before;
+  return r;
+}
+
+// The fused kernels against the CPU backend and against the GEMM path (same matmul precision):
+// the output and dq, dk, dv by NMSE <= tol. With one key P = 1, so dq and dk are rounding
+// noise: only the output and dv are compared then.
+void check_fused_attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, AttnMask mk,
+                           uint64_t seed, double tol = kF32, bool check_deterministic = false) {
+  std::vector<Tensor> in = {rn({B, H, T, D}, seed), rn({B, H, S, D}, seed + 1), rn({B, H, S, D}, seed + 2), Tensor(),
+                            Tensor()};
+  const bool causal = mk == AttnMask::Causal || mk == AttnMask::PaddingCausal || mk == AttnMask::CausalAdditive;
+  if (mk == AttnMask::AdditiveTS) in[3] = rn({T, S}, seed + 3);
+  if (mk == AttnMask::AdditiveBHTS || mk == AttnMask::CausalAdditive) in[3] = rn({B, H, T, S}, seed + 3);
+  if (mk == AttnMask::ClsPattern) {
+    // The text tower's mask (TextTransformer::attention_mask): causal over the tokens, and the
+    // last (CLS) row sees the tokens that follow a non-pad token (OpenCLIP's shifted rule):
+    // here batch b has 2 + 5b tokens, the rest padding, and CLS sees itself only in a full row.
+    const double ninf = -std::numeric_limits<double>::infinity();
+    std::vector<float> m(B * T * S, 0.f);
+    for (int64_t b = 0; b < B; ++b) {
+      float* mb = m.data() + b * T * S;
+      for (int64_t i = 0; i < T; ++i)
+        for (int64_t j = i + 1 + (S - T); j < S; ++j) mb[i * S + j] = static_cast<float>(ninf);
+      const int64_t used = std::min<int64_t>(2 + 5 * b, S - 1);
+      float* cls = mb + (T - 1) * S;
+      for (int64_t j = 0; j < S - 1; ++j) cls[j] = (j == 0 || j - 1 < used) ? 0.f : static_cast<float>(ninf);
+      cls[S - 1] = used == S - 1 ? 0.f : static_cast<float>(ninf);
+    }
+    in[3] = Tensor::from_vector(m, {B, 1, T, S});
+  }
+  if (mk == AttnMask::Padding || mk == AttnMask::PaddingCausal) {
+    std::vector<uint8_t> kp(B * S, 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = 0; s < S; ++s) kp[b * S + s] = (s * 7 + b) % 5 == 0;
+    if (B > 1)
+      for (int64_t s = 0; s < S; ++s) kp[s] = 1;  // batch 0: every key masked, output zeros
+    in[4] = Tensor::from_vector(kp, {B, S});
+  }
+  Generator gen(seed + 99);
+  const Tensor g = Tensor::randn({B, H, T, D}, gen, DType::f32);
+  AttentionImplGuard guard;
+  if (tol > kF32) cuda::set_matmul_precision(cuda::MatmulPrecision::Bf16);
+  const AttnRun cpu = run_attention(in, g, causal, Device::CPU);
+  const AttnRun gemm = run_attention(in, g, causal, Device::CUDA, cuda::AttentionImpl::Gemm);
+  const AttnRun fused = run_attention(in, g, causal, Device::CUDA, cuda::AttentionImpl::Fused);
+  EXPECT_EQ(gemm.fused_calls, 0) << name;
+  EXPECT_EQ(fused.fused_calls, 2) << name << ": the fused kernels did not run forward and backward";
+  const char* what[4] = {"out", "dq", "dk", "dv"};
+  std::string line = "[fused-attention] " + name;
+  bool ok = true;
+  for (int t = 0; t < 4; ++t) {
+    if (S == 1 && (t == 1 || t == 2)) continue;
+    const double vs_cpu = nmse(fused.out[t], cpu.out[t]), vs_gemm = nmse(fused.out[t], gemm.out[t]);
+    EXPECT_LE(vs_cpu, tol) << name << " " << what[t] << " fused vs CPU";
+    EXPECT_LE(vs_gemm, tol) << name << " " << what[t] << " fused vs GEMM path";
+    ok = ok && vs_cpu <= tol && vs_gemm <= tol;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " %s cpu=%.1e gemm=%.1e", what[t], vs_cpu, vs_gemm);
+    line += buf;
+  }
+  if (check_deterministic) {
+    const AttnRun again = run_attention(in, g, causal, Device::CUDA, cuda::AttentionImpl::Fused);
+    for (int t = 0; t < 4; ++t)
+      EXPECT_EQ(again.out[t].to_double_vector(), fused.out[t].to_double_vector())
+          << name << " " << what[t] << ": a second run differs";
+    line += " deterministic";
+  }
+  std::printf("%s tol=%.0e %s\n", line.c_str(), tol, ok ? "ok" : "FAIL");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+// The fused kernels (attention_fused.cu) at CoCa's shapes: lengths 1, 7, 49, 50, 76, 77 and the
+// attentional pooler's 256 queries over 50 keys; one and several heads; head dims 64, 32, 16, 8
+// and an odd 24 (run-time D); every mask kind (causal, key padding with a fully masked batch,
+// additive [T, S], [B, H, T, S], the text tower's CLS pattern, and combinations).
+TEST_F(CudaOps, AttentionFused) {
+  check_fused_attention("self_50x50_h3_d64", 2, 3, 50, 50, 64, AttnMask::None, 101);
+  check_fused_attention("causal_77x77_h2_d64", 2, 2, 77, 77, 64, AttnMask::Causal, 102);
+  check_fused_attention("cls_77x77_h2_d64", 3, 2, 77, 77, 64, AttnMask::ClsPattern, 103);
+  check_fused_attention("cross_76x50_pad_h2_d64", 2, 2, 76, 50, 64, AttnMask::Padding, 104);
+  check_fused_attention("pooler_256x50_h1_d64", 2, 1, 256, 50, 64, AttnMask::None, 105, kF32, true);
+  check_fused_attention("pad_causal_49x49_h2_d32", 3, 2, 49, 49, 32, AttnMask::PaddingCausal, 106);
+  check_fused_attention("additive_ts_7x7_h4_d16", 2, 4, 7, 7, 16, AttnMask::AdditiveTS, 107);
+  check_fused_attention("additive_bhts_7x49_h2_d8", 2, 2, 7, 49, 8, AttnMask::AdditiveBHTS, 108);
+  check_fused_attention("causal_offset_49x76_h1_d32", 1, 1, 49, 76, 32, AttnMask::Causal, 109);
+  check_fused_attention("one_query_1x50_causal_h2_d64", 2, 2, 1, 50, 64, AttnMask::Causal, 110);
+  check_fused_attention("one_key_7x1_pad_h2_d8", 3, 2, 7, 1, 8, AttnMask::Padding, 111);
+  // Causal with T > S: the first T - S rows are fully masked (zeros, lse -inf, no gradient).
+  check_fused_attention("masked_rows_50x7_h2_d16", 2, 2, 50, 7, 16, AttnMask::CausalAdditive, 112);
+  check_fused_attention("odd_d24_17x33_pad_h2", 2, 2, 17, 33, 24, AttnMask::Padding, 113);
+  // bf16 operands (MatmulPrecision::Bf16): against the CPU (float32) and the GEMM path's bf16, NMSE <= 1e-3.
+  check_fused_attention("bf16_cls_77x77_h2_d64", 2, 2, 77, 77, 64, AttnMask::ClsPattern, 114, kBf16);
+  check_fused_attention("bf16_pooler_256x50_h2_d64", 1, 2, 256, 50, 64, AttnMask::Padding, 115, kBf16);
+  check_fused_attention("bf16_cross_76x50_h2_d32", 2, 2, 76, 50, 32, AttnMask::None, 116, kBf16);
 }
 
 // attention_from_projections: q/k/v are column windows of the projection outputs and dq/dk/dv

@@ -19,6 +19,7 @@ void set_matmul_precision(MatmulPrecision) {}
 MatmulPrecision matmul_precision() { return MatmulPrecision::Float32; }
 void set_attention_impl(AttentionImpl) {}
 AttentionImpl attention_impl() { return AttentionImpl::Auto; }
+int64_t attention_fused_calls() { return 0; }
 void set_profiling(bool) {}
 void profile_report() {}
 

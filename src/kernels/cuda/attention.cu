@@ -4,14 +4,16 @@
 // the current 32-wide tile held in shared memory; each lane accumulates D/32 output columns.
 // The backward recomputes probabilities from the forward's log-sum-exp (FlashAttention-2's
 // scheme, split into a dQ pass and a dK/dV pass so that no atomics are needed).
-// attention_forward / attention_backward send short key lengths to the cuBLAS implementation
-// in attention_gemm.cu instead (the dispatch rule is at the end of this file).
+// attention_forward / attention_backward send CoCa's short sequences to the fused kernels of
+// attention_fused.cu and other short key lengths to the cuBLAS implementation in
+// attention_gemm.cu instead (the dispatch rule is at the end of this file).
 #include "coca/kernels/cuda/attention.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 
+#include "attention_fused.h"
 #include "attention_gemm.h"
 #include "attention_mask.cuh"
 #include "common.cuh"
@@ -295,11 +297,13 @@ void allow_smem(K kernel, size_t bytes) {
 }
 
 std::atomic<AttentionImpl> g_impl{AttentionImpl::Auto};
+std::atomic<int64_t> g_fused_calls{0};
 
-// COCA_CUDA_ATTENTION=tiled|gemm, read once; anything else (or unset) is Auto.
+// COCA_CUDA_ATTENTION=fused|tiled|gemm, read once; anything else (or unset) is Auto.
 AttentionImpl env_impl() {
   static const AttentionImpl impl = [] {
     const char* e = std::getenv("COCA_CUDA_ATTENTION");
+    if (e && std::strcmp(e, "fused") == 0) return AttentionImpl::Fused;
     if (e && std::strcmp(e, "tiled") == 0) return AttentionImpl::Tiled;
     if (e && std::strcmp(e, "gemm") == 0) return AttentionImpl::Gemm;
     return AttentionImpl::Auto;
@@ -307,29 +311,45 @@ AttentionImpl env_impl() {
   return impl;
 }
 
-// The GEMM path when it is forced (set_attention_impl, else the environment) or, under Auto,
-// when S <= 512 and the backward's [B*H, T, S] scratch is under 1 GiB; the tiled kernels when
-// forced or when the GEMM path cannot run the call. Forward and backward of one call decide
-// alike (the size rule uses the backward's scratch for both; only a gradient operand with
-// strides cuBLAS cannot take would split them), so the backward recomputes P from the same
-// kind of scores the forward's lse came from (this matters under bf16 precision).
-bool use_gemm(const kernels::AttentionArgs& a, DType dt, std::initializer_list<const Tensor*> q_like,
-              std::initializer_list<const Tensor*> k_like) {
+enum class Path { Fused, Gemm, Tiled };
+
+// The fused kernels when forced or under Auto, where they apply (attention_fused_supported);
+// otherwise the GEMM path when it is forced (set_attention_impl, else the environment) or,
+// under Auto (and Fused that does not apply), when S <= 512 and the backward's [B*H, T, S]
+// scratch is under 1 GiB; the tiled kernels when forced or when the GEMM path cannot run the
+// call. Forward and backward of one call decide alike (the size rules use the backward's
+// needs for both; only a gradient operand with strides the kernels cannot take would split
+// them), so the backward recomputes P from the same kind of scores the forward's lse came
+// from (this matters under bf16 precision).
+Path choose_path(const kernels::AttentionArgs& a, DType dt, std::initializer_list<const Tensor*> q_like,
+                 std::initializer_list<const Tensor*> k_like) {
   AttentionImpl impl = g_impl.load(std::memory_order_relaxed);
   if (impl == AttentionImpl::Auto) impl = env_impl();
-  if (impl == AttentionImpl::Tiled) return false;
-  if (!detail::attention_gemm_supported(a, q_like, k_like)) return false;
-  return impl == AttentionImpl::Gemm || detail::attention_gemm_scratch_bytes(a, dt) < (int64_t{1} << 30);
+  if (impl == AttentionImpl::Tiled) return Path::Tiled;
+  if (impl == AttentionImpl::Auto || impl == AttentionImpl::Fused) {
+    bool ok = detail::attention_fused_supported(a, dt, q_like);
+    ok = ok && detail::attention_fused_supported(a, dt, k_like);
+    if (ok) return Path::Fused;
+  }
+  if (!detail::attention_gemm_supported(a, q_like, k_like)) return Path::Tiled;
+  if (impl == AttentionImpl::Gemm) return Path::Gemm;
+  return detail::attention_gemm_scratch_bytes(a, dt) < (int64_t{1} << 30) ? Path::Gemm : Path::Tiled;
 }
 
 }  // namespace
 
 void set_attention_impl(AttentionImpl impl) { g_impl.store(impl, std::memory_order_relaxed); }
 AttentionImpl attention_impl() { return g_impl.load(std::memory_order_relaxed); }
+int64_t attention_fused_calls() { return g_fused_calls.load(std::memory_order_relaxed); }
 
 void attention_forward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
                        Tensor& lse) {
-  if (use_gemm(a, q.dtype(), {&q, &o}, {&k, &v})) return detail::attention_gemm_forward(a, q, k, v, o, lse);
+  const Path path = choose_path(a, q.dtype(), {&q, &o}, {&k, &v});
+  if (path == Path::Fused) {
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    return detail::attention_fused_forward(a, q, k, v, o, lse);
+  }
+  if (path == Path::Gemm) return detail::attention_gemm_forward(a, q, k, v, o, lse);
   KernelTimer timer("attention");
   if (a.B * a.H * a.T == 0) return;
   COCA_CHECK(a.H <= 65535 && a.B <= 65535, "scaled_dot_product_attention (CUDA): B ", a.B, " or H ", a.H,
@@ -353,8 +373,12 @@ void attention_forward(const kernels::AttentionArgs& a, const Tensor& q, const T
 void attention_backward(const kernels::AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& o, const Tensor& lse, const Tensor& dout, Tensor& dq, Tensor& dk,
                         Tensor& dv) {
-  if (use_gemm(a, q.dtype(), {&q, &o, &dout, &dq}, {&k, &v, &dk, &dv}))
-    return detail::attention_gemm_backward(a, q, k, v, o, lse, dout, dq, dk, dv);
+  const Path path = choose_path(a, q.dtype(), {&q, &o, &dout, &dq}, {&k, &v, &dk, &dv});
+  if (path == Path::Fused) {
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    return detail::attention_fused_backward(a, q, k, v, o, lse, dout, dq, dk, dv);
+  }
+  if (path == Path::Gemm) return detail::attention_gemm_backward(a, q, k, v, o, lse, dout, dq, dk, dv);
   KernelTimer timer("attention_backward");
   dispatch_float_dev(q.dtype(), "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
