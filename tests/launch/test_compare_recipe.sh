@@ -20,7 +20,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 echo "a photo of a {}." >"$work/templates.txt"
 out=$work/out
 start=$(date +%s)
-"$src/launch/compare_recipe.sh" --build "$build" --out "$out" --seeds 0 --minutes 2 --epochs 100 \
+"$src/launch/compare_recipe.sh" --build "$build" --out "$out" --seeds 0 --minutes 10 --epochs 100 \
   --train-data "$work/fx/train" --eval-data "$work/fx/eval" --model-config "$work/fx/model.json" \
   --templates "$work/templates.txt" -- --max-steps 20 --warmup 5 --batch-size 8 --lr 2e-3 | tee "$work/stdout"
 echo "compare_recipe took $(( $(date +%s) - start )) s"
@@ -46,7 +46,7 @@ for name, s in r["systems"].items():
     print(f"PASS {name}: 20 steps, top-1 {run['top1']:.2f}%, top-5 {run['top5']:.2f}%")
 PY
 # A second call reuses finished runs (same commands) and rewrites the table.
-"$src/launch/compare_recipe.sh" --build "$build" --out "$out" --seeds 0 --minutes 2 --epochs 100 \
+"$src/launch/compare_recipe.sh" --build "$build" --out "$out" --seeds 0 --minutes 10 --epochs 100 \
   --train-data "$work/fx/train" --eval-data "$work/fx/eval" --model-config "$work/fx/model.json" \
   --templates "$work/templates.txt" -- --max-steps 20 --warmup 5 --batch-size 8 --lr 2e-3 >"$work/again"
 [[ $(grep -c "done before, reused" "$work/again") == 2 ]] || fail "the second call did not reuse both runs: $(cat "$work/again")"
