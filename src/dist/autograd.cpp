@@ -54,12 +54,18 @@ LossContext make_loss_context(const std::shared_ptr<Communicator>& tensors, std:
   LossContext ctx;
   ctx.rank = tensors->rank();
   ctx.world = tensors->size();
-  ctx.gather = [tensors, scalars](const Tensor& t) {
-    if (tensors->size() > 1) {
-      auto rows = scalars->all_gather_value(t.dim() >= 1 ? t.size(0) : -1);
+  // Every rank must gather the same number of rows. That is checked over the ranks (a host
+  // collective) the first time and whenever this rank's count changes, not on every gather of
+  // every step: a rank whose count changes alone then stops in the collective's timeout.
+  auto checked_rows = std::make_shared<int64_t>(-2);
+  ctx.gather = [tensors, scalars, checked_rows](const Tensor& t) {
+    const int64_t n = t.dim() >= 1 ? t.size(0) : -1;
+    if (tensors->size() > 1 && n != *checked_rows) {
+      auto rows = scalars->all_gather_value(n);
       for (size_t r = 0; r < rows.size(); ++r)
         COCA_CHECK(rows[r] == rows[0], "global-batch loss: rank ", r, " holds ", rows[r], " rows but rank 0 holds ",
                    rows[0], "; every rank needs the same per-rank batch (labels are offset by rank * n)");
+      *checked_rows = n;
     }
     return all_gather_with_grad(tensors, t);
   };

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -278,19 +279,29 @@ std::unique_ptr<Work> MpiCommunicator::broadcast_async(const Tensor& t, int root
   return w;
 }
 
+namespace {
+std::atomic<int64_t> g_host_collectives{0};
+void count_host_collective() { g_host_collectives.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace
+
+int64_t host_collectives() { return g_host_collectives.load(std::memory_order_relaxed); }
+
 void MpiCommunicator::barrier() {
+  count_host_collective();
   MpiWork w(*this, "barrier", {}, Tensor());
   COCA_MPI_CHECK(MPI_Ibarrier(comm_, w.request()));
   w.wait();
 }
 
 double MpiCommunicator::sum(double value) {
+  count_host_collective();
   Tensor t = Tensor::full({1}, value, DType::f64);
   all_reduce(t, ReduceOp::Sum);
   return t.data<double>()[0];
 }
 
 std::vector<int64_t> MpiCommunicator::all_gather_value(int64_t value) {
+  count_host_collective();
   Tensor in = Tensor::full({1}, 0, DType::f64), out = Tensor::empty({size_}, DType::f64);
   in.data<double>()[0] = static_cast<double>(value);  // exact below 2^53
   all_gather(in, out);
@@ -301,6 +312,7 @@ std::vector<int64_t> MpiCommunicator::all_gather_value(int64_t value) {
 
 void MpiCommunicator::broadcast_bytes(void* data, size_t nbytes, int root) {
   COCA_CHECK(nbytes < (size_t{1} << 31), "broadcast_bytes: ", nbytes, " bytes is too many for one call");
+  count_host_collective();
   MpiWork w(*this, str_cat("broadcast of ", nbytes, " bytes from rank ", root), {}, Tensor());
   COCA_MPI_CHECK(MPI_Ibcast(data, static_cast<int>(nbytes), MPI_BYTE, root, comm_, w.request()));
   w.wait();

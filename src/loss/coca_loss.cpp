@@ -36,7 +36,7 @@ Tensor caption_loss(const Tensor& caption_logits, const Tensor& tokens, int64_t 
                  " token positions but row ", b, " has a token at position ", j);
       local += counted;
     }
-  Tensor targets = (T < L ? tokens.slice(1, 1, T) : tokens.slice(1, 1, L)).contiguous().reshape({-1});
+  Tensor targets = (T < L ? tokens.slice(1, 1, T) : tokens.slice(1, 1, L)).contiguous().reshape({-1}).to(caption_logits.device());
   const double global = ctx.sum_over_ranks(static_cast<double>(local));
   // No gradient flows through the count. Scaled by 1/W so the rank-average of gradients is exact.
   const double normalizer = global > 0 ? global / ctx.world : -1.0;

@@ -189,14 +189,15 @@ TextEncoding TextTransformer::forward(const Tensor& text, bool trim_padding) con
   if (!cfg.embed_cls) {  // CLIP: causal mask, pooled at the end-of-text token after ln_final
     const std::vector<int64_t> end = argmax_positions(tok, B, L);
     const int64_t T = trim_padding ? *std::max_element(end.begin(), end.end()) + 1 : L;
-    Tensor x = embedding(token_embedding_weight, T < L ? text.slice(1, 0, T).contiguous() : text);  // [B, T, w]
+    const Device dev = token_embedding_weight.device();
+    Tensor x = embedding(token_embedding_weight, (T < L ? text.slice(1, 0, T).contiguous() : text).to(dev));  // [B, T, w]
     x = add(x, T < L ? positional_embedding.slice(0, 0, T) : positional_embedding);
     AttentionMask causal;
     causal.causal = true;
     x = transformer->forward(x, causal);
     std::vector<int32_t> rows(B);
     for (int64_t b = 0; b < B; ++b) rows[b] = static_cast<int32_t>(b * T + end[b]);
-    Tensor index = Tensor::from_vector(rows, {B}).to(text.device());
+    Tensor index = Tensor::from_vector(rows, {B}).to(dev);
     Tensor pooled = embedding(x.reshape({B * T, w}), index);  // [B, w]; ln_final is per row
     TextEncoding out;
     out.features = l2_normalize(matmul(ln_final->forward(pooled), text_projection));
@@ -204,13 +205,14 @@ TextEncoding TextTransformer::forward(const Tensor& text, bool trim_padding) con
     return out;
   }
   const int64_t T = trim_padding ? used_length(tok, B) : L;
-  Tensor x = embedding(token_embedding_weight, T < L ? text.slice(1, 0, T).contiguous() : text);  // [B, T, w]
+  const Device dev = token_embedding_weight.device();  // text may be on the host
+  Tensor x = embedding(token_embedding_weight, (T < L ? text.slice(1, 0, T).contiguous() : text).to(dev));  // [B, T, w]
   x = concat({x, cls_emb.reshape({1, 1, w}).expand({B, 1, w})}, 1);
   Tensor pos = T < L ? concat({positional_embedding.slice(0, 0, T), positional_embedding.slice(0, L, L + 1)}, 0)
                      : positional_embedding;
   x = add(x, pos);  // [B, T+1, w]
   AttentionMask mask;
-  mask.additive = attention_mask(tok, B, T, text.device());
+  mask.additive = attention_mask(tok, B, T, dev);
   x = transformer->forward(x, mask);
   TextEncoding out;
   out.features = l2_normalize(matmul(ln_final->forward(x.select(1, T)), text_projection));
@@ -279,8 +281,15 @@ void CoCa::set_grad_checkpointing(bool on) {
 }
 
 void CoCa::clamp_logit_scale() {
-  const double v = logit_scale.item();
   const double hi = std::log(100.0);
+  if (logit_scale.device() != Device::CPU) {  // on the device, without waiting for it
+    NoGradGuard no_grad;
+    // A NaN stays NaN here (the host path below replaces it); the trainer never applies a step
+    // whose gradient norm is not finite, so none reaches logit_scale.
+    logit_scale.copy_(clamp(logit_scale, 0.0, hi));
+    return;
+  }
+  const double v = logit_scale.item();
   if (v < 0.0 || v > hi || std::isnan(v)) logit_scale.fill_(std::isnan(v) ? hi : std::min(std::max(v, 0.0), hi));
 }
 
@@ -340,7 +349,7 @@ CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens, bool trim_p
     const int64_t n = static_cast<int64_t>(rows.size());
     std::vector<int32_t> sub(n * L);
     for (int64_t r = 0; r < n; ++r) std::copy_n(tok.begin() + rows[r] * L, L, sub.begin() + r * L);
-    TextEncoding txt = text->forward(Tensor::from_vector(sub, {n, L}).to(tokens.device()), true);
+    TextEncoding txt = text->forward(Tensor::from_vector(sub, {n, L}), true);  // uploads what it runs
     const int64_t P = txt.tokens.size(1) - 1;  // decoder positions: the targets are tokens 1..P
     Tensor h = text_decoder->hidden(txt.tokens.slice(1, 0, P), buckets == 1 ? img.tokens : gather_rows(img.tokens, rows));
     std::vector<int32_t> keep;  // positions (r, p) whose target is a token
@@ -360,7 +369,7 @@ CocaOutput CoCa::forward(const Tensor& images, const Tensor& tokens, bool trim_p
   const int64_t N = static_cast<int64_t>(targets.size());
   if (N > 0) {
     out.caption_logits = logits.size() == 1 ? logits[0] : concat(logits, 0);  // [N, V]
-    out.caption_targets = Tensor::from_vector(targets, {N}).to(tokens.device());
+    out.caption_targets = Tensor::from_vector(targets, {N}).to(device());
   }
   return out;
 }

@@ -1,8 +1,8 @@
 #include "coca/tensor/tensor.h"
 
+#include <atomic>
 #include <malloc.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -349,5 +349,12 @@ Tensor& Tensor::copy_(const Tensor& src) {
   throw Error(str_cat("copy_: ", src.describe(), " -> ", describe(), " needs a build with the CUDA backend"));
 #endif
 }
+
+namespace {
+std::atomic<int64_t> g_device_to_host_copies{0};
+}  // namespace
+
+int64_t device_to_host_copies() { return g_device_to_host_copies.load(std::memory_order_relaxed); }
+void count_device_to_host_copy() { g_device_to_host_copies.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace coca

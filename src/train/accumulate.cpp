@@ -30,7 +30,7 @@ StepLosses accumulate_step(const CoCa& model, const std::vector<MicroBatch>& mic
     CocaLosses l = coca_loss(model.forward(micro[0].images, micro[0].tokens, /*trim_padding=*/true), micro[0].tokens,
                              pad_id, weights, ctx);
     hooks.backward(0, maybe_poison(l.total, poison));
-    return {l.total.item(), l.contrastive.item(), l.caption.item()};
+    return {l.total.detach(), l.contrastive.detach(), l.caption.detach()};
   }
   const int64_t b = micro[0].tokens.size(0);
   for (const MicroBatch& m : micro)
@@ -57,7 +57,7 @@ StepLosses accumulate_step(const CoCa& model, const std::vector<MicroBatch>& mic
   }
 
   // Pass 2: micro-batch j live among the kept features.
-  double caption_sum = 0, contrastive = 0;
+  Tensor caption_sum, contrastive;
   for (int j = 0; j < k; ++j) {
     hooks.before_forward(j);
     CocaOutput o = model.forward(micro[j].images, micro[j].tokens, /*trim_padding=*/true);
@@ -71,13 +71,22 @@ StepLosses accumulate_step(const CoCa& model, const std::vector<MicroBatch>& mic
     const Tensor cap = caption_loss(o, micro[j].tokens, pad_id, caption_ctx);
     const Tensor loss = add(mul_scalar(con, weights.contrastive), mul_scalar(cap, weights.caption));
     hooks.backward(j, maybe_poison(loss, poison));
-    contrastive = con.item();  // the same value in every pass
-    caption_sum += cap.item();
+    NoGradGuard no_grad;
+    contrastive = con.detach();  // the same value in every pass
+    caption_sum = j == 0 ? cap.detach() : add(caption_sum, cap.detach());
   }
+  NoGradGuard no_grad;
   out.contrastive = contrastive;
   out.caption = caption_sum;
-  out.total = weights.contrastive * contrastive + weights.caption * caption_sum;
+  out.total = add(mul_scalar(contrastive, weights.contrastive), mul_scalar(caption_sum, weights.caption));
   return out;
+}
+
+std::array<double, 3> StepLosses::values() const {
+  NoGradGuard no_grad;
+  const Tensor all = concat({total.reshape({1}), contrastive.reshape({1}), caption.reshape({1})}, 0);
+  const std::vector<double> v = all.to(DType::f64).to_vector<double>();
+  return {v[0], v[1], v[2]};
 }
 
 }  // namespace coca::train

@@ -173,6 +173,9 @@ class Trainer {
   // The logging window's time in the gradient all-reduce (waiting after backward) and in the
   // embedding all-gather, from the step and the all-gather total where it began.
   double window_grad_wait_s_ = 0, window_gather_from_s_ = 0;
+  // Device-to-host copies and host collectives of the window's steps (the step and the stop
+  // check; not logging, evaluation or checkpoints): each one waits, for the device or the ranks.
+  int64_t window_d2h_ = 0, window_host_collectives_ = 0;
   int64_t window_from_step_ = 0;
   // COCA_LINK_CHECK: "auto" (default: when the step waits in collectives longer than it
   // computes), "always" or "off"; COCA_LINK_CHECK_KB: the transfer size. See check_links().
@@ -552,7 +555,9 @@ StepResult Trainer::train_step(double lr) {
                ": shards have no 'tokens' (make them with coca-shard --tokenizer)");
     COCA_CHECK(batch_.tokens.size(1) == cfg_.text.context_length, "--train-data ", o_.train_data, ": tokens of length ",
                batch_.tokens.size(1), " but the model's context_length is ", cfg_.text.context_length);
-    micro[k] = {batch_.images.to(dev_), batch_.tokens.to(dev_)};  // pinned staging on cuda
+    // The tokens stay on the host: the trimmed forward plans its buckets from them and uploads
+    // only what it runs (reading them back from the device would wait for it every step).
+    micro[k] = {batch_.images.to(dev_), batch_.tokens};  // pinned staging on cuda
   }
   AccumulateHooks hooks;
   // Patch dropout's choice depends only on where the run is, so a resumed run draws the same
@@ -569,19 +574,30 @@ StepResult Trainer::train_step(double lr) {
   const StepLosses l = accumulate_step(*model_, micro, cfg_.text.pad_id, weights_, loss_ctx_, hooks,
                                        step_ == o_.debug_nonfinite_step);
   model_->set_training(false);
-  r.loss = l.total;
-  r.contrastive = l.contrastive;
-  r.caption = l.caption;
   grads_->finish();
   window_grad_wait_s_ += grads_->last_wait_seconds();
   // On CUDA the clipping scale stays on the device: AdamW applies it as it reads the gradients.
+  // The losses and the norm come to the host together, in one copy.
   GradNorm gn;
+  std::array<double, 3> losses{};
   if (zero_) {
     r.grad_norm = zero_->clip_grad_norm(o_.grad_clip_norm);
+    losses = l.values();
+  } else if (gn = clip_grad_norm_deferred(params_, o_.grad_clip_norm); gn.norm_scale.defined()) {
+    NoGradGuard no_grad;
+    const Tensor all = concat({l.total.reshape({1}).to(DType::f64), l.contrastive.reshape({1}).to(DType::f64),
+                               l.caption.reshape({1}).to(DType::f64), gn.norm_scale.slice(0, 0, 1)},
+                              0);
+    const std::vector<double> v = all.to_vector<double>();
+    losses = {v[0], v[1], v[2]};
+    r.grad_norm = v[3];
   } else {
-    gn = clip_grad_norm_deferred(params_, o_.grad_clip_norm);
+    losses = l.values();
     r.grad_norm = gn.norm();
   }
+  r.loss = losses[0];
+  r.contrastive = losses[1];
+  r.caption = losses[2];
   const bool finite_here = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   r.finite = comm_->sum(finite_here ? 0.0 : 1.0) == 0.0;
   if (r.finite) {
@@ -631,6 +647,7 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
     ++log_count_;
   }
   if (step_ % o_.log_every_n_steps != 0 && step_ != plan_.total_steps && !last) return;
+  check_deferred_errors();  // a bad caption target seen on the GPU since the last window
   // Collectives, every rank (a step that logs nothing makes none of these).
   const double window_loss = comm_->sum(log_loss_) / world_, window_con = comm_->sum(log_con_) / world_,
                window_cap = comm_->sum(log_cap_) / world_;
@@ -659,6 +676,8 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
                           {"gflops_per_s", rate * train_flops / 1e9}, {"wait_comm_s", grads_->last_wait_seconds()},
                           {"elapsed_s", elapsed}, {"host_tensor_peak_mib", host_tensor_peak_bytes() / 1048576.0},
                           {"step_s", dt / steps}, {"grad_allreduce_wait_s", window_grad_wait_s_ / steps},
+                          {"d2h_copies_per_step", window_d2h_ / steps},
+                          {"host_collectives_per_step", window_host_collectives_ / steps},
                           {"embed_gather_s", (dist::all_gather_with_grad_seconds() - window_gather_from_s_) / steps}};
     if (!captions) row.erase("caption_loss");
     metrics_->write(row);
@@ -666,6 +685,7 @@ void Trainer::log_progress(const StepResult& r, double lr, bool last) {
   }
   window_from_step_ = step_;
   window_grad_wait_s_ = 0;
+  window_d2h_ = window_host_collectives_ = 0;
   window_gather_from_s_ = dist::all_gather_with_grad_seconds();
   report_stragglers();
   reset_host_tensor_peak_bytes();  // the peak of host tensor memory over each logging window
@@ -890,7 +910,10 @@ int Trainer::run() {
                                     o_.lr_cooldown_end);
     const double waited_before = comm_->wait_seconds();
     const Clock::time_point step_start = Clock::now();
+    int64_t d2h_from = device_to_host_copies(), collectives_from = dist::host_collectives();
     const StepResult r = train_step(lr);
+    window_d2h_ += device_to_host_copies() - d2h_from;
+    window_host_collectives_ += dist::host_collectives() - collectives_from;
     busy_s_ += seconds_since(step_start) - (comm_->wait_seconds() - waited_before);
     waited_s_ += comm_->wait_seconds() - waited_before;
     ++busy_steps_;
@@ -913,10 +936,14 @@ int Trainer::run() {
       }
     }
     const bool time_up = o_.max_minutes > 0 && seconds_since(t_start_) > o_.max_minutes * 60;
+    d2h_from = device_to_host_copies();
+    collectives_from = dist::host_collectives();
     const bool stop = !done && comm_->sum((g_stop_signal || (lead_ && time_up)) ? 1.0 : 0.0) > 0;
     const bool periodic = (o_.save_every_n_steps > 0 && step_ % o_.save_every_n_steps == 0) ||
                           (epoch_end && o_.save_frequency > 0 && epoch_ % o_.save_frequency == 0);
     const bool by_signal = stop && comm_->sum(g_stop_signal ? 1.0 : 0.0) > 0;
+    window_d2h_ += device_to_host_copies() - d2h_from;
+    window_host_collectives_ += dist::host_collectives() - collectives_from;
     log_progress(r, lr, stop);
     if (stop || done || periodic) {
       const char* why = stop ? (by_signal ? "stop requested by signal" : "time limit") : done ? "end of training"

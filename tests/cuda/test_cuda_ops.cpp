@@ -155,14 +155,27 @@ TEST_F(CudaOps, Norms) {
 TEST_F(CudaOps, Embedding) {
   check("embedding", {rn({50, 24}, 1), ints({4, 7}, 2, 50)}, {true, false},
         [](const std::vector<Tensor>& x) { return embedding(x[0], x[1]); });
+  // A bad index does not stop the device: its row is zeros, backward adds nothing for it, and
+  // check_deferred_errors() raises it once, naming the position.
   Tensor w = rn({10, 4}, 3).cuda();
+  w.set_requires_grad(true);
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{1, 2, 10}, {3}).cuda();
+  const int64_t copies = device_to_host_copies();
+  Tensor out = embedding(w, bad);
+  sum(out).backward();
+  EXPECT_EQ(device_to_host_copies(), copies) << "the gather waited for the device";
+  const std::vector<float> rows = out.to_vector<float>(), grad = w.grad().to_vector<float>();
+  for (int d = 0; d < 4; ++d) EXPECT_EQ(rows[8 + d], 0.f);
+  float grad_sum = 0;
+  for (float g : grad) grad_sum += g;
+  EXPECT_EQ(grad_sum, 8.f);  // the two good rows, 4 columns each
   try {
-    embedding(w, bad);
+    check_deferred_errors();
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("position 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("index 10 at position 2 is outside [0, 10)"), std::string::npos) << e.what();
   }
+  EXPECT_NO_THROW(check_deferred_errors());  // raised once
 }
 
 TEST_F(CudaOps, CrossEntropy) {
@@ -178,8 +191,18 @@ TEST_F(CudaOps, CrossEntropy) {
         [](const std::vector<Tensor>& x) { return cross_entropy(x[0], x[1], -100, 17.0); });
   check("cross_entropy_strided_rows", {rn({64, 2000}, 4), t}, {true, false},
         [](const std::vector<Tensor>& x) { return cross_entropy(x[0].slice(1, 500, 1500), x[1]); });
+  // The loss stays on the device (no wait); a bad target is raised by check_deferred_errors().
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{0, 7}, {2}).cuda();
-  EXPECT_THROW(cross_entropy(rn({2, 5}, 5).cuda(), bad), Error);
+  const int64_t copies = device_to_host_copies();
+  Tensor loss = cross_entropy(rn({2, 5}, 5).cuda(), bad);
+  EXPECT_EQ(device_to_host_copies(), copies) << "cross_entropy waited for the device";
+  try {
+    check_deferred_errors();
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("target 7 at row 1 is outside [0, 5)"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(check_deferred_errors());
 }
 
 TEST_F(CudaOps, Matmul) {

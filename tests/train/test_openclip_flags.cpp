@@ -70,7 +70,7 @@ class OpenClipFlags : public ::testing::Test {
 
 // OpenCLIP's README, "Single-process running code" (a CSV dataset; --imagenet-val given). Its
 // model, RN50 (a ResNet CLIP), is not one of the model configs here: refused, naming them; with
-// a CoCa config the rest of the line runs.
+// a ViT CLIP or a CoCa config the rest of the line runs.
 TEST_F(OpenClipFlags, ReadmeSingleProcessExample) {
   const std::string line =
       "--save-frequency 1 --zeroshot-frequency 1 --report-to tensorboard --train-data=DATA --val-data=VAL "
@@ -78,8 +78,10 @@ TEST_F(OpenClipFlags, ReadmeSingleProcessExample) {
       "--batch-size=128 --lr=1e-3 --wd=0.1 --epochs=30 --workers=8 --model ";
   const std::string e = error(line + "RN50");
   EXPECT_NE(e.find("model 'RN50': no such config file"), std::string::npos) << e;
-  EXPECT_NE(e.find("(the model configs here: coca_ViT-B-32, coca_ViT-L-14, coca_tiny)"), std::string::npos) << e;
+  EXPECT_NE(e.find("(the model configs here: ViT-B-16, "), std::string::npos) << e;
+  EXPECT_NE(e.find(", coca_ViT-B-32, coca_ViT-L-14, coca_base, coca_tiny)"), std::string::npos) << e;
   const TrainOptions o = parse(line + "coca_ViT-B-32");
+  EXPECT_EQ(parse(line + "ViT-B-32").model, "ViT-B-32");  // OpenCLIP's CLIP configs are here
   EXPECT_EQ(o.batch_size, 128);
   EXPECT_EQ(o.warmup, 10000);
   EXPECT_DOUBLE_EQ(o.wd, 0.1);

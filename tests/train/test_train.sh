@@ -20,6 +20,17 @@ print("losses", [round(x, 3) for x in losses[:3]], "...", [round(x, 3) for x in 
 sys.exit(0 if len(losses) >= 6 and sum(losses[-3:]) < 0.8 * sum(losses[:3]) else 1)
 PY
 
+check "a CPU step copies nothing from a device and makes at most 3 host collectives" python3 - \
+  "$work/logs/down/metrics.jsonl" <<'PY'
+import json, sys
+# (the first step also checks that the ranks gather equal row counts: one more collective)
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "d2h_copies_per_step" in r and r["step"] > 1]
+d2h = sorted({r["d2h_copies_per_step"] for r in rows})
+coll = sorted({r["host_collectives_per_step"] for r in rows})
+print("after step 1: d2h per step", d2h, "host collectives per step", coll)
+sys.exit(0 if rows and d2h == [0] and coll == [2, 3] else 1)
+PY
+
 # 1b. Zero-shot on the fixture's labelled set with the model just trained: the classes are
 # colour+shape names the captions spell out, so a trained model must beat chance (1/8) by far;
 # and two ranks must give exactly the single-process metrics.

@@ -65,6 +65,22 @@ def key_bias(name, t):  # (the key third of an in_proj_bias [3D]: rows [D, 2D)),
 def compared(name, t):  # what the final-weights check compares: all but key_bias
     return t[:len(t) // 3] + t[2 * len(t) // 3:] if name.endswith("in_proj_bias") else t
 PY
+# What a step waits for: on the GPU one device-to-host copy (the losses and the gradient norm,
+# together), none on the CPU; three host collectives (the caption token count, the finite-step
+# consensus and the stop check; the last step makes no stop check, the first one more to check
+# that the ranks gather equal row counts). Logging, evaluation and checkpoints are not counted.
+check "a step makes 1 device-to-host copy on the GPU, 0 on the CPU, and at most 3 host collectives" \
+  python3 - "$work/logs/cpu/metrics.jsonl" "$work/logs/gpu/metrics.jsonl" "$gpu" <<'PY'
+import json, sys
+rows = lambda p: [r for r in map(json.loads, open(p)) if "d2h_copies_per_step" in r and r["step"] > 1]
+cpu, gpu = rows(sys.argv[1]), rows(sys.argv[2])
+want_gpu = 1 if sys.argv[3] == "cuda" else 0
+d2h_cpu = sorted({r["d2h_copies_per_step"] for r in cpu})
+d2h_gpu = sorted({r["d2h_copies_per_step"] for r in gpu})
+coll = sorted({r["host_collectives_per_step"] for r in cpu + gpu})
+print("d2h per step: cpu", d2h_cpu, "gpu", d2h_gpu, "| host collectives per step", coll)
+sys.exit(0 if len(cpu) == 11 and len(gpu) == 11 and d2h_cpu == [0] and d2h_gpu == [want_gpu] and max(coll) <= 3 else 1)
+PY
 check "GPU fp32 losses track the CPU's (relative gap <= 1e-4 every step)" python3 - "$work" <<'PY'
 import sys; sys.path.insert(0, sys.argv[1]); from st import losses
 a, b = losses(sys.argv[1] + "/logs/cpu/metrics.jsonl"), losses(sys.argv[1] + "/logs/gpu/metrics.jsonl")

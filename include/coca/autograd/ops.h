@@ -77,6 +77,10 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 // the per-row log-sum-exp (one [N] buffer) and recomputes the probabilities.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      double normalizer = -1);
+// On the GPU cross_entropy and embedding check their targets and indices on the device without
+// waiting: this raises the first one out of range seen since the last call (two device-to-host
+// copies; nothing on the CPU, which raises at once). The trainer calls it at logging steps.
+void check_deferred_errors();
 
 // ---- attention (ops/attention.cpp, kernels/cpu/attention.cpp) ----
 struct AttentionMask {

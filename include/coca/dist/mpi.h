@@ -13,6 +13,11 @@
 
 namespace coca::dist {
 
+// Host-side collectives (sum, all_gather_value, broadcast_bytes, all_gather_strings, barrier)
+// made by this process so far: each waits for every rank. The trainer reports them per step
+// (metrics.jsonl host_collectives_per_step).
+int64_t host_collectives();
+
 class MpiCommunicator : public Communicator {
  public:
   // Duplicates `base`, so that our collectives never match a user's on the same communicator.

@@ -143,4 +143,10 @@ int64_t wrap_dim(int64_t d, const Tensor& t, const char* op);
 // Makes a tensor sharing `base`'s storage with the given geometry (no autograd history).
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);
 
+// Copies from device memory to the host made by this process so far (every cuda::memcpy to the
+// host: Tensor::to, item(), to_vector, norm reads). Each waits for the device to reach it: the
+// trainer reports them per step (metrics.jsonl d2h_copies_per_step).
+int64_t device_to_host_copies();
+void count_device_to_host_copy();
+
 }  // namespace coca

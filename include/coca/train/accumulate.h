@@ -10,6 +10,7 @@
 // once (in its own pass), so the k backward passes add up to the gradient of one batch of
 // k x b per rank; logit_scale, which every pass sees, takes 1/k of its gradient from each.
 // Memory: one micro-batch's activations plus the kept features ([k b, E] twice).
+#include <array>
 #include <functional>
 #include <vector>
 
@@ -19,14 +20,17 @@
 namespace coca::train {
 
 struct MicroBatch {
-  Tensor images;  // [b, 3, H, W]
-  Tensor tokens;  // i32 [b, L]
+  Tensor images;  // [b, 3, H, W], on the model's device
+  Tensor tokens;  // i32 [b, L]: best on the host, where the trimmed forward plans from them
 };
 
 // This rank's share of the step's losses: averaged over ranks they are the losses of the
 // whole k x W x b batch (total = weights.contrastive x contrastive + weights.caption x caption).
+// Scalars on the model's device, without a graph: reading them waits for the device, so the
+// trainer reads them together with the gradient norm, once.
 struct StepLosses {
-  double total = 0, contrastive = 0, caption = 0;
+  Tensor total, contrastive, caption;
+  std::array<double, 3> values() const;  // {total, contrastive, caption}: one copy to the host
 };
 
 struct AccumulateHooks {

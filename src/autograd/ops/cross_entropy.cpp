@@ -2,6 +2,7 @@
 #include "coca/kernels/cpu/cross_entropy.h"
 #ifdef COCA_WITH_CUDA
 #include "coca/kernels/cuda/cross_entropy.h"
+#include "coca/kernels/cuda/embedding.h"
 #endif
 
 #include "common.h"
@@ -23,13 +24,20 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const int64_t ld = x.size(0) > 1 ? x.stride(0) : x.size(1);
   Tensor t = targets.contiguous();
   Tensor lse = Tensor::empty({x.size(0)}, x.dtype(), x.device());
-  int64_t count = 0;
 #ifdef COCA_WITH_CUDA
-  const double total = x.device() == Device::CUDA ? cuda::cross_entropy_forward(x, ld, t, ignore_index, lse, count)
-                                                  : cpu::cross_entropy_forward(x, ld, t, ignore_index, lse, count);
-#else
-  const double total = cpu::cross_entropy_forward(x, ld, t, ignore_index, lse, count);
+  if (x.device() == Device::CUDA) {  // the loss and its denominator stay on the device
+    Tensor out = Tensor::empty({}, x.dtype(), Device::CUDA), denom = Tensor::empty({1}, DType::f64, Device::CUDA);
+    cuda::cross_entropy_forward(x, ld, t, ignore_index, lse, normalizer, out, denom);
+    record(out, "cross_entropy", {logits}, [x, ld, t, lse, ignore_index, denom](const Tensor& g) {
+      Tensor d = Tensor::empty(x.shape(), x.dtype(), x.device());
+      cuda::cross_entropy_backward(x, ld, t, ignore_index, lse, g.to(x.dtype()).contiguous(), denom, d);
+      return std::vector<Tensor>{d};
+    });
+    return out;
+  }
 #endif
+  int64_t count = 0;
+  const double total = cpu::cross_entropy_forward(x, ld, t, ignore_index, lse, count);
   const double denom = normalizer > 0 ? normalizer : static_cast<double>(count);
   // With every target ignored the mean is 0 (not NaN) and so is the gradient.
   const double value = denom > 0 ? total / denom : 0.0;
@@ -37,10 +45,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   record(out, "cross_entropy", {logits}, [x, ld, t, lse, ignore_index, denom](const Tensor& g) {
     Tensor d = Tensor::empty(x.shape(), x.dtype(), x.device());
     const double scale = denom > 0 ? g.item() / denom : 0.0;
-    COCA_DISPATCH_DEVICE(x, cross_entropy_backward(x, ld, t, ignore_index, lse, scale, d));
+    cpu::cross_entropy_backward(x, ld, t, ignore_index, lse, scale, d);
     return std::vector<Tensor>{d};
   });
   return out;
+}
+
+void check_deferred_errors() {
+#ifdef COCA_WITH_CUDA
+  cuda::check_targets();
+  cuda::check_indices();
+#endif
 }
 
 }  // namespace coca

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "coca/kernels/cuda/runtime.h"
+
 #include "attention_fused.h"
 #include "attention_gemm.h"
 #include "attention_mask.cuh"
@@ -313,7 +315,8 @@ AttentionImpl env_impl() {
 
 enum class Path { Fused, Gemm, Tiled };
 
-// The fused kernels when forced or under Auto, where they apply (attention_fused_supported);
+// The fused kernels when forced or under Auto at fp32/tf32 precision, where they apply
+// (attention_fused_supported);
 // otherwise the GEMM path when it is forced (set_attention_impl, else the environment) or,
 // under Auto (and Fused that does not apply), when S <= 512 and the backward's [B*H, T, S]
 // scratch is under 1 GiB; the tiled kernels when forced or when the GEMM path cannot run the
@@ -326,7 +329,11 @@ Path choose_path(const kernels::AttentionArgs& a, DType dt, std::initializer_lis
   AttentionImpl impl = g_impl.load(std::memory_order_relaxed);
   if (impl == AttentionImpl::Auto) impl = env_impl();
   if (impl == AttentionImpl::Tiled) return Path::Tiled;
-  if (impl == AttentionImpl::Auto || impl == AttentionImpl::Fused) {
+  // Under bf16 precision Auto keeps the tensor-core GEMM path: the fused kernels are SIMT float32
+  // and have not been timed against it on a GPU yet (tests/gpu/run_on_device.sh, with and
+  // without COCA_CUDA_ATTENTION=fused, decides).
+  const bool fused_by_default = impl == AttentionImpl::Auto && matmul_precision() != MatmulPrecision::Bf16;
+  if (fused_by_default || impl == AttentionImpl::Fused) {
     bool ok = detail::attention_fused_supported(a, dt, q_like);
     ok = ok && detail::attention_fused_supported(a, dt, k_like);
     if (ok) return Path::Fused;

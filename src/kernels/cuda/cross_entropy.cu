@@ -1,5 +1,6 @@
 // Fused cross-entropy on the GPU: one warp per row computes the log-sum-exp and the row's loss;
-// the host sums the per-row losses in float64 (so the result does not depend on launch shape).
+// one block sums the per-row losses in float64 in a fixed order (so the result does not depend on
+// launch shape) and writes the loss and its denominator on the device: nothing waits for it.
 #include "coca/kernels/cuda/cross_entropy.h"
 
 #include <vector>
@@ -41,11 +42,69 @@ __global__ void ce_forward_kernel(const T* x, int64_t ld, const int32_t* t, int6
   }
 }
 
+// The first target outside [0, C) that is not the ignore index, kept on the device until
+// check_targets(): {found, row, value, classes, ignore index}. Allocated once, never freed.
+int64_t* g_bad_target_slot = nullptr;  // allocated by the first cross-entropy on the device
+
+int64_t* bad_target_slot() {
+  if (g_bad_target_slot == nullptr) {
+    auto* p = static_cast<int64_t*>(device_alloc(5 * sizeof(int64_t)));
+    const int64_t zero[5] = {0, 0, 0, 0, 0};
+    memcpy(p, zero, sizeof zero, 0);
+    g_bad_target_slot = p;
+  }
+  return g_bad_target_slot;
+}
+
+constexpr int kFinishThreads = 256;
+
+// One block: out = sum(row_loss) / denom (0 where denom is 0), denom = normalizer > 0 ? normalizer
+// : the count of counted rows. Thread i sums rows i, i + 256, ... in order, then the block sums
+// the threads in a fixed order.
 template <typename T>
-__global__ void ce_backward_kernel(const T* x, int64_t ld, const int32_t* t, int64_t ignore, const T* lse, T scale,
-                                   T* d, int64_t N, int64_t C) {
+__global__ void ce_finish_kernel(const double* row_loss, const int* valid, const int32_t* t, int64_t N, int64_t C,
+                                 int64_t ignore, double normalizer, T* out, double* denom, int64_t* bad_target) {
+  COCA_SHARED(double, part_loss, kFinishThreads);
+  COCA_SHARED(double, part_count, kFinishThreads);
+  COCA_SHARED(int64_t, part_bad, kFinishThreads);
+  double loss = 0, count = 0;
+  int64_t bad = N;
+  for (int64_t r = threadIdx.x; r < N; r += kFinishThreads) {
+    loss += row_loss[r];
+    count += valid[r] == 1 ? 1.0 : 0.0;
+    if (valid[r] < 0 && r < bad) bad = r;
+  }
+  part_loss[threadIdx.x] = loss;
+  part_count[threadIdx.x] = count;
+  part_bad[threadIdx.x] = bad;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  double total = 0, counted = 0;
+  for (int i = 0; i < kFinishThreads; ++i) {
+    total += part_loss[i];
+    counted += part_count[i];
+    if (part_bad[i] < bad) bad = part_bad[i];
+  }
+  const double dn = normalizer > 0 ? normalizer : counted;
+  *denom = dn;
+  *out = static_cast<T>(dn > 0 ? total / dn : 0.0);
+  if (bad < N && bad_target[0] == 0) {
+    bad_target[0] = 1;
+    bad_target[1] = bad;
+    bad_target[2] = t[bad];
+    bad_target[3] = C;
+    bad_target[4] = ignore;
+  }
+}
+
+// dlogits = g / denom * (softmax - onehot(target)) per counted row, 0 for ignored rows; g (the
+// incoming gradient) and denom are read on the device.
+template <typename T>
+__global__ void ce_backward_kernel(const T* x, int64_t ld, const int32_t* t, int64_t ignore, const T* lse,
+                                   const T* g, const double* denom, T* d, int64_t N, int64_t C) {
   const int64_t r = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.y;
   if (r >= N) return;
+  const T scale = *denom > 0 ? static_cast<T>(static_cast<double>(*g) / *denom) : T(0);
   T* dr = d + r * C;
   const int32_t tr = t[r];
   if (tr == ignore) {
@@ -59,50 +118,48 @@ __global__ void ce_backward_kernel(const T* x, int64_t ld, const int32_t* t, int
 
 }  // namespace
 
-double cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
-                             Tensor& lse, int64_t& count) {
+void cross_entropy_forward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
+                           Tensor& lse, double normalizer, Tensor& out, Tensor& denom) {
   KernelTimer timer("cross_entropy");
   const int64_t N = logits.size(0), C = logits.size(1);
-  count = 0;
-  if (N == 0) return 0.0;
-  Scratch row_loss(sizeof(double) * N), valid(sizeof(int) * N);
+  Scratch row_loss(sizeof(double) * std::max<int64_t>(N, 1)), valid(sizeof(int) * std::max<int64_t>(N, 1));
   dispatch_float_dev(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch<ce_forward_kernel<T>>(blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
-        dptr<T>(logits), ld, dptr<int32_t>(targets), ignore_index, dptr<T>(lse), row_loss.as<double>(),
-        valid.as<int>(), N, C);
+    if (N > 0) {
+      launch<ce_forward_kernel<T>>(blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
+          dptr<T>(logits), ld, dptr<int32_t>(targets), ignore_index, dptr<T>(lse), row_loss.as<double>(),
+          valid.as<int>(), N, C);
+      COCA_CUDA_LAUNCH_CHECK();
+    }
+    launch<ce_finish_kernel<T>>(dim3(1), dim3(kFinishThreads), 0, stream(), row_loss.as<double>(), valid.as<int>(),
+        dptr<int32_t>(targets), N, C, ignore_index, normalizer, dptr<T>(out), dptr<double>(denom), bad_target_slot());
     COCA_CUDA_LAUNCH_CHECK();
   });
-  std::vector<double> losses(N);
-  std::vector<int> ok(N);
-  memcpy(losses.data(), row_loss.as<double>(), sizeof(double) * N, 1);
-  memcpy(ok.data(), valid.as<int>(), sizeof(int) * N, 1);
-  double total = 0;
-  for (int64_t r = 0; r < N; ++r) {
-    if (ok[r] < 0) {
-      int32_t value = 0;
-      memcpy(&value, dptr<int32_t>(targets) + r, sizeof(value), 1);
-      throw Error(str_cat("cross_entropy: target ", value, " at row ", r, " is outside [0, ", C,
-                          ") and is not the ignore index ", ignore_index));
-    }
-    total += losses[r];
-    count += ok[r];
-  }
-  return total;
 }
 
 void cross_entropy_backward(const Tensor& logits, int64_t ld, const Tensor& targets, int64_t ignore_index,
-                            const Tensor& lse, double scale, Tensor& dlogits) {
+                            const Tensor& lse, const Tensor& g, const Tensor& denom, Tensor& dlogits) {
   KernelTimer timer("cross_entropy_backward");
   const int64_t N = logits.size(0), C = logits.size(1);
   if (N == 0) return;
   dispatch_float_dev(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     launch<ce_backward_kernel<T>>(blocks_for(N, kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream(),
-        dptr<T>(logits), ld, dptr<int32_t>(targets), ignore_index, dptr<T>(lse), static_cast<T>(scale),
+        dptr<T>(logits), ld, dptr<int32_t>(targets), ignore_index, dptr<T>(lse), dptr<T>(g), dptr<double>(denom),
         dptr<T>(dlogits), N, C);
     COCA_CUDA_LAUNCH_CHECK();
   });
+}
+
+void check_targets() {
+  if (g_bad_target_slot == nullptr) return;  // no cross-entropy ran on the device
+  int64_t bad[5] = {0, 0, 0, 0, 0};
+  memcpy(bad, bad_target_slot(), sizeof bad, 1);
+  if (bad[0] == 0) return;
+  const int64_t clear[5] = {0, 0, 0, 0, 0};
+  memcpy(bad_target_slot(), clear, sizeof clear, 0);
+  throw Error(str_cat("cross_entropy: target ", bad[2], " at row ", bad[1], " is outside [0, ", bad[3],
+                      ") and is not the ignore index ", bad[4]));
 }
 
 }  // namespace coca::cuda

@@ -14,6 +14,7 @@
 #include <atomic>
 
 #include "coca/kernels/cuda/context.h"
+#include "coca/tensor/tensor.h"
 
 namespace coca {
 
@@ -303,6 +304,7 @@ void memcpy(void* dst, const void* src, size_t nbytes, int kind) {
   } else {
     COCA_CUDA_CHECK(cudaMemcpyAsync(pinned, src, nbytes, cudaMemcpyDeviceToHost, s));
     COCA_CUDA_CHECK(cudaStreamSynchronize(s));
+    count_device_to_host_copy();
     std::memcpy(dst, pinned, nbytes);
   }
 }

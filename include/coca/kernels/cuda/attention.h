@@ -23,8 +23,9 @@ void attention_backward(const kernels::AttentionArgs& a, const Tensor& q, const 
 
 // Which implementation attention_forward / attention_backward use.
 //  Auto (the default): the environment variable COCA_CUDA_ATTENTION (read once) when it is
-//    "fused", "tiled" or "gemm"; otherwise fused where it applies (float32, D <= 64, shared
-//    memory within the device's limit), else gemm when S <= 512 and the backward's
+//    "fused", "tiled" or "gemm"; otherwise, at fp32 or tf32 matmul precision, fused where it
+//    applies (float32, D <= 64, shared memory within the device's limit; not under bf16
+//    precision until it is timed against the tensor-core GEMMs), else gemm when S <= 512 and the backward's
 //    [B*H, T, S] scratch is under 1 GiB, else tiled.
 //  Fused / Tiled / Gemm: that one (the environment is ignored). Fused falls back to the Auto
 //    rule for what it cannot run (float64, D > 64, long key lengths); Gemm falls back to tiled
